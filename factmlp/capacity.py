@@ -1,0 +1,60 @@
+"""Minimum-width search as a pure function of the probes so far.
+
+Given every (width → stored?) observation, say which widths to probe next or give the answer.
+Being pure, a killed sweep resumes from its recorded probes with nothing redone, and a k-ary
+round proposes several widths at once so a batched trainer evaluates them together.
+"""
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class SearchStep:
+    """``next_widths`` empty means done; ``min_width`` None when nothing in range succeeded."""
+
+    next_widths: tuple[int, ...]
+    min_width: int | None
+    monotone: bool
+
+    @property
+    def done(self) -> bool:
+        return not self.next_widths
+
+
+def is_monotone(observations: Mapping[int, bool]) -> bool:
+    """Success should never be observed below a failure; report it when it is."""
+    successes = [w for w, ok in observations.items() if ok]
+    failures = [w for w, ok in observations.items() if not ok]
+    return not successes or not failures or max(failures) < min(successes)
+
+
+def next_widths(observations: Mapping[int, bool], low: int, high: int, arity: int = 1) -> SearchStep:
+    """Bisection (arity 1) or a k-ary search for the smallest width in [low, high] that succeeds.
+
+    The bracket is (largest failure below the smallest success, smallest success]; while no
+    success is known the top of the range is probed with the round. Non-monotone observations are
+    flagged in ``monotone`` and the search still brackets the smallest observed success.
+    """
+    if not 1 <= low <= high:
+        raise ValueError(f"search range must satisfy 1 <= low <= high, got low={low}, high={high}")
+    if arity < 1:
+        raise ValueError(f"arity must be >= 1, got {arity}")
+    monotone = is_monotone(observations)
+    successes = [w for w, ok in observations.items() if ok and low <= w <= high]
+    best = min(successes) if successes else None
+    top = best if best is not None else high + 1
+    below = [w for w, ok in observations.items() if not ok and low <= w < top]
+    start = max(below) + 1 if below else low
+    if best is None and high in observations:
+        return SearchStep((), None, monotone)
+    if start >= top:
+        return SearchStep((), best, monotone)
+    span = top - start  # candidates start .. top-1 (top = high+1 stands for "unknown, probe high")
+    if best is None:
+        picks = {high} | {start + (span - 1) * i // arity for i in range(1, arity)}
+    else:
+        picks = {start + span * i // (arity + 1) for i in range(1, arity + 1)}
+    picks = sorted(w for w in picks if w not in observations and start <= w < max(top, high + 1))
+    return SearchStep(tuple(picks), best, monotone)

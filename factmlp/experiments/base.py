@@ -1,0 +1,89 @@
+"""The contract between an experiment kind and the generic sweep machinery.
+
+An experiment declares its parameters (with defaults, types and allowed values) and three pure
+functions: which probes a cell needs next given the results so far, how to run a batch of probes,
+and how to summarise a finished cell. The orchestrator knows experiments only through this.
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+REQUIRED = object()
+
+
+@dataclass(frozen=True)
+class Param:
+    """One cell parameter: its type comes from ``kind``; ``choices`` or bounds restrict its values."""
+
+    kind: type
+    default: Any = REQUIRED
+    choices: tuple | None = None
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False
+    doc: str = ""
+
+    def allowed(self) -> str:
+        if self.choices is not None:
+            return "one of " + ", ".join(map(str, self.choices))
+        if self.low is not None or self.high is not None:
+            left = "(" if self.low_open else "["
+            return f"{self.kind.__name__} in {left}{self.low if self.low is not None else '-inf'}, " \
+                   f"{self.high if self.high is not None else 'inf'}]"
+        return f"a {self.kind.__name__}"
+
+    def coerce(self, key: str, value: Any) -> Any:
+        """Return ``value`` as this parameter's type, or raise ValueError naming key and what is allowed."""
+        bad = ValueError(f"{key}: got {value!r}; allowed: {self.allowed()}")
+        if self.kind is bool:
+            if not isinstance(value, bool):
+                raise bad
+        elif self.kind is int:
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise bad
+        elif self.kind is float:
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+                raise bad
+            value = float(value)
+        elif not isinstance(value, self.kind):
+            raise bad
+        if self.choices is not None and value not in self.choices:
+            raise bad
+        if self.low is not None and (value < self.low or (self.low_open and value == self.low)):
+            raise bad
+        if self.high is not None and value > self.high:
+            raise bad
+        return value
+
+
+@dataclass(frozen=True)
+class Experiment:
+    """An experiment kind as the registry exposes it (see module docstring)."""
+
+    name: str
+    params: Mapping[str, Param]
+    next_probes: Callable[[dict, list[dict]], list[dict]]
+    run_probes: Callable[[dict, list[dict]], list[dict]]
+    summarize: Callable[[dict, list[dict]], dict]
+    check: Callable[[dict], None] = lambda cell: None
+    summary_columns: tuple[str, ...] = ()
+    figure: Mapping[str, str] = field(default_factory=dict)
+
+    def resolve(self, cell: Mapping[str, Any]) -> dict:
+        """Fill defaults, coerce types and check values; raise ValueError('key: ...') on bad input."""
+        unknown = sorted(set(cell) - set(self.params))
+        if unknown:
+            raise KeyError(unknown[0])
+        out = {}
+        for key, param in self.params.items():
+            if key in cell:
+                out[key] = param.coerce(key, cell[key])
+            elif param.default is REQUIRED:
+                raise ValueError(f"{key}: required but not set; allowed: {param.allowed()}")
+            else:
+                out[key] = param.default
+        self.check(out)
+        return out

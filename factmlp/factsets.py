@@ -1,0 +1,126 @@
+"""Fact sets: keys K (F×d), values V (M×d) and a map f: [F] → [M] that an MLP must store.
+
+Every table is a deterministic function of (geometry, d, F, seed), so every method in a sweep
+sees exactly the same embeddings.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+GEOMETRIES = ("spherical", "gaussian", "uniform", "spike", "condition")
+SPIKE_TARGETS = ("keys", "values", "both")
+MAPPINGS = ("permutation", "identity")
+
+
+@dataclass(frozen=True)
+class FactSet:
+    """Keys, values and the map; ``targets`` are the values each key must decode to."""
+
+    keys: np.ndarray
+    values: np.ndarray
+    mapping: np.ndarray
+
+    def __post_init__(self):
+        if self.keys.ndim != 2 or self.values.ndim != 2 or self.keys.shape[1] != self.values.shape[1]:
+            raise ValueError(f"keys {self.keys.shape} and values {self.values.shape} must be 2-D with equal width")
+        if self.mapping.shape != (len(self.keys),):
+            raise ValueError(f"mapping has shape {self.mapping.shape}, expected ({len(self.keys)},)")
+        if len(self.mapping) and (self.mapping.min() < 0 or self.mapping.max() >= len(self.values)):
+            raise ValueError("mapping indexes outside the value table")
+
+    @property
+    def num_facts(self) -> int:
+        return len(self.keys)
+
+    @property
+    def d(self) -> int:
+        return self.keys.shape[1]
+
+    @property
+    def targets(self) -> np.ndarray:
+        return self.values[self.mapping]
+
+
+def _unit_rows(x: np.ndarray) -> np.ndarray:
+    return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+def sample_table(geometry: str, rows: int, d: int, rng: np.random.Generator, *, kappa: float = 10.0) -> np.ndarray:
+    """One embedding table of the named base geometry (spike is applied separately, see ``spike``)."""
+    if geometry in ("spherical", "spike"):
+        return _unit_rows(rng.standard_normal((rows, d)))
+    if geometry == "gaussian":
+        return rng.standard_normal((rows, d)) / np.sqrt(d)
+    if geometry == "uniform":
+        return _unit_rows(rng.uniform(0.0, 1.0, (rows, d)))
+    if geometry == "condition":
+        return condition(_unit_rows(rng.standard_normal((rows, d))), kappa)
+    raise ValueError(f"unknown geometry {geometry!r}; allowed: {', '.join(GEOMETRIES)}")
+
+
+def spike(table: np.ndarray, direction: np.ndarray, beta: float) -> np.ndarray:
+    """Rank-one anisotropy e' = (I + β u uᵀ) e, rows renormalised to the unit sphere."""
+    return _unit_rows(table + beta * np.outer(table @ direction, direction))
+
+
+def condition(table: np.ndarray, kappa: float) -> np.ndarray:
+    """Replace the singular values by a linear ramp from 1 to 1/κ, keeping the Frobenius norm."""
+    if kappa < 1:
+        raise ValueError(f"kappa must be >= 1, got {kappa}")
+    u, s, vt = np.linalg.svd(table, full_matrices=False)
+    ramp = np.linspace(1.0, 1.0 / kappa, len(s))
+    ramp *= np.linalg.norm(s) / np.linalg.norm(ramp)
+    return (u * ramp) @ vt
+
+
+def whiten(table: np.ndarray, eps: float = 1e-8) -> np.ndarray:
+    """ṽ = Σ^{-1/2} v with Σ the (centred) covariance: raises ρ and capacity, and the Lipschitz constant."""
+    centred = table - table.mean(axis=0)
+    cov = centred.T @ centred / len(table)
+    evals, evecs = np.linalg.eigh(cov)
+    inv_sqrt = (evecs / np.sqrt(np.maximum(evals, 0.0) + eps)) @ evecs.T
+    return table @ inv_sqrt
+
+
+def make_factset(
+    geometry: str = "spherical",
+    d: int = 64,
+    num_facts: int = 256,
+    seed: int = 0,
+    *,
+    tied: bool = True,
+    mapping: str = "permutation",
+    beta: float = 0.0,
+    spike_on: str = "both",
+    kappa: float = 10.0,
+    whiten_values: bool = False,
+) -> FactSet:
+    """A synthetic fact set with M = F values.
+
+    tied: keys and values are the same table (as with tied LM embeddings); else separate draws.
+    mapping: 'permutation' (f a random permutation) or 'identity'.
+    """
+    if geometry not in GEOMETRIES:
+        raise ValueError(f"unknown geometry {geometry!r}; allowed: {', '.join(GEOMETRIES)}")
+    if mapping not in MAPPINGS:
+        raise ValueError(f"unknown mapping {mapping!r}; allowed: {', '.join(MAPPINGS)}")
+    if spike_on not in SPIKE_TARGETS:
+        raise ValueError(f"unknown spike_on {spike_on!r}; allowed: {', '.join(SPIKE_TARGETS)}")
+    if d < 1 or num_facts < 1:
+        raise ValueError(f"d and num_facts must be positive, got d={d}, num_facts={num_facts}")
+    # Independent streams so that, e.g., changing the map never changes the embeddings.
+    keys_rng, values_rng, map_rng, spike_rng = (np.random.default_rng([seed, i]) for i in range(4))
+    keys = sample_table(geometry, num_facts, d, keys_rng, kappa=kappa)
+    values = keys.copy() if tied else sample_table(geometry, num_facts, d, values_rng, kappa=kappa)
+    if geometry == "spike" and beta:
+        direction = _unit_rows(spike_rng.standard_normal((1, d)))[0]
+        if spike_on in ("keys", "both"):
+            keys = spike(keys, direction, beta)
+        if spike_on in ("values", "both"):
+            values = spike(values, direction, beta)
+    if whiten_values:
+        values = whiten(values)
+    f = map_rng.permutation(num_facts) if mapping == "permutation" else np.arange(num_facts)
+    return FactSet(keys=keys, values=values, mapping=f)

@@ -1,0 +1,19 @@
+"""Connecting to Ray: an embedded local instance on loopback by default, or an existing cluster."""
+from __future__ import annotations
+
+import os
+
+
+def ensure_ray(address: str | None = None, num_cpus: int | None = None):
+    """Reuse a running Ray in this process, else join ``address`` or start a local one on 127.0.0.1."""
+    import ray
+
+    if ray.is_initialized():
+        return ray
+    os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+    quiet = dict(log_to_driver=False, logging_level="ERROR", configure_logging=True)
+    if address:
+        ray.init(address=address, **quiet)
+    else:
+        ray.init(num_cpus=num_cpus, include_dashboard=False, _node_ip_address="127.0.0.1", **quiet)
+    return ray

@@ -1,0 +1,24 @@
+"""Stable ids: a hash of the resolved, canonical config and the result-schema version.
+
+Operational settings (resources, tracking, paths, cluster) never reach a cell's config, so moving
+a sweep from a laptop to a cluster keeps every id, and a re-launch finds its finished work.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+
+SCHEMA_VERSION = 1
+
+
+def _digest(payload: dict) -> str:
+    text = json.dumps(payload, sort_keys=True, separators=(",", ":"), allow_nan=False)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def cell_id(experiment: str, config: dict) -> str:
+    return _digest({"experiment": experiment, "config": config, "schema": SCHEMA_VERSION})
+
+
+def probe_id(cell: str, probe: dict) -> str:
+    return _digest({"cell": cell, "probe": probe, "schema": SCHEMA_VERSION})

@@ -1,0 +1,74 @@
+"""What a sweep still needs: a pure function of the spec and the probes recorded so far.
+
+Because the next probes of a cell are derived only from its recorded probes, launching is resuming:
+a killed sweep continues from its last recorded probe and a finished one has nothing to do.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import pandas as pd
+
+from orchestrator.identity import cell_id, probe_id
+from orchestrator.spec import Spec
+from orchestrator.store import Store
+
+DONE, PENDING, FAILED = "done", "pending", "failed"
+
+
+@dataclass
+class CellPlan:
+    """One cell: its config, its recorded probes and what it needs next."""
+
+    cell_id: str
+    config: dict
+    results: list[dict] = field(default_factory=list)
+    failures: dict[str, str] = field(default_factory=dict)  # probe id -> error message
+    next_probes: list[dict] = field(default_factory=list)
+
+    @property
+    def blocked(self) -> list[dict]:
+        """Next probes that failed before and wait for ``--retry-failed``."""
+        return [p for p in self.next_probes if p["probe_id"] in self.failures]
+
+    @property
+    def state(self) -> str:
+        if not self.next_probes:
+            return DONE
+        return FAILED if self.blocked else PENDING
+
+
+def _clean(row: dict) -> dict:
+    return {k: v for k, v in row.items() if not (isinstance(v, float) and math.isnan(v))}
+
+
+def advance(spec: Spec, cell: CellPlan) -> None:
+    """Recompute the cell's next probes from its results (the experiment's pure search)."""
+    nxt = spec.experiment.next_probes(cell.config, cell.results)
+    cell.next_probes = [{**p, "probe_id": probe_id(cell.cell_id, p)} for p in nxt]
+
+
+def build_plan(spec: Spec, store: Store) -> list[CellPlan]:
+    recorded = store.load("probes", spec.name)
+    by_cell = {cid: rows for cid, rows in recorded.groupby("cell_id")} if len(recorded) else {}
+    plans = []
+    for config in spec.cells:
+        cell = CellPlan(cell_id(spec.experiment.name, config), config)
+        rows = by_cell.get(cell.cell_id, pd.DataFrame())
+        for row in rows.sort_values("recorded_at").to_dict("records") if len(rows) else []:
+            row = _clean(row)
+            if row["status"] == "ok":
+                cell.results.append(row)
+            else:
+                cell.failures[row["probe_id"]] = row.get("error", "")
+        advance(spec, cell)
+        plans.append(cell)
+    return plans
+
+
+def counts(plans: list[CellPlan]) -> dict:
+    states = [p.state for p in plans]
+    return {"cells": len(plans), "done": states.count(DONE), "pending": states.count(PENDING),
+            "failed": states.count(FAILED), "probes_recorded": sum(len(p.results) for p in plans),
+            "probes_next": sum(len(p.next_probes) for p in plans if p.state == PENDING)}

@@ -1,0 +1,103 @@
+"""Parquet, the system of record: one dataset per table, partitioned by sweep.
+
+Layout: ``<root>/<table>/sweep=<name>/part-*.parquet``. Every write goes to a temporary file that
+is then renamed into place, so a reader never sees half a file and a kill loses nothing that was
+written. Rows carry their primary key; reads keep the newest row per key, which makes appends
+idempotent and compaction safe to interrupt.
+"""
+from __future__ import annotations
+
+import os
+import time
+import uuid
+from pathlib import Path
+
+import duckdb
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from orchestrator.identity import SCHEMA_VERSION
+
+KEYS = {"probes": "probe_id", "cells": "cell_id", "fits": "fit_id"}
+
+
+class Store:
+    """Append-only Parquet tables under ``root`` with atomic writes and compaction."""
+
+    def __init__(self, root: str | Path):
+        self.root = Path(root)
+
+    def _dir(self, table: str, sweep: str) -> Path:
+        return self.root / table / f"sweep={sweep}"
+
+    def append(self, table: str, sweep: str, rows: list[dict]) -> Path | None:
+        """Write ``rows`` as one new fragment (temporary file, then an atomic rename)."""
+        if not rows:
+            return None
+        now = time.time()
+        frame = pd.DataFrame([{"schema_version": SCHEMA_VERSION, "recorded_at": now, **r} for r in rows])
+        return self._write(self._dir(table, sweep), frame, f"part-{time.time_ns():020d}-{uuid.uuid4().hex[:8]}.parquet")
+
+    @staticmethod
+    def _write(folder: Path, frame: pd.DataFrame, name: str) -> Path:
+        folder.mkdir(parents=True, exist_ok=True)
+        final = folder / name
+        tmp = folder / f".{name}.tmp"
+        try:
+            pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), tmp)
+            with open(tmp, "rb") as fh:
+                os.fsync(fh.fileno())
+            os.replace(tmp, final)
+        finally:
+            tmp.unlink(missing_ok=True)
+        return final
+
+    def fragments(self, table: str, sweep: str) -> list[Path]:
+        return sorted(self._dir(table, sweep).glob("part-*.parquet"))
+
+    def sweeps(self, table: str) -> list[str]:
+        base = self.root / table
+        return sorted(p.name.split("=", 1)[1] for p in base.glob("sweep=*") if p.is_dir()) if base.exists() else []
+
+    def load(self, table: str, sweep: str | None = None) -> pd.DataFrame:
+        """All current rows of ``table`` (one per key, the newest), with a ``sweep`` column."""
+        frames = []
+        for name in [sweep] if sweep else self.sweeps(table):
+            parts = [pd.read_parquet(p) for p in self.fragments(table, name)]
+            parts = [p for p in parts if len(p)]
+            if parts:
+                frames.append(pd.concat(parts, ignore_index=True).assign(sweep=name))
+        if not frames:
+            return pd.DataFrame()
+        frame = pd.concat(frames, ignore_index=True)
+        key = KEYS.get(table)
+        if key in frame:
+            frame = frame.sort_values("recorded_at", kind="stable").drop_duplicates(["sweep", key], keep="last")
+        return frame.reset_index(drop=True)
+
+    def compact(self, table: str, sweep: str) -> None:
+        """Merge a sweep's fragments into one; a kill part-way leaves duplicates that reads drop."""
+        parts = self.fragments(table, sweep)
+        if len(parts) < 2:
+            return
+        frame = self.load(table, sweep).drop(columns="sweep")
+        self._write(self._dir(table, sweep), frame, f"part-{time.time_ns():020d}-compact.parquet")
+        for p in parts:
+            p.unlink(missing_ok=True)
+
+    def connect(self) -> duckdb.DuckDBPyConnection:
+        """An in-memory DuckDB with one view per table (newest row per key), for SQL over results."""
+        con = duckdb.connect()
+        for table in sorted(p.name for p in self.root.glob("*") if p.is_dir() and any(p.glob("sweep=*/part-*.parquet"))):
+            glob = str(self.root / table / "sweep=*" / "part-*.parquet").replace("'", "''")
+            source = f"read_parquet('{glob}', hive_partitioning=true, union_by_name=true)"
+            key = KEYS.get(table)
+            dedupe = f" QUALIFY row_number() OVER (PARTITION BY sweep, {key} ORDER BY recorded_at DESC) = 1" if key else ""
+            con.execute(f'CREATE VIEW "{table}" AS SELECT * FROM {source}{dedupe}')
+        return con
+
+
+def load(table: str, sweep: str | None = None, root: str | Path = "results") -> pd.DataFrame:
+    """pandas access to a results table: ``orchestrator.store.load('cells', sweep='quickstart')``."""
+    return Store(root).load(table, sweep)

@@ -1,0 +1,38 @@
+"""The code a Ray task runs: one experiment call on a batch of probes, turned into plain rows.
+
+An exception inside the experiment becomes a failed row carrying its message, so one bad probe
+never stops a sweep; workers never write anywhere, the driver records what they return.
+"""
+from __future__ import annotations
+
+import os
+import socket
+import time
+import traceback
+
+from factmlp.experiments import REGISTRY
+
+
+def execute(kind: str, config: dict, probes: list[dict]) -> list[dict]:
+    start = time.perf_counter()
+    where = {"host": socket.gethostname(), "pid": os.getpid(), "node_id": _node_id()}
+    params = [{k: v for k, v in p.items() if k != "probe_id"} for p in probes]
+    try:
+        results = REGISTRY[kind].run_probes(config, params)
+        if len(results) != len(probes):
+            raise RuntimeError(f"experiment {kind} returned {len(results)} results for {len(probes)} probes")
+        rows = [{**p, **r, "status": "ok", "error": None} for p, r in zip(probes, results)]
+    except Exception as e:  # noqa: BLE001 - recorded as a failed probe, never raised
+        message = f"{type(e).__name__}: {e}".splitlines()[0][:500]
+        detail = traceback.format_exc(limit=3)[-2000:]
+        rows = [{**p, "status": "failed", "error": message, "traceback": detail} for p in probes]
+    seconds = time.perf_counter() - start
+    return [{**r, **where, "task_seconds": seconds} for r in rows]
+
+
+def _node_id() -> str | None:
+    try:
+        import ray
+        return ray.get_runtime_context().get_node_id() if ray.is_initialized() else None
+    except Exception:  # noqa: BLE001 - provenance only
+        return None
