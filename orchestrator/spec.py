@@ -154,6 +154,14 @@ def _points(source: str, grid: dict, zipped: dict, seeds: list) -> list[dict]:
     return [{**g, **z, **s} for g in grid_points for z in zip_points for s in seed_points]
 
 
+def _where(key: str, grid: dict, zipped: dict, search: dict) -> str:
+    """The key as the user wrote it: ``grid.d``, ``search.high``, ``fixed.threshold``..."""
+    if key in grid or key in zipped:
+        return f"{'grid' if key in grid else 'zip'}.{key}"
+    spelled = {cell_key: f"search.{k}" for k, cell_key in SEARCH_KEYS.items() if cell_key}
+    return spelled[key] if key in search and key in spelled else f"fixed.{key}"
+
+
 def load_spec(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> Spec:
     """Read, override and validate a sweep file; raise SpecError on the first problem."""
     path = Path(path)
@@ -187,8 +195,7 @@ def load_spec(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> 
             raise _unknown(source, str(e.args[0]), experiment.params) from None
         except ValueError as e:
             key, _, message = str(e).partition(": ")
-            block = "grid" if key in grid else "zip" if key in zipped else "search" if key in search.keys() else "fixed"
-            raise SpecError(source, f"{block}.{key}", message) from None
+            raise SpecError(source, _where(key, grid, zipped, search), message) from None
         frozen = tuple(sorted(cell.items()))
         if frozen not in seen:
             seen.add(frozen)

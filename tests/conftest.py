@@ -1,0 +1,53 @@
+"""Shared fixtures: one Ray instance for the whole test session, and sweep files in tmp folders."""
+from __future__ import annotations
+
+import os
+import textwrap
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+
+
+@pytest.fixture(scope="session")
+def ray_session():
+    """Start Ray once (about 5 s) on loopback; every runner in the session reuses it."""
+    from orchestrator.cluster import ensure_ray
+
+    ray = ensure_ray(num_cpus=2)
+    yield ray
+    ray.shutdown()
+
+
+TINY = """
+name: {name}
+experiment: capacity
+fixed:
+  geometry: spherical
+  epochs: 300
+  lr: 0.02
+grid:
+  method: [gd, hebbian_whitened]
+  d: [8]
+  num_facts: [8, 16]
+search:
+  low: 1
+  high: 64
+  strategy: kary
+  arity: 3
+packing:
+  probes_per_task: 4
+storage:
+  root: {root}
+"""
+
+
+@pytest.fixture
+def tiny_sweep(tmp_path: Path):
+    """A tiny capacity sweep (4 cells) writing under its own results folder."""
+    def make(name: str = "tiny", extra: str = "") -> Path:
+        path = tmp_path / f"{name}.yaml"
+        path.write_text(TINY.format(name=name, root=tmp_path / "results") + textwrap.dedent(extra))
+        return path
+    return make

@@ -1,0 +1,76 @@
+"""A tiny sweep through a real local Ray, a real sqlite MLflow store and real Parquet files."""
+from __future__ import annotations
+
+import pandas as pd
+from mlflow.tracking import MlflowClient
+
+from orchestrator.runner import run_sweep
+from orchestrator.spec import load_spec
+from orchestrator.store import Store
+from orchestrator.tracking import CELL_TAG, KIND_TAG, default_uri
+
+
+def mlflow_cells(spec) -> dict[str, dict]:
+    client = MlflowClient(default_uri(spec.results_root))
+    experiment = client.get_experiment_by_name(spec.name)
+    runs = client.search_runs([experiment.experiment_id], filter_string=f"tags.`{KIND_TAG}` = 'cell'")
+    ids = [r.data.tags[CELL_TAG] for r in runs]
+    assert len(ids) == len(set(ids)), "duplicate MLflow child runs"
+    return {r.data.tags[CELL_TAG]: r for r in runs}
+
+
+def test_sweep_parquet_and_mlflow_agree(ray_session, tiny_sweep):
+    spec = load_spec(tiny_sweep())
+    report = run_sweep(spec, progress=False)
+    assert (report.cells, report.cells_done, report.probes_failed) == (4, 4, 0)
+
+    cells = Store(spec.results_root).load("cells", spec.name)
+    probes = Store(spec.results_root).load("probes", spec.name)
+    assert len(cells) == 4 and cells["cell_id"].is_unique
+    assert len(probes) == report.probes_run and probes["probe_id"].is_unique
+    # Every recorded minimum width really is the smallest probed width that stored all facts.
+    for row in cells.to_dict("records"):
+        mine = probes[probes["cell_id"] == row["cell_id"]]
+        stored = mine[mine["accuracy"] >= 1.0]["width"]
+        assert row["min_width"] == stored.min()
+        assert (mine[mine["width"] == row["min_width"] - 1]["accuracy"] < 1.0).all()
+        assert row["params"] == 3 * row["d"] * row["min_width"]
+
+    runs = mlflow_cells(spec)
+    assert set(runs) == set(cells["cell_id"])
+    for row in cells.to_dict("records"):
+        run = runs[row["cell_id"]]
+        assert run.data.metrics["min_width"] == row["min_width"]
+        assert run.data.metrics["params"] == row["params"]
+        assert run.data.params["method"] == row["method"] and int(run.data.params["num_facts"]) == row["num_facts"]
+        assert run.data.tags["mlflow.parentRunId"]
+        history = MlflowClient(default_uri(spec.results_root)).get_metric_history(run.info.run_id, "probe_width")
+        assert len(history) == row["num_probes"]
+
+    # Parquet readable by pandas and DuckDB alike, with the same rows.
+    sql = Store(spec.results_root).connect().execute(
+        "select cell_id, min_width from cells order by cell_id").df()
+    assert sql.equals(cells.sort_values("cell_id")[["cell_id", "min_width"]].reset_index(drop=True)
+                      .astype(sql.dtypes.to_dict()))
+
+
+def test_second_run_runs_nothing(ray_session, tiny_sweep):
+    path = tiny_sweep("again")
+    first = run_sweep(load_spec(path), progress=False)
+    assert first.probes_run > 0
+    second = run_sweep(load_spec(path), progress=False)
+    assert second.probes_run == 0 and second.cells_done == 4
+    spec = load_spec(path)
+    assert len(Store(spec.results_root).load("probes", spec.name)) == first.probes_run
+    assert len(mlflow_cells(spec)) == 4
+
+
+def test_growing_grid_runs_only_new_cells(ray_session, tiny_sweep):
+    path = tiny_sweep("grow")
+    first = run_sweep(load_spec(path), progress=False)
+    grown = run_sweep(load_spec(path, ["grid.num_facts=[8,16,24]"]), progress=False)
+    assert grown.cells == 6 and grown.cells_done == 6
+    probes = Store(load_spec(path).results_root).load("probes", "grow")
+    assert set(probes[probes["recorded_at"] > 0]["num_facts"]) == {8, 16, 24}
+    assert len(probes) == first.probes_run + grown.probes_run
+    assert pd.Series(probes["probe_id"]).is_unique
