@@ -40,6 +40,14 @@ def cell_row(spec: Spec, cell: planning.CellPlan) -> dict:
             **spec.experiment.summarize(cell.config, cell.results)}
 
 
+def record_finished_cells(spec: Spec, store: Store, plans: list[planning.CellPlan]) -> None:
+    """Write the summary row of every finished cell that lacks one (a kill can fall in between)."""
+    cells = store.load("cells", spec.name)
+    have = set(cells["cell_id"]) if len(cells) else set()
+    store.append("cells", spec.name, [cell_row(spec, c) for c in plans
+                                      if c.state == planning.DONE and c.cell_id not in have])
+
+
 def sync_tracking(spec: Spec, store: Store, tracker: Tracker) -> int:
     """Log every finished cell that MLflow lacks; returns how many were logged."""
     logged = tracker.logged_cells()
@@ -70,7 +78,9 @@ def run_sweep(spec: Spec, *, retry_failed: bool = False, progress: bool | None =
               address: str | None = None) -> RunReport:
     start = time.perf_counter()
     store = Store(spec.results_root)
+    store.remove_temporary(spec.name)
     plans = planning.build_plan(spec, store)
+    record_finished_cells(spec, store, plans)
     if retry_failed:
         for cell in plans:
             cell.failures.clear()

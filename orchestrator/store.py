@@ -53,6 +53,13 @@ class Store:
             tmp.unlink(missing_ok=True)
         return final
 
+    def remove_temporary(self, sweep: str) -> int:
+        """Delete temporary files a killed writer left behind (never visible to readers)."""
+        stale = list(self.root.glob(f"*/sweep={sweep}/.part-*.tmp"))
+        for path in stale:
+            path.unlink(missing_ok=True)
+        return len(stale)
+
     def fragments(self, table: str, sweep: str) -> list[Path]:
         return sorted(self._dir(table, sweep).glob("part-*.parquet"))
 

@@ -108,13 +108,21 @@ class Tracker:
             self._guard("closing the parent run", lambda: self.client.set_terminated(self.parent_id, status))
 
     def logged_cells(self) -> set[str] | None:
-        """Cell ids that already have a child run (None if MLflow cannot be reached)."""
+        """Cell ids with a finished child run (None if MLflow cannot be reached).
+
+        A child run left unfinished by a killed driver may lack its metrics: it is deleted here so
+        the cell is logged again, whole.
+        """
         def go():
             found, token = set(), None
             while True:
                 page = self.client.search_runs([self.experiment_id()], filter_string=f"tags.`{KIND_TAG}` = 'cell'",
                                                max_results=5000, page_token=token)
-                found |= {r.data.tags.get(CELL_TAG) for r in page}
+                for run in page:
+                    if run.info.status == "FINISHED":
+                        found.add(run.data.tags.get(CELL_TAG))
+                    else:
+                        self.client.delete_run(run.info.run_id)
                 token = page.token
                 if not token:
                     return found

@@ -5,6 +5,7 @@ cell train together as one batched model; construction probes are built one by o
 """
 from __future__ import annotations
 
+import math
 import time
 
 from factmlp import constructions, factsets
@@ -78,6 +79,9 @@ def run_probes(cell: dict, probes: list[dict]) -> list[dict]:
         config = TrainConfig(epochs=cell["epochs"], lr=cell["lr"], lr_min=cell["lr_min"], loss_stop=cell["loss_stop"],
                              activation=cell["activation"], bias=cell["bias"], seed=cell["seed"])
         trained = train_batched(factset, widths, config)
+        for width, t in zip(widths, trained):
+            if not math.isfinite(t["loss"]):
+                raise FloatingPointError(f"GD loss is {t['loss']} at width {width}; lower lr (now {cell['lr']})")
         models = [t["model"] for t in trained]
         extras = [{"loss": t["loss"], "epochs_run": t["epochs"]} for t in trained]
     else:
