@@ -10,10 +10,11 @@ def ensure_ray(address: str | None = None, num_cpus: int | None = None):
 
     if ray.is_initialized():
         return ray
-    os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
     quiet = dict(log_to_driver=False, logging_level="ERROR", configure_logging=True)
     if address:
         ray.init(address=address, **quiet)
     else:
+        # Ray's single-node mode keeps every socket on 127.0.0.1 (multi-node mode binds all interfaces).
+        os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
         ray.init(num_cpus=num_cpus, include_dashboard=False, _node_ip_address="127.0.0.1", **quiet)
     return ray
