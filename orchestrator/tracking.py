@@ -59,6 +59,10 @@ class Tracker:
 
     def __init__(self, uri: str, experiment: str, results_root: str | Path):
         os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+        # An unreachable server should cost seconds, not MLflow's default minutes of back-off.
+        os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
+        os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
+        os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "20")
         from mlflow.tracking import MlflowClient
 
         for name in ("mlflow", "alembic"):

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from servers import MlflowServer, free_port
+
 os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 
 
@@ -51,3 +53,17 @@ def tiny_sweep(tmp_path: Path):
         path.write_text(TINY.format(name=name, root=tmp_path / "results") + textwrap.dedent(extra))
         return path
     return make
+
+
+@pytest.fixture
+def mlflow_server(tmp_path):
+    """Start servers with ``start(port=None)``; every one started is stopped after the test."""
+    started = []
+
+    def start(port: int | None = None) -> MlflowServer:
+        server = MlflowServer(tmp_path / "server", port or free_port(), uri=f"sqlite:///{tmp_path / 'server.db'}")
+        started.append(server)
+        return server.wait()
+    yield start
+    for server in started:
+        server.stop()
