@@ -1,0 +1,81 @@
+"""kill -9 of the driver at random moments of a real sweep: nothing finished is lost or redone."""
+from __future__ import annotations
+
+import contextlib
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pyarrow.parquet as pq
+from mlflow.tracking import MlflowClient
+
+from orchestrator.runner import run_sweep
+from orchestrator.spec import load_spec
+from orchestrator.store import Store
+from orchestrator.tracking import CELL_TAG, KIND_TAG, default_uri
+
+KILLS = 5
+SWEEP = """
+name: {name}
+experiment: capacity
+fixed: {{geometry: spherical, epochs: 400, lr: 0.02}}
+grid: {{method: [gd, hebbian_whitened], d: [8], num_facts: [12, 24]}}
+search: {{low: 1, high: 96, strategy: binary}}
+packing: {{probes_per_task: 1}}
+storage: {{root: {root}}}
+"""
+
+
+def raw_probe_rows(root: Path, sweep: str) -> pd.DataFrame:
+    """Every probe row in every fragment, before any de-duplication."""
+    parts = [pq.read_table(p).to_pandas() for p in Store(root).fragments("probes", sweep)]
+    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=["probe_id"])
+
+
+def test_kill_dash_nine_at_random_moments(ray_session, tmp_path):
+    reference = tmp_path / "reference.yaml"
+    reference.write_text(SWEEP.format(name="killed", root=tmp_path / "reference"))
+    total = run_sweep(load_spec(reference), progress=False).probes_run
+
+    path = tmp_path / "killed.yaml"
+    path.write_text(SWEEP.format(name="killed", root=tmp_path / "results"))
+    rng = random.Random(1234)
+    # Random moments: after a random, growing number of recorded probes, plus a random fraction of a second.
+    marks = sorted(rng.sample(range(1, total - 1), KILLS))
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    for mark in marks:
+        driver = subprocess.Popen([sys.executable, "-m", "orchestrator.cli", "run", str(path)], env=env,
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+        while len(raw_probe_rows(tmp_path / "results", "killed")) < mark and driver.poll() is None:
+            time.sleep(0.05)
+        time.sleep(rng.uniform(0.0, 0.5))
+        os.kill(driver.pid, signal.SIGKILL)
+        driver.wait()
+        with contextlib.suppress(ProcessLookupError):  # Ray fate-shares with its driver; end any straggler
+            os.killpg(driver.pid, signal.SIGKILL)
+        raw = raw_probe_rows(tmp_path / "results", "killed")
+        assert raw["probe_id"].is_unique, "a finished probe was recorded twice"
+        assert len(raw) < total, "the kill came after the sweep had finished"
+        assert Store(tmp_path / "results").connect().execute("select count(*) from probes").fetchone()[0] == len(raw)
+    before = len(raw_probe_rows(tmp_path / "results", "killed"))
+    final = run_sweep(load_spec(path), progress=False)
+    assert final.cells_done == 4
+    store, expected = Store(tmp_path / "results"), Store(tmp_path / "reference")
+    probes = store.load("probes", "killed")
+    assert len(probes) == before + final.probes_run and probes["probe_id"].is_unique
+    key = ["method", "num_facts", "width"]
+    got = probes.set_index(key)["accuracy"].sort_index()
+    want = expected.load("probes", "killed").set_index(key)["accuracy"].sort_index()
+    assert got.index.equals(want.index) and (got == want).all()
+    cells = store.load("cells", "killed").set_index(["method", "num_facts"])["min_width"].sort_index()
+    assert cells.equals(expected.load("cells", "killed").set_index(["method", "num_facts"])["min_width"].sort_index())
+    client = MlflowClient(default_uri(tmp_path / "results"))
+    experiment = client.get_experiment_by_name("killed")
+    runs = client.search_runs([experiment.experiment_id], filter_string=f"tags.`{KIND_TAG}` = 'cell'")
+    assert sorted(r.data.tags[CELL_TAG] for r in runs) == sorted(store.load("cells", "killed")["cell_id"])
+    assert all(r.info.status == "FINISHED" and "min_width" in r.data.metrics for r in runs)
