@@ -23,6 +23,13 @@ class SearchStep:
         return not self.next_widths
 
 
+def _as_width(w, what: str) -> int:
+    """Widths are integers; 12.0 read back from a table is 12, 12.5 is an error."""
+    if isinstance(w, bool) or int(w) != w:
+        raise ValueError(f"{what} must be an integer width, got {w!r}")
+    return int(w)
+
+
 def is_monotone(observations: Mapping[int, bool]) -> bool:
     """Success should never be observed below a failure; report it when it is."""
     successes = [w for w, ok in observations.items() if ok]
@@ -37,9 +44,11 @@ def next_widths(observations: Mapping[int, bool], low: int, high: int, arity: in
     success is known the top of the range is probed with the round. Non-monotone observations are
     flagged in ``monotone`` and the search still brackets the smallest observed success.
     """
+    low, high = _as_width(low, "low"), _as_width(high, "high")
+    observations = {_as_width(w, "observed width"): bool(ok) for w, ok in observations.items()}
     if not 1 <= low <= high:
         raise ValueError(f"search range must satisfy 1 <= low <= high, got low={low}, high={high}")
-    if arity < 1:
+    if isinstance(arity, bool) or int(arity) != arity or arity < 1:
         raise ValueError(f"arity must be >= 1, got {arity}")
     monotone = is_monotone(observations)
     successes = [w for w, ok in observations.items() if ok and low <= w <= high]
@@ -56,5 +65,5 @@ def next_widths(observations: Mapping[int, bool], low: int, high: int, arity: in
         picks = {high} | {start + (span - 1) * i // arity for i in range(1, arity)}
     else:
         picks = {start + span * i // (arity + 1) for i in range(1, arity + 1)}
-    picks = sorted(w for w in picks if w not in observations and start <= w < max(top, high + 1))
+    picks = sorted(w for w in picks if w not in observations and start <= w <= min(top - 1, high))
     return SearchStep(tuple(picks), best, monotone)

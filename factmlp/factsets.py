@@ -48,7 +48,12 @@ def _unit_rows(x: np.ndarray) -> np.ndarray:
 
 
 def sample_table(geometry: str, rows: int, d: int, rng: np.random.Generator, *, kappa: float = 10.0) -> np.ndarray:
-    """One embedding table of the named base geometry (spike is applied separately, see ``spike``)."""
+    """One embedding table of the named base geometry (spike is applied separately, see ``spike``).
+
+    spherical/spike: Gaussian rows on the unit sphere; gaussian: N(0, I/d) rows (norm ≈ 1, not
+    normalised); uniform: U(0,1)^d rows on the unit sphere (all-positive, so strongly anisotropic);
+    condition: spherical rows with the singular values replaced by a ramp (see ``condition``).
+    """
     if geometry in ("spherical", "spike"):
         return _unit_rows(rng.standard_normal((rows, d)))
     if geometry == "gaussian":
@@ -58,6 +63,11 @@ def sample_table(geometry: str, rows: int, d: int, rng: np.random.Generator, *, 
     if geometry == "condition":
         return condition(_unit_rows(rng.standard_normal((rows, d))), kappa)
     raise ValueError(f"unknown geometry {geometry!r}; allowed: {', '.join(GEOMETRIES)}")
+
+
+def spike_direction(d: int, seed: int) -> np.ndarray:
+    """The fixed random unit vector u of the spike of every fact set with this (d, seed)."""
+    return _unit_rows(np.random.default_rng([seed, 3]).standard_normal((1, d)))[0]
 
 
 def spike(table: np.ndarray, direction: np.ndarray, beta: float) -> np.ndarray:
@@ -75,12 +85,19 @@ def condition(table: np.ndarray, kappa: float) -> np.ndarray:
     return (u * ramp) @ vt
 
 
-def whiten(table: np.ndarray, eps: float = 1e-8) -> np.ndarray:
-    """ṽ = Σ^{-1/2} v with Σ the (centred) covariance: raises ρ and capacity, and the Lipschitz constant."""
+def whiten(table: np.ndarray, rtol: float = 1e-10) -> np.ndarray:
+    """ṽ = Σ^{-1/2} v with Σ the centred covariance, so the whitened rows have identity covariance.
+
+    Centred because decodability depends only on differences v_i − v_j, which a mean does not
+    change. Directions with variance below ``rtol`` × the largest (rank-deficient Σ, F ≤ d) are
+    dropped (pseudo-inverse) instead of being blown up by 1/√ε. Raises ρ and capacity, and the
+    Lipschitz constant of an MLP that decodes to these values.
+    """
     centred = table - table.mean(axis=0)
     cov = centred.T @ centred / len(table)
     evals, evecs = np.linalg.eigh(cov)
-    inv_sqrt = (evecs / np.sqrt(np.maximum(evals, 0.0) + eps)) @ evecs.T
+    keep = evals > rtol * max(evals.max(), 0.0)
+    inv_sqrt = (evecs[:, keep] / np.sqrt(evals[keep])) @ evecs[:, keep].T
     return table @ inv_sqrt
 
 
@@ -99,8 +116,12 @@ def make_factset(
 ) -> FactSet:
     """A synthetic fact set with M = F values.
 
-    tied: keys and values are the same table (as with tied LM embeddings); else separate draws.
+    tied: keys and values are drawn as one table (as with tied LM embeddings); else separate draws.
+    A spike on only one side, or whitened values, then makes keys and values differ.
     mapping: 'permutation' (f a random permutation) or 'identity'.
+    beta, spike_on: the spike anisotropy of geometry 'spike' (β = 0 is plain spherical); a nonzero
+    β with another geometry is an error rather than silently ignored.
+    kappa: the condition number of geometry 'condition'.
     """
     if geometry not in GEOMETRIES:
         raise ValueError(f"unknown geometry {geometry!r}; allowed: {', '.join(GEOMETRIES)}")
@@ -108,14 +129,16 @@ def make_factset(
         raise ValueError(f"unknown mapping {mapping!r}; allowed: {', '.join(MAPPINGS)}")
     if spike_on not in SPIKE_TARGETS:
         raise ValueError(f"unknown spike_on {spike_on!r}; allowed: {', '.join(SPIKE_TARGETS)}")
+    if beta < 0 or (beta and geometry != "spike"):
+        raise ValueError(f"beta={beta} needs geometry 'spike' and beta >= 0 (got geometry {geometry!r})")
     if d < 1 or num_facts < 1:
         raise ValueError(f"d and num_facts must be positive, got d={d}, num_facts={num_facts}")
     # Independent streams so that, e.g., changing the map never changes the embeddings.
-    keys_rng, values_rng, map_rng, spike_rng = (np.random.default_rng([seed, i]) for i in range(4))
+    keys_rng, values_rng, map_rng = (np.random.default_rng([seed, i]) for i in range(3))
     keys = sample_table(geometry, num_facts, d, keys_rng, kappa=kappa)
     values = keys.copy() if tied else sample_table(geometry, num_facts, d, values_rng, kappa=kappa)
     if geometry == "spike" and beta:
-        direction = _unit_rows(spike_rng.standard_normal((1, d)))[0]
+        direction = spike_direction(d, seed)
         if spike_on in ("keys", "both"):
             keys = spike(keys, direction, beta)
         if spike_on in ("values", "both"):

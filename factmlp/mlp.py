@@ -15,6 +15,16 @@ ACTIVATIONS = {
     "relu": torch.relu,
 }
 
+# σ'(z), for the hand-written backward of the batched trainer (relu' taken as 0 at 0, as autograd does).
+ACTIVATION_DERIVATIVES = {
+    "bilinear": lambda z: torch.ones_like(z),
+    "silu": lambda z: torch.sigmoid(z) * (1 + z * (1 - torch.sigmoid(z))),
+    "relu": lambda z: (z > 0).to(z.dtype),
+}
+
+# sup_z |σ'(z)|, used by the Lipschitz bound (silu' peaks at 1.0998 near z = 2.40).
+ACTIVATION_SLOPE_BOUNDS = {"bilinear": 1.0, "silu": 1.1, "relu": 1.0}
+
 
 class GatedMLP(nn.Module):
     """Gated MLP d→m→d; with ``decoder`` set, the down projection is encoder m→c then decoder c→d."""
@@ -81,6 +91,10 @@ class GatedMLP(nn.Module):
         if self.down_bias is not None:
             y = y + self.down_bias
         return y
+
+    def effective_down(self) -> torch.Tensor:
+        """The d_out×m linear map from hidden units to outputs (decoder @ down when factorised)."""
+        return self.down if self.decoder is None else self.decoder @ self.down
 
     def param_count(self) -> int:
         """Every weight the forward pass uses; biases and both decoder factors included."""

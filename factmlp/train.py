@@ -1,8 +1,12 @@
 """Gradient-descent MLPs, the reference for what training reaches (SCIENCE.md §6).
 
-``train_batched`` trains K models of different widths on one fact set at once: weights are padded
-to the widest model and masked, and Adam runs per element, so each model follows exactly the path
-it would follow alone while one batched kernel keeps a GPU or CPU core busy.
+``train_batched`` trains K models of different widths on one fact set at once. Weights are
+zero-padded to the widest model (the zero rows stay exactly zero, so the padding is the mask), the
+forward and backward passes are written by hand (a few matrix products and one fused attention
+kernel per epoch, no autograd graph) and Adam runs per element, so each model follows the path it
+would follow alone (up to float rounding) while one set of kernels serves all K. Models that reach
+the loss target are taken out of the batch at the next check, and the batch shrinks to the widest
+model still training.
 """
 from __future__ import annotations
 
@@ -12,12 +16,23 @@ from dataclasses import dataclass
 import torch
 
 from factmlp.factsets import FactSet
-from factmlp.mlp import ACTIVATIONS, GatedMLP
+from factmlp.mlp import ACTIVATION_DERIVATIVES, ACTIVATIONS, GatedMLP
+
+# Logits held at once by default (512 MiB of float32), and on CPU the loss's smaller blocks, whose
+# 256 KiB stay in L2 between the matmul and the softmax.
+_LOGITS_BLOCK = 1 << 27
+_CPU_LOSS_BLOCK = 1 << 16
+_TINY = torch.finfo(torch.float32).tiny
 
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """The published recipe: Adam 1e-3, cosine to 1e-6 over 10k full-batch epochs, stop at loss 1e-7."""
+    """The published recipe: Adam 1e-3, cosine to 1e-6 over 10k full-batch epochs, stop at loss 1e-7.
+
+    ``check_every``: epochs between early-stop checks (the only host syncs on a GPU).
+    ``logits_block``: most logits (models × facts × values) held in memory at once; 0 means 2^27.
+    It bounds memory for large F and changes results only by float rounding.
+    """
 
     epochs: int = 10_000
     lr: float = 1e-3
@@ -31,11 +46,16 @@ class TrainConfig:
     eps: float = 1e-8
     seed: int = 0
     device: str = "auto"
+    logits_block: int = 0
 
     def torch_device(self) -> torch.device:
         if self.device == "auto":
             return torch.device("cuda" if torch.cuda.is_available() else "cpu")
         return torch.device(self.device)
+
+    def lr_at(self, step: int) -> float:
+        """Cosine schedule from ``lr`` at step 0 towards ``lr_min`` at step ``epochs``."""
+        return self.lr_min + 0.5 * (self.lr - self.lr_min) * (1 + math.cos(math.pi * step / self.epochs))
 
 
 def _init(d: int, widths: list[int], config: TrainConfig) -> list[GatedMLP]:
@@ -48,93 +68,227 @@ def _init(d: int, widths: list[int], config: TrainConfig) -> list[GatedMLP]:
 
 
 def _stack(models: list[GatedMLP], width: int, device) -> dict[str, torch.Tensor]:
-    """Pad every model to ``width`` hidden units with zeros and stack along a leading model axis."""
-    def pad(t, dim):
-        shape = list(t.shape)
-        shape[dim] = width - shape[dim]
-        return torch.cat([t.detach(), t.new_zeros(shape)], dim=dim)
+    """Zero-pad every model to ``width`` hidden units and stack them, model axis ``MODEL_AXIS[name]``.
+
+    Layout: ``upgate`` (2, K, m, d) holds every model's up rows then every gate row, so one matmul
+    gives all hidden pre-activations with u and g each contiguous per fact; ``down_t`` (K, m, d) is
+    the down projection transposed; biases ``hidden_bias`` (2, K, m) and ``out_bias`` (K, d).
+    The padding is the mask: zero rows give hidden units that are exactly zero, whose gradients are
+    then exactly zero, so they stay zero under Adam (a fixed point, tested).
+    """
+    def pad(t):
+        return torch.cat([t.detach(), t.new_zeros((width - t.shape[0],) + tuple(t.shape[1:]))])
     params = {
-        "up": torch.stack([pad(m.up, 0) for m in models]),
-        "gate": torch.stack([pad(m.gate, 0) for m in models]),
-        "down": torch.stack([pad(m.down, 1) for m in models]),
+        "upgate": torch.stack([torch.stack([pad(m.up) for m in models]), torch.stack([pad(m.gate) for m in models])]),
+        "down_t": torch.stack([pad(m.down.T) for m in models]),
     }
     if models[0].up_bias is not None:
-        params["up_bias"] = torch.stack([pad(m.up_bias, 0) for m in models])
-        params["gate_bias"] = torch.stack([pad(m.gate_bias, 0) for m in models])
-        params["down_bias"] = torch.stack([m.down_bias.detach() for m in models])
-    return {k: v.to(device).requires_grad_(True) for k, v in params.items()}
+        params["hidden_bias"] = torch.stack([torch.stack([pad(m.up_bias) for m in models]),
+                                             torch.stack([pad(m.gate_bias) for m in models])])
+        params["out_bias"] = torch.stack([m.down_bias.detach() for m in models])
+    return {k: v.to(device).contiguous() for k, v in params.items()}
 
 
-def _forward(p: dict[str, torch.Tensor], keys: torch.Tensor, mask: torch.Tensor, activation: str) -> torch.Tensor:
-    """Outputs (K, F, d) of the K stacked models; masked hidden units contribute exactly zero."""
-    u = torch.einsum("fd,kmd->kfm", keys, p["up"])
-    g = torch.einsum("fd,kmd->kfm", keys, p["gate"])
-    if "up_bias" in p:
-        u = u + p["up_bias"][:, None, :]
-        g = g + p["gate_bias"][:, None, :]
-    h = u * ACTIVATIONS[activation](g) * mask[:, None, :]
-    y = torch.einsum("kfm,kdm->kfd", h, p["down"])
-    if "down_bias" in p:
-        y = y + p["down_bias"][:, None, :]
-    return y
+MODEL_AXIS = {"upgate": 1, "hidden_bias": 1, "down_t": 0, "out_bias": 0}
+
+
+def _blocks(num_models: int, num_facts: int, num_values: int, budget: int):
+    """(model slice, fact slice) pairs covering K×F with at most ``budget`` logits each.
+
+    Fact chunks depend only on (F, M, budget), never on K, so a model's sums over facts are
+    grouped the same way whether it trains alone or in a batch.
+    """
+    facts = num_facts if num_facts * num_values <= budget else max(1, budget // num_values)
+    models = max(1, budget // (facts * num_values)) if facts == num_facts else 1
+    for k0 in range(0, num_models, models):
+        for f0 in range(0, num_facts, facts):
+            yield slice(k0, min(k0 + models, num_models)), slice(f0, min(f0 + facts, num_facts))
+
+
+def _cross_entropy(y: torch.Tensor, values: torch.Tensor, targets: torch.Tensor, budget: int) -> torch.Tensor:
+    """Mean over facts of −log softmax(y·Vᵀ)[f(i)], per model, in blocks of at most ``budget`` logits.
+
+    The target's probability is floored at the smallest float32, so a hopeless fact costs at most
+    87 nats instead of inf; near zero the loss is as precise as torch's cross_entropy.
+    """
+    num_models, num_facts, d = y.shape
+    right = torch.empty(num_models, num_facts, 1, device=y.device, dtype=y.dtype)
+    for ks, fs in _blocks(num_models, num_facts, len(values), budget):
+        kb, fb = ks.stop - ks.start, fs.stop - fs.start
+        probs = torch.softmax(y[ks, fs].reshape(-1, d) @ values.T, dim=-1).view(kb, fb, -1)
+        torch.gather(probs, 2, targets[fs, None].expand(kb, fb, 1), out=right[ks, fs])
+    return right.view(num_models, num_facts).clamp_min_(_TINY).log_().sum(dim=1).div_(-num_facts)
+
+
+def _softmax_values(y: torch.Tensor, values: torch.Tensor, budget: int) -> torch.Tensor:
+    """softmax(y·Vᵀ)·V for every model and fact: the cross-entropy gradient's only F×M part.
+
+    It is attention with queries y and keys = values = V at scale 1, so the fused attention
+    kernel computes it without writing the F×M probabilities to memory (flash-style on CPU,
+    memory-efficient kernels on GPU). Queries go in chunks so that a kernel that does
+    materialise them holds at most ``budget`` at once.
+    """
+    num_models, num_facts, d = y.shape
+    out = torch.empty_like(y)
+    for ks, fs in _blocks(num_models, num_facts, len(values), budget):
+        kv = values[None, None].expand(ks.stop - ks.start, 1, len(values), d)
+        out[ks, fs] = torch.nn.functional.scaled_dot_product_attention(y[ks, None, fs], kv, kv, scale=1.0)[:, 0]
+    return out
+
+
+def _loss_and_grads(p: dict[str, torch.Tensor], keys: torch.Tensor, values: torch.Tensor, targets: torch.Tensor,
+                    target_values: torch.Tensor, activation: str, budget: int, *, need_loss: bool = True,
+                    need_grads: bool = True) -> tuple[torch.Tensor | None, dict[str, torch.Tensor]]:
+    """Mean cross-entropy of each model over all values (when ``need_loss``; the trainer asks only
+    at checks) and its gradient w.r.t. every stacked tensor (when ``need_grads``).
+
+    Forward: pre = keys·[U;G]ᵀ (+b), h = u ⊙ σ(g), y = h·Dᵀ (+b), logits = y·Vᵀ.
+    Backward: ∂logits = (softmax − onehot)/F, so ∂y = (softmax(y·Vᵀ)·V − V_f)/F, then the chain
+    rule by hand.
+    """
+    _, num_models, width, d = p["upgate"].shape
+    num_facts = len(keys)
+    pre = (keys @ p["upgate"].view(-1, d).T).view(num_facts, 2, num_models, width)
+    if "hidden_bias" in p:
+        pre += p["hidden_bias"]
+    u, g = pre[:, 0], pre[:, 1]  # (F, K, m)
+    s = ACTIVATIONS[activation](g)
+    h = u * s
+    y = torch.bmm(h.transpose(0, 1), p["down_t"])  # (K, F, d)
+    if "out_bias" in p:
+        y += p["out_bias"][:, None, :]
+    loss_budget = min(budget, _CPU_LOSS_BLOCK) if y.device.type == "cpu" else budget
+    loss = _cross_entropy(y, values, targets, loss_budget) if need_loss else None
+    if not need_grads:
+        return loss, {}
+    dy = _softmax_values(y, values, budget)
+    dy -= target_values
+    dy /= num_facts
+    grads = {"down_t": torch.bmm(h.permute(1, 2, 0), dy)}
+    dh = torch.bmm(dy, p["down_t"].transpose(1, 2)).transpose(0, 1)  # (F, K, m)
+    dpre = torch.empty_like(pre)
+    torch.mul(dh, s, out=dpre[:, 0])
+    if activation == "bilinear":
+        torch.mul(dh, u, out=dpre[:, 1])
+    else:
+        torch.mul(dh * u, ACTIVATION_DERIVATIVES[activation](g), out=dpre[:, 1])
+    grads["upgate"] = (dpre.view(num_facts, -1).T @ keys).view(2, num_models, width, d)
+    if "hidden_bias" in p:
+        grads["hidden_bias"] = dpre.sum(dim=0)
+        grads["out_bias"] = dy.sum(dim=1)
+    return loss, grads
+
+
+class _Adam:
+    """Adam over a dict of stacked tensors, as torch.optim.Adam computes it, in a few foreach kernels."""
+
+    def __init__(self, params: dict[str, torch.Tensor], config: TrainConfig):
+        self.config = config
+        self.m1 = {k: torch.zeros_like(v) for k, v in params.items()}
+        self.m2 = {k: torch.zeros_like(v) for k, v in params.items()}
+
+    def step(self, params: dict[str, torch.Tensor], grads: dict[str, torch.Tensor], step: int, lr: float):
+        c = self.config
+        names = list(params)
+        p, g = [params[k] for k in names], [grads[k] for k in names]
+        m1, m2 = [self.m1[k] for k in names], [self.m2[k] for k in names]
+        bias1, bias2 = 1 - c.beta1 ** (step + 1), 1 - c.beta2 ** (step + 1)
+        torch._foreach_lerp_(m1, g, 1 - c.beta1)
+        torch._foreach_mul_(m2, c.beta2)
+        torch._foreach_addcmul_(m2, g, g, value=1 - c.beta2)
+        denom = torch._foreach_sqrt(m2)
+        torch._foreach_div_(denom, math.sqrt(bias2))
+        torch._foreach_add_(denom, c.eps)
+        torch._foreach_addcdiv_(p, m1, denom, value=-lr / bias1)
+
+    def keep(self, rows: torch.Tensor, width: int):
+        """Keep only the models ``rows`` and the first ``width`` hidden units (see ``_select``)."""
+        self.m1, self.m2 = _select(self.m1, rows, width), _select(self.m2, rows, width)
+
+
+def _select(p: dict[str, torch.Tensor], rows: torch.Tensor, width: int) -> dict[str, torch.Tensor]:
+    """The stacked tensors of models ``rows``, cut to ``width`` hidden units (padding only is cut)."""
+    out = {}
+    for name, t in p.items():
+        t = t.index_select(MODEL_AXIS[name], rows)
+        if name != "out_bias":
+            t = t.narrow(MODEL_AXIS[name] + 1, 0, width)
+        out[name] = t.contiguous()
+    return out
+
+
+def _unstack(p: dict[str, torch.Tensor], k: int, width: int, activation: str) -> GatedMLP:
+    """Model ``k`` of the stack as a GatedMLP on the CPU, padding removed."""
+    take = {name: t.select(MODEL_AXIS[name], k).detach().cpu() for name, t in p.items()}
+    biases = {}
+    if "hidden_bias" in take:
+        biases = dict(up_bias=take["hidden_bias"][0, :width].clone(), gate_bias=take["hidden_bias"][1, :width].clone(),
+                      down_bias=take["out_bias"].clone())
+    return GatedMLP(take["upgate"][0, :width].clone(), take["upgate"][1, :width].clone(),
+                    take["down_t"][:width].T.contiguous(), activation=activation, **biases)
 
 
 def train_batched(factset: FactSet, widths: list[int], config: TrainConfig = TrainConfig()) -> list[dict]:
     """Train one model per width with cross-entropy over all values; return per-model results.
 
-    Each result holds the trained ``model`` (on CPU), its final ``loss`` and ``epochs`` run.
+    Each result holds the trained ``model`` (on CPU), its ``loss`` (mean cross-entropy of exactly
+    the returned weights) and ``epochs`` (Adam steps applied). A model whose loss is at most
+    ``loss_stop`` at a check (every ``check_every`` epochs) is returned as it was at that check.
     """
-    if not widths or min(widths) < 1:
+    if not widths or min(widths) < 1 or any(int(w) != w for w in widths):
         raise ValueError(f"widths must be positive integers, got {widths}")
+    if config.activation not in ACTIVATIONS:
+        raise ValueError(f"unknown activation {config.activation!r}; allowed: {', '.join(ACTIVATIONS)}")
+    if config.epochs < 1 or config.check_every < 1 or config.logits_block < 0:
+        raise ValueError(f"need epochs >= 1, check_every >= 1 and logits_block >= 0, got {config.epochs}, "
+                         f"{config.check_every}, {config.logits_block}")
+    widths = [int(w) for w in widths]
     device = config.torch_device()
-    widest = max(widths)
-    models = _init(factset.d, widths, config)
-    p = _stack(models, widest, device)
-    mask = (torch.arange(widest)[None, :] < torch.tensor(widths)[:, None]).float().to(device)
+    budget = config.logits_block or _LOGITS_BLOCK
     keys = torch.as_tensor(factset.keys, dtype=torch.float32, device=device)
     values = torch.as_tensor(factset.values, dtype=torch.float32, device=device)
     targets = torch.as_tensor(factset.mapping, dtype=torch.long, device=device)
-    moments = {k: (torch.zeros_like(v), torch.zeros_like(v)) for k, v in p.items()}
-    active = torch.ones(len(widths), device=device)
-    losses = torch.full((len(widths),), math.inf, device=device)
-    epochs_run = torch.zeros(len(widths), dtype=torch.long)
+    target_values = values[targets]
+    data = (keys, values, targets, target_values, config.activation, budget)
+
+    ids = torch.arange(len(widths))  # which original model each batch row is (host side)
+    width_of = torch.tensor(widths)
+    p = _stack(_init(factset.d, widths, config), max(widths), device)
+    adam = _Adam(p, config)
+    done: dict[int, tuple[dict[str, torch.Tensor], float, int]] = {}
+
+    def retire(rows: list[int], losses: torch.Tensor, epochs: int):
+        for r in rows:
+            done[int(ids[r])] = ({k: v.narrow(MODEL_AXIS[k], r, 1).clone() for k, v in p.items()}, float(losses[r]),
+                                 epochs)
+
     for step in range(config.epochs):
-        lr = config.lr_min + 0.5 * (config.lr - config.lr_min) * (1 + math.cos(math.pi * step / config.epochs))
-        logits = _forward(p, keys, mask, config.activation) @ values.T
-        per_model = torch.nn.functional.cross_entropy(
-            logits.reshape(-1, logits.shape[-1]), targets.repeat(len(widths)), reduction="none"
-        ).reshape(len(widths), -1).mean(dim=1)
-        grads = torch.autograd.grad(per_model.sum(), list(p.values()))
-        with torch.no_grad():
-            losses = torch.where(active > 0, per_model.detach(), losses)
-            epochs_run += active.cpu().long()
-            bias1, bias2 = 1 - config.beta1 ** (step + 1), 1 - config.beta2 ** (step + 1)
-            for (name, param), grad in zip(p.items(), grads):
-                m1, m2 = moments[name]
-                m1.mul_(config.beta1).add_(grad, alpha=1 - config.beta1)
-                m2.mul_(config.beta2).addcmul_(grad, grad, value=1 - config.beta2)
-                update = (m1 / bias1) / ((m2 / bias2).sqrt() + config.eps)
-                param -= lr * update * active.view(-1, *[1] * (param.dim() - 1))
-            if (step + 1) % config.check_every == 0:
-                active = active * (losses > config.loss_stop).float()
-                if not active.any():
+        check = (step + 1) % config.check_every == 0
+        loss, grads = _loss_and_grads(p, *data, need_loss=check)
+        if check:
+            finished = (loss <= config.loss_stop).cpu()  # the only host sync, once per check
+            if finished.any():
+                retire(finished.nonzero().flatten().tolist(), loss.cpu(), step)
+                rows = (~finished).nonzero().flatten()
+                if not len(rows):
                     break
-    return [
-        {"model": _unstack(p, k, m, config.activation), "loss": float(losses[k]), "epochs": int(epochs_run[k])}
-        for k, m in enumerate(widths)
-    ]
+                width = int(width_of[ids[rows]].max())
+                rows_dev = rows.to(device)
+                p, grads = _select(p, rows_dev, width), _select(grads, rows_dev, width)
+                adam.keep(rows_dev, width)
+                ids = ids[rows]
+        adam.step(p, grads, step, config.lr_at(step))
+    else:
+        loss, _ = _loss_and_grads(p, *data, need_grads=False)
+        retire(list(range(len(ids))), loss.cpu(), config.epochs)
 
-
-def _unstack(p: dict[str, torch.Tensor], k: int, width: int, activation: str) -> GatedMLP:
-    take = {name: t[k].detach().cpu() for name, t in p.items()}
-    biases = {}
-    if "up_bias" in take:
-        biases = dict(up_bias=take["up_bias"][:width], gate_bias=take["gate_bias"][:width], down_bias=take["down_bias"])
-    return GatedMLP(take["up"][:width].clone(), take["gate"][:width].clone(), take["down"][:, :width].clone(),
-                    activation=activation, **biases)
+    results = []
+    for k, m in enumerate(widths):
+        params, loss_k, epochs = done[k]
+        results.append({"model": _unstack(params, 0, m, config.activation), "loss": loss_k, "epochs": epochs})
+    return results
 
 
 def train_gd(factset: FactSet, width: int, config: TrainConfig = TrainConfig()) -> GatedMLP:
     """Train a single gated MLP of the given width (the batched trainer with K = 1)."""
     return train_batched(factset, [width], config)[0]["model"]
-

@@ -30,9 +30,9 @@ def cmd_run(args) -> int:
         print(f"{report.cells_failed} cells wait on failed probes: see `factsweep status {spec.name}`, "
               f"then `factsweep run {spec.source} --retry-failed`")
     if report.cells_done:
-        png, md, table = write_report(spec.results_root, spec.name)
+        pictures, md, table = write_report(spec.results_root, spec.name)
         print(text(table))
-        print(f"figure: {png}\nreport: {md}")
+        print("figures: " + ", ".join(map(str, pictures)) + f"\nreport: {md}")
     uri = spec.tracking_uri or default_uri(spec.results_root)
     print(f"MLflow: `factsweep ui` serves {uri} at http://127.0.0.1:5000")
     return 0
@@ -57,11 +57,16 @@ def cmd_plan(args) -> int:
     return 0
 
 
-def cmd_status(args) -> int:
+def _check_name(command: str, sweep: str) -> None:
+    """A SWEEP argument becomes a folder name (``sweep=<name>``, ``reports/<name>.md``): no paths."""
     from orchestrator.spec import NAME_PATTERN
+    if not NAME_PATTERN.match(sweep) or ".." in sweep:
+        raise SpecError(command, "SWEEP", f"got {sweep!r}; allowed: a sweep name (letters, digits, '_', '-', '.')")
+
+
+def cmd_status(args) -> int:
     from orchestrator.store import Store
-    if not NAME_PATTERN.match(args.sweep) or ".." in args.sweep:
-        raise SpecError("status", "SWEEP", f"got {args.sweep!r}; allowed: a sweep name (letters, digits, '_', '-', '.')")
+    _check_name("status", args.sweep)
     store = Store(args.root)
     probes, cells = store.load("probes", args.sweep), store.load("cells", args.sweep)
     if not len(probes):
@@ -86,7 +91,9 @@ def cmd_query(args) -> int:
     try:
         frame = con.execute(args.sql).df()
     except duckdb.Error as e:
-        raise SpecError("query", "SQL", str(e).splitlines()[0]) from None
+        views = ", ".join(r[0] for r in con.execute("select view_name from duckdb_views() where not internal").fetchall())
+        raise SpecError("query", "SQL", f"{str(e).splitlines()[0]}; allowed: DuckDB SQL over the views "
+                                        f"{views or '(none: nothing recorded under ' + str(args.root) + ')'}") from None
     print(frame.to_csv(index=False) if args.csv else text(frame), end="\n" if not args.csv else "")
     return 0
 
@@ -94,12 +101,30 @@ def cmd_query(args) -> int:
 def cmd_report(args) -> int:
     from orchestrator.report import write_report
     from orchestrator.tables import text
+    _check_name("report", args.sweep)
     try:
-        png, md, table = write_report(args.root, args.sweep)
+        pictures, md, table = write_report(args.root, args.sweep)
     except LookupError as e:
         raise SpecError("report", "SWEEP", str(e)) from None
     print(text(table))
-    print(f"figure: {png}\nreport: {md}")
+    print("figures: " + ", ".join(map(str, pictures)) + f"\nreport: {md}")
+    return 0
+
+
+def cmd_fit(args) -> int:
+    from factmlp.experiments import REGISTRY
+    from orchestrator.fitting import fit_sweep
+    from orchestrator.store import Store
+    from orchestrator.tables import text
+    _check_name("fit", args.sweep)
+    store = Store(args.root)
+    cells = store.load("cells", args.sweep)
+    if not len(cells):
+        raise SpecError("fit", "SWEEP", f"no finished cells for sweep {args.sweep!r} under {args.root}")
+    fits = fit_sweep(store, args.sweep, REGISTRY[cells["experiment"].iloc[0]], n_boot=args.bootstrap)
+    shown = [c for c in ("law", "method", "geometry", "d", "num_facts", "s", "s_low", "s_high", "C", "b", "p",
+                         "p_low", "p_high", "r2", "n") if c in fits]
+    print(text(fits[shown]) if len(fits) else "no law had enough distinct points to fit")
     return 0
 
 
@@ -148,10 +173,13 @@ def parser() -> argparse.ArgumentParser:
     with_spec("plan", cmd_plan, "what would run and what is already done")
     with_spec("mlflow-sync", cmd_sync, "rebuild the MLflow view of a sweep from Parquet")
     for name, fn, help_ in (("status", cmd_status, "counts of cells and probes by state"),
-                            ("report", cmd_report, "figure and markdown report of a sweep")):
+                            ("report", cmd_report, "figures, fits and a markdown report of a sweep"),
+                            ("fit", cmd_fit, "fit the scaling laws to a sweep's cells (fits table)")):
         s = sub.add_parser(name, help=help_)
         s.add_argument("sweep", help="sweep name")
         s.add_argument("--root", default="results", help="results folder")
+        if name == "fit":
+            s.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples per fit")
         s.set_defaults(fn=fn)
     q = sub.add_parser("query", help="SQL over the Parquet tables (views cells, probes, ...)")
     q.add_argument("sql")

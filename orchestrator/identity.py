@@ -11,14 +11,15 @@ import json
 SCHEMA_VERSION = 1
 
 
-def _digest(payload: dict) -> str:
+def digest(payload: dict) -> str:
+    """A short stable hash of a JSON-able payload."""
     text = json.dumps(payload, sort_keys=True, separators=(",", ":"), allow_nan=False)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def cell_id(experiment: str, config: dict) -> str:
-    return _digest({"experiment": experiment, "config": config, "schema": SCHEMA_VERSION})
+    return digest({"experiment": experiment, "config": config, "schema": SCHEMA_VERSION})
 
 
 def probe_id(cell: str, probe: dict) -> str:
-    return _digest({"cell": cell, "probe": probe, "schema": SCHEMA_VERSION})
+    return digest({"cell": cell, "probe": probe, "schema": SCHEMA_VERSION})

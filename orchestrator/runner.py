@@ -71,7 +71,7 @@ def _tracked(spec: Spec, row: dict) -> dict:
     summary = {k: v for k, v in row.items() if k not in config and k not in ("cell_id", "experiment", "sweep")}
     name = "-".join(str(config[k]) for k in spec.experiment.summary_columns if k in config)
     return {"cell_id": row["cell_id"], "config": config, "summary": summary, "run_name": name,
-            "trajectory": spec.experiment.figure.get("trajectory", ("width", "accuracy"))}
+            "trajectory": spec.experiment.trajectory}
 
 
 def run_sweep(spec: Spec, *, retry_failed: bool = False, progress: bool | None = None,
@@ -96,8 +96,8 @@ def run_sweep(spec: Spec, *, retry_failed: bool = False, progress: bool | None =
             ray = ensure_ray(address or spec.cluster_address)
             task = ray.remote(execute).options(num_cpus=spec.num_cpus, num_gpus=spec.num_gpus,
                                                max_retries=spec.max_retries, retry_exceptions=False)
-            slots = max(2, int(2 * ray.cluster_resources().get("CPU", 1) / spec.num_cpus))
             queue, in_flight, outstanding = list(todo), {}, {}
+            slots, slots_checked = 2, 0.0
 
             def submit(cell: planning.CellPlan) -> None:
                 probes = [p for p in cell.next_probes if p["probe_id"] not in cell.failures]
@@ -107,6 +107,9 @@ def run_sweep(spec: Spec, *, retry_failed: bool = False, progress: bool | None =
                     outstanding[cell.cell_id] = outstanding.get(cell.cell_id, 0) + 1
 
             while queue or in_flight:
+                if time.monotonic() - slots_checked > 5:  # workers may join (autoscaling) or leave
+                    slots = max(2, int(2 * ray.cluster_resources().get("CPU", 1) / spec.num_cpus))
+                    slots_checked = time.monotonic()
                 while queue and len(in_flight) < slots:
                     submit(queue.pop(0))
                 ready, _ = ray.wait(list(in_flight), num_returns=1)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import difflib
 import itertools
+import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +25,18 @@ NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 SEARCH_KEYS = {"param": None, "low": "search_low", "high": "search_high", "arity": "search_arity",
                "strategy": None, "threshold": "threshold"}
 STRATEGIES = ("binary", "kary")
+
+
+class SweepLoader(yaml.SafeLoader):
+    """YAML's safe loader, reading ``1e-3`` as a float as a researcher means it (YAML 1.1 needs a dot)."""
+
+
+SweepLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?(?:[eE][-+]?[0-9]+)?|\.[0-9_]+(?:[eE][-+]?[0-9]+)?"
+               r"|\.(?:inf|Inf|INF)|[-+]\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$"),
+    list("-+0123456789."),
+)
 
 
 @dataclass(frozen=True)
@@ -48,6 +61,7 @@ class Spec:
 TOP_LEVEL = {
     "name": str, "experiment": str, "fixed": dict, "grid": dict, "zip": dict, "seeds": list, "search": dict,
     "resources": dict, "packing": dict, "tracking": dict, "storage": dict, "cluster": dict, "description": str,
+    "profiles": dict, "profile": str,
 }
 SECTIONS = {
     "resources": {"num_cpus": (int, float), "num_gpus": (int, float), "max_retries": int},
@@ -58,8 +72,8 @@ SECTIONS = {
 }
 
 
-def _unknown(source: str, key: str, allowed) -> SpecError:
-    close = difflib.get_close_matches(key.rsplit(".", 1)[-1], list(allowed), n=1)
+def _unknown(source: str, key: str, allowed, word: str | None = None) -> SpecError:
+    close = difflib.get_close_matches(word or key.rsplit(".", 1)[-1], list(allowed), n=1)
     hint = f" (did you mean {close[0]!r}?)" if close else ""
     return SpecError(source, key, f"unknown key{hint}; allowed: {', '.join(sorted(allowed))}")
 
@@ -67,12 +81,18 @@ def _unknown(source: str, key: str, allowed) -> SpecError:
 def _reject_interpolation(source: str, node: Any, path: str = "") -> None:
     if isinstance(node, dict):
         for k, v in node.items():
-            _reject_interpolation(source, v, f"{path}.{k}" if path else str(k))
+            here = f"{path}.{k}" if path else str(k)
+            if not isinstance(k, str):
+                raise SpecError(source, here, f"key {k!r} is a {type(k).__name__}; allowed: string keys")
+            _reject_interpolation(source, v, here)
     elif isinstance(node, list):
         for i, v in enumerate(node):
             _reject_interpolation(source, v, f"{path}[{i}]")
     elif isinstance(node, str) and "${" in node:
         raise SpecError(source, path, "interpolations (${...}) are not allowed; allowed: plain values")
+    elif not isinstance(node, (str, int, float, bool, type(None))):
+        raise SpecError(source, path, f"got a YAML {type(node).__name__} ({node!r}); "
+                                      "allowed: strings, numbers, booleans, null, lists and mappings")
 
 
 def _read(path: Path, overrides: list[str]) -> dict:
@@ -80,42 +100,72 @@ def _read(path: Path, overrides: list[str]) -> dict:
     try:
         text = path.read_text()
     except OSError as e:
-        raise SpecError(source, "-", f"cannot read the sweep file ({e.strerror})") from None
+        raise SpecError(source, "-", f"cannot read the sweep file ({e.strerror}); "
+                                     "allowed: a readable YAML file") from None
     try:
-        raw = yaml.safe_load(text)
+        raw = yaml.load(text, Loader=SweepLoader)  # noqa: S506 - a SafeLoader subclass
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f"line {mark.line + 1}" if mark else "-"
-        raise SpecError(source, where, f"malformed YAML ({getattr(e, 'problem', e)})") from None
+        problem = str(getattr(e, "problem", None) or e).splitlines()[0]
+        raise SpecError(source, where, f"malformed YAML ({problem}); allowed: plain YAML data (mappings, lists, "
+                                       "strings, numbers, booleans, null) without tags") from None
     if not isinstance(raw, dict):
         raise SpecError(source, "-", "the sweep file must be a mapping of keys; allowed: " + ", ".join(TOP_LEVEL))
     _reject_interpolation(source, raw)
     for item in overrides:
-        if "=" not in item:
+        if "=" not in item or not item.split("=", 1)[0]:
             raise SpecError(source, item, "override must look like key=value; allowed: key=value, key=[a,b]")
         _reject_interpolation(source, item, item.split("=", 1)[0])
         key = item.split("=", 1)[0]
         if key.split(".")[0] not in TOP_LEVEL:
-            raise _unknown(source, key, TOP_LEVEL)
-    if overrides:
+            raise _unknown(source, key, TOP_LEVEL, key.split(".")[0])
         try:
-            merged = OmegaConf.merge(OmegaConf.create(raw), OmegaConf.from_dotlist(overrides))
-            raw = OmegaConf.to_container(merged, resolve=False)
-        except OmegaConfBaseException as e:
-            raise SpecError(source, getattr(e, "full_key", "override") or "override", str(e).splitlines()[0]) from None
-    return raw
+            OmegaConf.merge(OmegaConf.create(raw), OmegaConf.from_dotlist([item]))
+        except (OmegaConfBaseException, yaml.YAMLError, TypeError) as e:
+            problem = str(getattr(e, "problem", None) or e).splitlines()[0]
+            raise SpecError(source, key, f"cannot apply the override ({problem}); allowed: key=value, key=[a,b] "
+                                         "with a value of the same kind as in the file") from None
+    chosen = None
+    try:
+        dotlist = OmegaConf.from_dotlist(overrides)
+        chosen = OmegaConf.merge(OmegaConf.create(raw), dotlist).get("profile")
+        profiles = raw.pop("profiles", None) or {}
+        raw.pop("profile", None)
+        if not isinstance(profiles, dict):
+            raise SpecError(source, "profiles", f"got {profiles!r}; allowed: a mapping of profile name: partial sweep")
+        if chosen is not None and (not isinstance(chosen, str) or chosen not in profiles):
+            raise SpecError(source, "profile", f"got {chosen!r}; allowed: {', '.join(sorted(profiles)) or 'none defined'}")
+        if chosen is not None and not isinstance(profiles[chosen], dict):
+            raise SpecError(source, f"profiles.{chosen}", f"got {profiles[chosen]!r}; allowed: a mapping of sweep keys")
+        layers = [OmegaConf.create(raw)] + ([OmegaConf.create(profiles[chosen])] if chosen else []) + [dotlist]
+        merged = OmegaConf.to_container(OmegaConf.merge(*layers), resolve=False)
+    except OmegaConfBaseException as e:
+        raise SpecError(source, getattr(e, "full_key", "override") or "override", str(e).splitlines()[0]) from None
+    except TypeError as e:  # a profile or override replaces a mapping with a list, or the reverse
+        raise SpecError(source, f"profiles.{chosen}" if chosen else "override",
+                        f"{e}; allowed: values of the same kind as in the file") from None
+    merged.pop("profile", None)
+    return merged
 
 
 def _section(source: str, raw: dict, name: str) -> dict:
-    value = raw.get(name) or {}
+    value = {} if raw.get(name) is None else raw[name]
     if not isinstance(value, TOP_LEVEL[name]):
-        raise SpecError(source, name, f"must be a {TOP_LEVEL[name].__name__}")
+        keys = SECTIONS.get(name) or (SEARCH_KEYS if name == "search" else None)
+        what = (f"with keys {', '.join(keys)}" if keys
+                else "of parameter: " + ("value" if name == "fixed" else "list of values"))
+        raise SpecError(source, name, f"got {value!r}; allowed: a mapping {what}")
     for key, v in value.items():
         if name in SECTIONS:
             if key not in SECTIONS[name]:
                 raise _unknown(source, f"{name}.{key}", SECTIONS[name])
             if not isinstance(v, SECTIONS[name][key]) or isinstance(v, bool):
-                raise SpecError(source, f"{name}.{key}", f"got {v!r} of the wrong type")
+                kinds = SECTIONS[name][key] if isinstance(SECTIONS[name][key], tuple) else (SECTIONS[name][key],)
+                names = " or ".join("null" if k is type(None) else k.__name__ for k in kinds)
+                raise SpecError(source, f"{name}.{key}", f"got {v!r} of the wrong type; allowed: {names}")
+    if name == "storage" and value.get("root") == "":
+        raise SpecError(source, "storage.root", "got ''; allowed: a folder path (default results)")
     return value
 
 
@@ -144,18 +194,21 @@ def _points(source: str, grid: dict, zipped: dict, seeds: list) -> list[dict]:
     for block, table in (("grid", grid), ("zip", zipped)):
         for key, values in table.items():
             if not isinstance(values, list) or not values:
-                raise SpecError(source, f"{block}.{key}", "must be a non-empty list of values")
+                raise SpecError(source, f"{block}.{key}", f"got {values!r}; allowed: a non-empty list of values")
     lengths = {len(v) for v in zipped.values()}
     if len(lengths) > 1:
-        raise SpecError(source, "zip", f"lists must have equal lengths, got {sorted(lengths)}")
+        got = ", ".join(f"{k}: {len(v)}" for k, v in zipped.items())
+        raise SpecError(source, "zip", f"got lists of lengths {got}; allowed: lists of equal length")
     zip_points = [dict(zip(zipped, combo)) for combo in zip(*zipped.values())] or [{}]
     grid_points = [dict(zip(grid, combo)) for combo in itertools.product(*grid.values())]
     seed_points = [{"seed": s} for s in seeds] or [{}]
     return [{**g, **z, **s} for g in grid_points for z in zip_points for s in seed_points]
 
 
-def _where(key: str, grid: dict, zipped: dict, search: dict) -> str:
-    """The key as the user wrote it: ``grid.d``, ``search.high``, ``fixed.threshold``..."""
+def _where(key: str, grid: dict, zipped: dict, search: dict, seeds: list) -> str:
+    """The key as the user wrote it: ``grid.d``, ``search.high``, ``seeds``, ``fixed.threshold``..."""
+    if key == "seed" and seeds:
+        return "seeds"
     if key in grid or key in zipped:
         return f"{'grid' if key in grid else 'zip'}.{key}"
     spelled = {cell_key: f"search.{k}" for k, cell_key in SEARCH_KEYS.items() if cell_key}
@@ -174,13 +227,15 @@ def load_spec(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> 
     if not isinstance(name, str) or not NAME_PATTERN.match(name) or ".." in name:
         raise SpecError(source, "name", f"got {name!r}; allowed: letters, digits, '_', '-', '.' (no path separators or '..')")
     kind = raw.get("experiment")
-    if kind not in REGISTRY:
+    if not isinstance(kind, str) or kind not in REGISTRY:
         raise SpecError(source, "experiment", f"got {kind!r}; allowed: {', '.join(sorted(REGISTRY))}")
     experiment = REGISTRY[kind]
+    if not isinstance(raw.get("description", ""), str):
+        raise SpecError(source, "description", f"got {raw['description']!r}; allowed: a string")
     fixed, grid, zipped = (_section(source, raw, s) for s in ("fixed", "grid", "zip"))
-    seeds = raw.get("seeds") or []
+    seeds = [] if raw.get("seeds") is None else raw["seeds"]
     if not isinstance(seeds, list):
-        raise SpecError(source, "seeds", "must be a list of integers")
+        raise SpecError(source, "seeds", f"got {seeds!r}; allowed: a list of integers")
     search = _search_cell(source, _section(source, raw, "search"), experiment)
     sections = {s: _section(source, raw, s) for s in SECTIONS}
     for block, table in (("fixed", fixed), ("grid", grid), ("zip", zipped)):
@@ -195,7 +250,7 @@ def load_spec(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> 
             raise _unknown(source, str(e.args[0]), experiment.params) from None
         except ValueError as e:
             key, _, message = str(e).partition(": ")
-            raise SpecError(source, _where(key, grid, zipped, search), message) from None
+            raise SpecError(source, _where(key, grid, zipped, search, seeds), message) from None
         frozen = tuple(sorted(cell.items()))
         if frozen not in seen:
             seen.add(frozen)
@@ -204,10 +259,15 @@ def load_spec(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> 
         raise SpecError(source, "grid", "the sweep has no cells; allowed: non-empty lists")
     res, pack = sections["resources"], sections["packing"]
     num_cpus, num_gpus = res.get("num_cpus", 1), res.get("num_gpus", 0)
-    if num_cpus <= 0 or num_gpus < 0:
-        raise SpecError(source, "resources", f"got num_cpus={num_cpus}, num_gpus={num_gpus}; allowed: num_cpus > 0, num_gpus >= 0")
+    if not 0 < num_cpus < math.inf:
+        raise SpecError(source, "resources.num_cpus", f"got {num_cpus}; allowed: a finite number > 0")
+    if not 0 <= num_gpus < math.inf:
+        raise SpecError(source, "resources.num_gpus", f"got {num_gpus}; allowed: a finite number >= 0")
+    if res.get("max_retries", 3) < -1:
+        raise SpecError(source, "resources.max_retries",
+                        f"got {res['max_retries']}; allowed: an integer >= 0, or -1 (no limit)")
     if pack.get("probes_per_task", 8) < 1:
-        raise SpecError(source, "packing.probes_per_task", "allowed: an integer >= 1")
+        raise SpecError(source, "packing.probes_per_task", f"got {pack['probes_per_task']}; allowed: an integer >= 1")
     return Spec(
         name=name, experiment=experiment, cells=cells, source=source,
         num_cpus=float(num_cpus), num_gpus=float(num_gpus), max_retries=res.get("max_retries", 3),

@@ -64,3 +64,15 @@ def test_bad_input_is_one_line_naming_file_and_key(tmp_path, text, overrides, ke
         load_spec(path, overrides)
     message = str(err.value)
     assert message.startswith(f"{path}: {key}: ") and fragment in message and "\n" not in message
+
+
+def test_profiles_switch_scale_with_one_override(tmp_path):
+    text = BASE + "profiles:\n  paper:\n    grid: {d: [64, 128]}\n    fixed: {epochs: 10000}\n"
+    laptop = load_spec(write(tmp_path, text))
+    paper = load_spec(write(tmp_path, text), ["profile=paper"])
+    assert sorted({c["d"] for c in laptop.cells}) == [8, 16]
+    assert sorted({c["d"] for c in paper.cells}) == [64, 128]
+    # Command-line overrides win over the profile.
+    assert sorted({c["d"] for c in load_spec(write(tmp_path, text), ["profile=paper", "grid.d=[90]"]).cells}) == [90]
+    with pytest.raises(SpecError, match="profile: got 'huge'; allowed: paper"):
+        load_spec(write(tmp_path, text), ["profile=huge"])

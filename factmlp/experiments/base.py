@@ -60,6 +60,32 @@ class Param:
 
 
 @dataclass(frozen=True)
+class FitSpec:
+    """A law of ``factmlp.scaling`` fitted to finished cells: y against x within each group."""
+
+    law: str
+    x: str
+    y: str
+    group: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class FigureSpec:
+    """One report figure: y against x (``1/x`` when ``invert_x``), a colour per series, a marker per
+    ``marker`` value, log-2 axes, and the fitted ``law`` drawn per series when given."""
+
+    name: str
+    x: str
+    y: str
+    series: str
+    marker: str | None = None
+    law: str | None = None
+    table: str = "cells"
+    invert_x: bool = False
+    title: str = ""
+
+
+@dataclass(frozen=True)
 class Experiment:
     """An experiment kind as the registry exposes it (see module docstring)."""
 
@@ -70,7 +96,10 @@ class Experiment:
     summarize: Callable[[dict, list[dict]], dict]
     check: Callable[[dict], None] = lambda cell: None
     summary_columns: tuple[str, ...] = ()
-    figure: Mapping[str, str] = field(default_factory=dict)
+    trajectory: tuple[str, ...] = ()
+    fits: tuple[FitSpec, ...] = ()
+    figures: tuple[FigureSpec, ...] = ()
+    findings: Callable[[list[dict], list[dict]], str] | None = None
 
     def resolve(self, cell: Mapping[str, Any]) -> dict:
         """Fill defaults, coerce types and check values; raise ValueError('key: ...') on bad input."""

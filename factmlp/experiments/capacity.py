@@ -5,13 +5,16 @@ cell train together as one batched model; construction probes are built one by o
 """
 from __future__ import annotations
 
+import functools
 import math
 import time
 
 from factmlp import constructions, factsets
 from factmlp.capacity import next_widths
+from factmlp.decodability import coherence, decodability
 from factmlp.evaluate import evaluate
-from factmlp.experiments.base import Experiment, Param
+from factmlp.experiments.base import Experiment, FigureSpec, FitSpec, Param
+from factmlp.experiments.capacity_findings import capacity_findings
 from factmlp.mlp import ACTIVATIONS
 from factmlp.train import TrainConfig, train_batched
 
@@ -39,7 +42,26 @@ PARAMS = {
     "loss_stop": Param(float, 1e-7, low=0.0),
     "activation": Param(str, "bilinear", choices=tuple(ACTIVATIONS)),
     "bias": Param(bool, False),
-    "ridge": Param(float, 1e-6, low=0.0, doc="ridge λ of hebbian_whitened"),
+    "ridge": Param(float, 1e-6, low=0.0, doc="ridge λ of hebbian_whitened and data_dependent"),
+    "hermite_degree": Param(int, 1, low=0, high=64, doc="ntk: Hermite degree of the features (0, 1, 2, 6, 10, ...)"),
+    "cg_iters": Param(int, 25, low=0, doc="data_dependent: conjugate-gradient steps per factor fit"),
+    "ed_variant": Param(str, "closed", choices=constructions.ENCODER_DECODER_CHOICES["variant"],
+                        doc="encoder_decoder: closed form or gradient fit of the encoder"),
+    "ed_solve": Param(str, "global", choices=constructions.ENCODER_DECODER_CHOICES["solve"],
+                      doc="encoder_decoder closed form: one global solve (fewest params) or isolated gadgets (fast)"),
+    "code_dim": Param(int, 0, low=0, doc="encoder_decoder: code dimension c; 0 = smallest adequate c <= d"),
+    "codes": Param(str, "auto", choices=constructions.ENCODER_DECODER_CHOICES["codes"],
+                   doc="encoder_decoder: code directions v, the rho-optimal u*, or auto"),
+    "code_margin": Param(float, 0.01, low=0.0, high=1.0, doc="encoder_decoder: margin the code table must decode with"),
+    "code_whiten": Param(bool, False, doc="encoder_decoder: codes and decoder in the whitened value geometry"),
+    "gate": Param(str, "bucket", choices=constructions.ENCODER_DECODER_CHOICES["gate"], doc="encoder_decoder: gate form"),
+    "gate_threshold": Param(float, -1.0, doc="encoder_decoder: gate threshold θ; negative = the design's default"),
+    "bucket_size": Param(int, 0, low=0, doc="encoder_decoder: keys per bucket; 0 = as the width allows"),
+    "units_per_bucket": Param(int, 0, low=0, doc="encoder_decoder local: units per gadget; 0 = 1"),
+    "fit_loss": Param(str, "ce", choices=constructions.ENCODER_DECODER_CHOICES["fit_loss"],
+                      doc="encoder_decoder fit: cross-entropy through the decoder or squared error onto codes"),
+    "fit_epochs": Param(int, 2000, low=1, doc="encoder_decoder fit: Adam epochs"),
+    "fit_lr": Param(float, 1e-2, low=0.0, low_open=True, doc="encoder_decoder fit: Adam learning rate"),
 }
 
 
@@ -49,12 +71,25 @@ def check(cell: dict) -> None:
                          "allowed: search_low <= search_high")
 
 
+FACTSET_KEYS = ("geometry", "d", "num_facts", "seed", "tied", "mapping", "beta", "spike_on", "kappa", "whiten")
+
+
 def make(cell: dict) -> factsets.FactSet:
-    return factsets.make_factset(
-        cell["geometry"], cell["d"], cell["num_facts"], cell["seed"], tied=cell["tied"],
-        mapping=cell["mapping"], beta=cell["beta"], spike_on=cell["spike_on"], kappa=cell["kappa"],
-        whiten_values=cell["whiten"],
-    )
+    return _factset(*(cell[k] for k in FACTSET_KEYS))
+
+
+@functools.lru_cache(maxsize=8)
+def _factset(geometry, d, num_facts, seed, tied, mapping, beta, spike_on, kappa, whiten) -> factsets.FactSet:
+    """Cached per worker process: the probes of one cell arrive in several tasks."""
+    return factsets.make_factset(geometry, d, num_facts, seed, tied=tied, mapping=mapping, beta=beta,
+                                 spike_on=spike_on, kappa=kappa, whiten_values=whiten)
+
+
+@functools.lru_cache(maxsize=8)
+def _value_geometry(*key) -> dict:
+    """ρ and coherence μ of the value table, the geometry the paper says sets the cost."""
+    values = _factset(*key).values
+    return {"rho": decodability(values).rho, "coherence": coherence(values)}
 
 
 def _observations(results: list[dict]) -> dict[int, bool]:
@@ -67,7 +102,24 @@ def next_probes(cell: dict, results: list[dict]) -> list[dict]:
 
 
 def _construction_options(cell: dict) -> dict:
-    return {"ridge": cell["ridge"]} if cell["method"] == "hebbian_whitened" else {}
+    """Each construction's keyword options from the cell (0 / negative mean 'the design's default')."""
+    method = cell["method"]
+    if method == "hebbian_whitened":
+        return {"ridge": cell["ridge"]}
+    if method == "data_dependent":
+        return {"ridge": cell["ridge"], "cg_iters": cell["cg_iters"]}
+    if method == "ntk":
+        return {"degree": cell["hermite_degree"]}
+    if method == "encoder_decoder":
+        return {
+            "variant": cell["ed_variant"], "solve": cell["ed_solve"], "code_dim": cell["code_dim"] or None,
+            "codes": cell["codes"], "code_margin": cell["code_margin"], "whiten": cell["code_whiten"],
+            "gate": cell["gate"], "threshold": None if cell["gate_threshold"] < 0 else cell["gate_threshold"],
+            "bucket_size": cell["bucket_size"] or None, "units_per_bucket": cell["units_per_bucket"] or None,
+            "fit_loss": cell["fit_loss"], "fit_epochs": cell["fit_epochs"], "fit_lr": cell["fit_lr"],
+            "device": "auto",  # the O(F³) global solve runs on a GPU when the worker has one
+        }
+    return {}
 
 
 def run_probes(cell: dict, probes: list[dict]) -> list[dict]:
@@ -89,11 +141,12 @@ def run_probes(cell: dict, probes: list[dict]) -> list[dict]:
                   for w in widths]
         extras = [{} for _ in widths]
     seconds = (time.perf_counter() - start) / len(widths)
+    geometry = _value_geometry(*(cell[k] for k in FACTSET_KEYS))
     rows = []
     for width, model, extra in zip(widths, models, extras):
         scores = evaluate(model, factset)
         rows.append({"width": width, "params": model.param_count(), **scores,
-                     "success": scores["accuracy"] >= cell["threshold"], "seconds": seconds, **extra})
+                     "success": scores["accuracy"] >= cell["threshold"], "seconds": seconds, **geometry, **extra})
     return rows
 
 
@@ -106,6 +159,8 @@ def summarize(cell: dict, results: list[dict]) -> dict:
         "params_per_fact": None if best is None else best["params"] / cell["num_facts"],
         "accuracy": None if best is None else float(best["accuracy"]),
         "margin_min": None if best is None else float(best["margin_min"]),
+        "rho": results[0]["rho"] if results else None,
+        "coherence": results[0]["coherence"] if results else None,
         "found": best is not None,
         "monotone": step.monotone,
         "num_probes": len(results),
@@ -120,5 +175,19 @@ EXPERIMENT = Experiment(
     summarize=summarize,
     check=check,
     summary_columns=("method", "geometry", "d", "num_facts", "min_width", "params", "params_per_fact"),
-    figure={"x": "params", "y": "num_facts", "series": "method", "marker": "d"},
+    trajectory=("width", "accuracy"),
+    fits=(
+        FitSpec("size", "num_facts", "params", ("method", "geometry")),
+        FitSpec("power", "num_facts", "params", ("method", "geometry")),
+        FitSpec("rho", "rho", "params", ("method", "geometry", "d", "num_facts")),
+    ),
+    figures=(
+        FigureSpec("facts_vs_params", "params", "num_facts", "method", "d", law="power",
+                   title="facts stored vs parameters"),
+        FigureSpec("params_vs_inverse_rho", "rho", "params", "method", "num_facts", law="rho", invert_x=True,
+                   title="parameters vs 1/ρ"),
+        FigureSpec("accuracy_vs_width", "width", "accuracy", "method", "num_facts", table="probes",
+                   title="accuracy vs hidden width"),
+    ),
+    findings=capacity_findings,
 )

@@ -63,5 +63,5 @@ def summarize(cell: dict, results: list[dict]) -> dict:
 EXPERIMENT = Experiment(
     name="synthetic", params=PARAMS, next_probes=next_probes, run_probes=run_probes, summarize=summarize,
     summary_columns=("num_probes", "seed", "num_ok", "value_sum"),
-    figure={"x": "num_ok", "y": "num_probes", "series": "seed", "trajectory": ("index", "value")},
+    trajectory=("index", "value"),
 )

@@ -23,7 +23,7 @@ KILLS = 5
 SWEEP = """
 name: {name}
 experiment: capacity
-fixed: {{geometry: spherical, epochs: 400, lr: 0.02}}
+fixed: {{geometry: spherical, epochs: 3000, lr: 0.02}}
 grid: {{method: [gd, hebbian_whitened], d: [8], num_facts: [12, 24]}}
 search: {{low: 1, high: 96, strategy: binary}}
 packing: {{probes_per_task: 1}}
@@ -53,7 +53,7 @@ def test_kill_dash_nine_at_random_moments(ray_session, tmp_path):
                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
         while len(raw_probe_rows(tmp_path / "results", "killed")) < mark and driver.poll() is None:
             time.sleep(0.05)
-        time.sleep(rng.uniform(0.0, 0.5))
+        time.sleep(rng.uniform(0.0, 0.2))
         os.kill(driver.pid, signal.SIGKILL)
         driver.wait()
         with contextlib.suppress(ProcessLookupError):  # Ray fate-shares with its driver; end any straggler

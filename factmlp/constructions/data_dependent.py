@@ -1,0 +1,66 @@
+"""The revised paper's data-dependent bilinear construction (SCIENCE.md §5.3).
+
+Random features φ(x) = (A0 x) ⊙ (A1 x)/√m store little per unit because A0, A1 ignore the keys.
+Here the features are fitted to the facts by two ridge least-squares solves, each linear because
+the other factor is held fixed: with the Hebbian readout W0 = V_fᵀ Φ / F frozen,
+    A1 ← argmin Σ_i ‖W0 [(A0 k_i/√m) ⊙ (A1 k_i)] − v_f(i)‖² + λ‖A1‖²   (A0 fixed),
+    A0 ← the same problem in A0 with the new A1 fixed,
+each solved by Jacobi-preconditioned conjugate gradient on its normal equations (m·d unknowns,
+never forming the (m·d)² matrix), then the final readout is the ridge readout of hebbian.py.
+As a gated MLP: up = A0/√m, gate = A1, bilinear gate, down = W, so W = 3·d·m parameters.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from factmlp.constructions.hebbian import as_mlp, features, random_features, ridge_readout
+from factmlp.factsets import FactSet
+from factmlp.mlp import GatedMLP
+
+
+def fit_factor(partner: np.ndarray, keys: np.ndarray, targets: np.ndarray, readout: np.ndarray,
+               init: np.ndarray, ridge: float, iters: int, tol: float) -> np.ndarray:
+    """Ridge least squares for one factor B (m×d) of the output W [partner ⊙ (K Bᵀ)].
+
+    partner: F×m, the fixed other factor's features (A0 K/√m); readout W: d×m. Normal equations
+    Jᵀ J B + λ B = Jᵀ V_f with J B = ((K Bᵀ) ⊙ partner) Wᵀ (F×d); λ is relative to the mean
+    diagonal of JᵀJ so one value works at any scale. Starts from ``init`` (CG from a warm start
+    converges to the same unique ridge solution) and stops at relative residual ``tol``.
+    """
+    def normal(b: np.ndarray) -> np.ndarray:
+        out = ((keys @ b.T) * partner) @ readout.T  # F×d outputs of J b
+        return ((out @ readout) * partner).T @ keys
+
+    diag = np.sum(readout ** 2, axis=0)[:, None] * ((partner ** 2).T @ (keys ** 2))
+    lam = ridge * float(diag.mean()) if diag.mean() > 0 else ridge
+    precond = 1.0 / (diag + lam)
+    rhs = ((targets @ readout) * partner).T @ keys
+    b = init.copy()
+    r = rhs - normal(b) - lam * b
+    z = precond * r
+    p = z.copy()
+    rz = float(np.sum(r * z))
+    stop = tol * float(np.linalg.norm(rhs))
+    for _ in range(iters):
+        if float(np.linalg.norm(r)) <= stop:
+            break
+        q = normal(p) + lam * p
+        alpha = rz / float(np.sum(p * q))
+        b += alpha * p
+        r -= alpha * q
+        z = precond * r
+        rz, rz_old = float(np.sum(r * z)), rz
+        p = z + (rz / rz_old) * p
+    return b
+
+
+def data_dependent(factset: FactSet, width: int, *, seed: int = 0, ridge: float = 1e-6,
+                   cg_iters: int = 25, cg_tol: float = 1e-6) -> GatedMLP:
+    """Fit A1 then A0 by ridge least squares against a frozen Hebbian readout, then ridge readout."""
+    keys, targets = factset.keys, factset.targets
+    scale = 1.0 / np.sqrt(width)
+    a0, a1 = random_features(factset.d, width, seed)
+    readout = targets.T @ features(keys, a0, a1) / factset.num_facts  # Hebbian W0, d×m
+    a1 = fit_factor(keys @ a0.T * scale, keys, targets, readout, a1, ridge, cg_iters, cg_tol)
+    a0 = fit_factor(keys @ a1.T * scale, keys, targets, readout, a0, ridge, cg_iters, cg_tol)
+    return as_mlp(a0, a1, ridge_readout(features(keys, a0, a1), targets, ridge))

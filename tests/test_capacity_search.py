@@ -1,0 +1,98 @@
+"""Minimum-width search against a brute-force oracle on monotone threshold functions."""
+import math
+
+import numpy as np
+import pytest
+
+from factmlp.capacity import is_monotone, next_widths
+
+
+def run_search(threshold, low, high, arity):
+    """Drive the search on 'width stores iff width >= threshold'; return (step, rounds, probes)."""
+    observations, rounds = {}, 0
+    while True:
+        step = next_widths(observations, low, high, arity)
+        if step.done:
+            return step, rounds, observations
+        rounds += 1
+        assert 1 <= len(step.next_widths) <= max(arity, 1)
+        for w in step.next_widths:
+            assert type(w) is int and low <= w <= high
+            assert w not in observations  # never re-proposed
+            observations[w] = w >= threshold
+
+
+def oracle(threshold, low, high):
+    """The brute-force answer: the smallest width in range that stores."""
+    return next((w for w in range(low, high + 1) if w >= threshold), None)
+
+
+@pytest.mark.parametrize("arity", [1, 2, 3, 4, 7])
+def test_found_width_equals_the_true_minimum_on_random_thresholds(arity):
+    rng = np.random.default_rng(arity)
+    for _ in range(150):
+        low = int(rng.integers(1, 20))
+        high = low + int(rng.integers(0, 300))
+        threshold = int(rng.integers(low - 3, high + 5))  # below, inside and above the range
+        step, rounds, observations = run_search(threshold, low, high, arity)
+        assert step.min_width == oracle(threshold, low, high)
+        assert step.monotone
+        span = high - low + 1
+        assert rounds <= math.ceil(math.log(span, arity + 1)) + 2
+
+
+def test_binary_search_probes_about_log2_of_the_range():
+    counts = []
+    for threshold in range(1, 1026):
+        _, rounds, observations = run_search(threshold, 1, 1024, 1)
+        assert rounds == len(observations)
+        counts.append(rounds)
+    assert max(counts) <= math.ceil(math.log2(1024)) + 1
+    assert np.mean(counts) >= math.log2(1024) - 1
+
+
+def test_the_paper_range_takes_about_seventeen_probes():
+    _, rounds, _ = run_search(12_345, 1, 65_536, 1)
+    assert rounds <= 17
+
+
+def test_nothing_succeeds_gives_none_after_probing_the_top():
+    step, rounds, observations = run_search(10**9, 1, 500, 3)
+    assert step.min_width is None and step.done and rounds == 1
+    assert observations[500] is False and len(observations) == 3
+
+
+def test_everything_succeeds_gives_low():
+    step, _, observations = run_search(0, 5, 80, 2)
+    assert step.min_width == 5 and observations[5] is True
+
+
+def test_non_monotone_observations_are_flagged_not_hidden():
+    observations = {4: True, 6: False, 10: True}
+    assert not is_monotone(observations)
+    step = next_widths(observations, 1, 16)
+    assert not step.monotone
+    assert step.min_width == 4 and set(step.next_widths) <= {1, 2, 3}  # still searching below the first success
+    final = next_widths({**observations, 3: False}, 1, 16)
+    assert final.done and final.min_width == 4 and not final.monotone
+
+
+def test_integer_widths_only():
+    step = next_widths({12.0: True, 3.0: False}, 1.0, 64, 2)
+    assert all(type(w) is int for w in step.next_widths) and type(step.min_width) is int
+    for bad in (dict(observations={12.5: True}, low=1, high=64), dict(observations={}, low=1, high=64.5)):
+        with pytest.raises(ValueError, match="integer width"):
+            next_widths(bad["observations"], bad["low"], bad["high"])
+    with pytest.raises(ValueError, match="arity"):
+        next_widths({}, 1, 64, 1.5)
+
+
+def test_bad_ranges_are_rejected():
+    for low, high in ((0, 10), (10, 5)):
+        with pytest.raises(ValueError, match="low <= high"):
+            next_widths({}, low, high)
+
+
+def test_observations_outside_the_range_do_not_move_the_answer():
+    step = next_widths({200: True, 0: False, 7: False, 8: True}, 1, 100)
+    assert step.done and step.min_width == 8

@@ -1,0 +1,46 @@
+"""Scaling fits recover known laws, and their intervals cover the truth and shrink with less noise."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from factmlp.scaling import fit
+
+FACTS = np.array([256, 512, 1024, 2048, 4096, 8192] * 3, dtype=float)
+
+
+def test_size_law_recovers_c_and_b():
+    params = 2.5 * FACTS * (np.log2(FACTS) + 3.0)
+    result = fit("size", FACTS, params, n_boot=200)
+    assert result.estimates["C"] == pytest.approx(2.5, rel=2e-2)
+    assert result.estimates["b"] == pytest.approx(3.0, abs=0.1)
+    assert result.r2 > 0.999 and len(result.rows) == len(FACTS)
+
+
+def test_power_law_slope_and_noisy_interval_covers_truth():
+    rng = np.random.default_rng(0)
+    params = 2.0 ** ((np.log2(FACTS) - 1.5) / 0.9) * np.exp(rng.normal(0, 0.05, len(FACTS)))
+    result = fit("power", FACTS, params, n_boot=400)
+    low, high = result.intervals["s"]
+    assert low < 0.9 < high and high - low < 0.1
+    assert result.estimates["s"] == pytest.approx(0.9, abs=0.03)
+
+
+def test_rho_law_exponent():
+    rho = np.array([0.3, 0.35, 0.4, 0.45, 0.5, 0.55, 0.6])
+    params = np.exp(4.0 + 2.0 * np.log(1 / rho))
+    result = fit("rho", rho, params, n_boot=100)
+    assert result.estimates["p"] == pytest.approx(2.0, abs=1e-6)
+    assert result.estimates["a"] == pytest.approx(4.0, abs=1e-6)
+
+
+def test_rows_with_missing_results_are_left_out_and_named():
+    params = 3.0 * FACTS * np.log2(FACTS)
+    params[[1, 4]] = np.nan
+    result = fit("size", FACTS, params, n_boot=50)
+    assert 1 not in result.rows and 4 not in result.rows and len(result.rows) == len(FACTS) - 2
+
+
+def test_too_few_rows_is_a_clear_error():
+    with pytest.raises(ValueError, match="at least 3 rows"):
+        fit("power", [256, 512], [1000, 2000])
