@@ -202,6 +202,9 @@ def main(argv: list[str] | None = None) -> int:
     except SpecError as e:
         print(f"factsweep: error: {e}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # output piped into `head` and the like: stop quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
 
 
 if __name__ == "__main__":
