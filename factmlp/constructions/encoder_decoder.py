@@ -13,10 +13,12 @@ and whose up rows are solved so the encoder outputs exactly the designed code fo
 - solve="global" (default): one unit per (bucket, code coordinate); every gadget writes all c
   coordinates and the up rows of all gadgets come from one linear system that also cancels the
   cross-talk of gadgets firing off their bucket. Exact once buckets·d ≥ F (b ≤ d keys per bucket),
-  so m ≈ c·F/d units and W ≈ F·c·(2 + c/d) + c·d: O(F log F / ρ²). Cost O(F³) (a Cholesky of F×F).
+  so m = c·⌈F/d⌉ units and W = ⌈F/d⌉·c·(2d + c + 1) + c·d ≈ F·c·(2 + (c+1)/d): O(F log F / ρ²).
+  Cost O(F³) (a Cholesky of the F×F Gram matrix; device="auto" runs it on a GPU if present).
 - solve="local": each gadget is exact on its own bucket and isolated from all other keys by its
   gate threshold (a tiny bucket, default one key, fits under a threshold no other key reaches), so
-  no global solve is needed: O(F·d·c) time, but one unit per key: W ≈ F·(2d + c + 1) + c·d.
+  no global solve is needed: O(F²·d) time (one scan for intruders), but one unit per key:
+  W = F·(2d + c + 1) + c·d. Isolation holds for buckets of b ≲ d/(2 ln F) keys, far below c.
 variant="fit" is the gradient-based variant: the same fixed codes and decoder, the encoder (bilinear,
 width m) fitted by Adam, with cross-entropy through the fixed decoder ("ce") or squared error onto
 the codes ("mse").
