@@ -3,7 +3,7 @@ PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: quickstart test install dev
+.PHONY: quickstart test install dev reference
 
 $(BIN)/factsweep: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -23,3 +23,11 @@ quickstart: install
 
 test: dev
 	$(BIN)/python -m pytest
+
+# The committed laptop-scale reference reports (results/reference/): two studies, about 10 min each on 2 cores.
+reference: install
+	rm -rf results/*/sweep=capacity_isotropic results/*/sweep=rho_law
+	$(BIN)/factsweep run sweeps/capacity_isotropic.yaml
+	$(BIN)/factsweep run sweeps/rho_law.yaml
+	mkdir -p results/reference
+	cp results/reports/capacity_isotropic* results/reports/rho_law* results/reference/

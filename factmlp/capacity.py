@@ -6,6 +6,7 @@ round proposes several widths at once so a batched trainer evaluates them togeth
 """
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -37,12 +38,22 @@ def is_monotone(observations: Mapping[int, bool]) -> bool:
     return not successes or not failures or max(failures) < min(successes)
 
 
+def _spread(start: int, stop: int, n: int) -> set[int]:
+    """n widths inside [start, stop): geometric while the bracket spans more than a factor 2, so a
+    wide range costs O(log log) cheap rounds instead of probing huge widths; then evenly spaced."""
+    if stop > 2 * start:
+        return {round(start * (stop / start) ** (i / (n + 1))) for i in range(1, n + 1)}
+    return {start + (stop - start) * i // (n + 1) for i in range(1, n + 1)}
+
+
 def next_widths(observations: Mapping[int, bool], low: int, high: int, arity: int = 1) -> SearchStep:
     """Bisection (arity 1) or a k-ary search for the smallest width in [low, high] that succeeds.
 
-    The bracket is (largest failure below the smallest success, smallest success]; while no
-    success is known the top of the range is probed with the round. Non-monotone observations are
-    flagged in ``monotone`` and the search still brackets the smallest observed success.
+    The bracket is (largest failure below the smallest success, smallest success]. Widths are
+    spread geometrically over a wide bracket and evenly over a narrow one; the top of the range is
+    probed only once the bracket below it is narrow (a width far above the answer is never trained).
+    Non-monotone observations are flagged in ``monotone`` and the search still brackets the
+    smallest observed success.
     """
     low, high = _as_width(low, "low"), _as_width(high, "high")
     observations = {_as_width(w, "observed width"): bool(ok) for w, ok in observations.items()}
@@ -60,10 +71,12 @@ def next_widths(observations: Mapping[int, bool], low: int, high: int, arity: in
         return SearchStep((), None, monotone)
     if start >= top:
         return SearchStep((), best, monotone)
-    span = top - start  # candidates start .. top-1 (top = high+1 stands for "unknown, probe high")
-    if best is None:
-        picks = {high} | {start + (span - 1) * i // arity for i in range(1, arity)}
-    else:
-        picks = {start + span * i // (arity + 1) for i in range(1, arity + 1)}
+    if best is not None:
+        picks = _spread(start, top, arity)
+    elif high > 2 * start:  # nothing stored yet: gallop over the lower half of the log range
+        reach = math.sqrt(high / start)
+        picks = {round(start * reach ** (i / arity)) for i in range(1, arity + 1)}
+    else:  # nothing stored yet and the rest of the range is narrow: the round includes the top
+        picks = {high} | {start + (high - start) * i // arity for i in range(1, arity)}
     picks = sorted(w for w in picks if w not in observations and start <= w <= min(top - 1, high))
     return SearchStep(tuple(picks), best, monotone)

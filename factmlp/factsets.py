@@ -10,6 +10,9 @@ from dataclasses import dataclass
 import numpy as np
 
 GEOMETRIES = ("spherical", "gaussian", "uniform", "spike", "condition")
+# Real embeddings of a language model (factmlp.llm): captured from a model, not sampled here.
+LLM_GEOMETRIES = ("llm_token_embeddings", "llm_mlp_io")
+ALL_GEOMETRIES = GEOMETRIES + LLM_GEOMETRIES
 SPIKE_TARGETS = ("keys", "values", "both")
 MAPPINGS = ("permutation", "identity")
 
@@ -113,6 +116,11 @@ def make_factset(
     spike_on: str = "both",
     kappa: float = 10.0,
     whiten_values: bool = False,
+    llm_model: str = "all-MiniLM-L6-v2",
+    llm_layer: int = -1,
+    llm_rows: int = 0,
+    llm_normalize: bool = True,
+    table_path: str = "",
 ) -> FactSet:
     """A synthetic fact set with M = F values.
 
@@ -122,9 +130,11 @@ def make_factset(
     beta, spike_on: the spike anisotropy of geometry 'spike' (β = 0 is plain spherical); a nonzero
     β with another geometry is an error rather than silently ignored.
     kappa: the condition number of geometry 'condition'.
+    llm_*, table_path: the real embeddings of geometries llm_token_embeddings and llm_mlp_io (see
+    ``factmlp.llm.llm_factset``); the synthetic geometries ignore them.
     """
-    if geometry not in GEOMETRIES:
-        raise ValueError(f"unknown geometry {geometry!r}; allowed: {', '.join(GEOMETRIES)}")
+    if geometry not in ALL_GEOMETRIES:
+        raise ValueError(f"unknown geometry {geometry!r}; allowed: {', '.join(ALL_GEOMETRIES)}")
     if mapping not in MAPPINGS:
         raise ValueError(f"unknown mapping {mapping!r}; allowed: {', '.join(MAPPINGS)}")
     if spike_on not in SPIKE_TARGETS:
@@ -133,6 +143,12 @@ def make_factset(
         raise ValueError(f"beta={beta} needs geometry 'spike' and beta >= 0 (got geometry {geometry!r})")
     if d < 1 or num_facts < 1:
         raise ValueError(f"d and num_facts must be positive, got d={d}, num_facts={num_facts}")
+    if geometry in LLM_GEOMETRIES:
+        from factmlp.llm import llm_factset  # lazy: only real embeddings need a model
+
+        real = llm_factset(geometry, d, num_facts, seed, tied=tied, mapping=mapping, model=llm_model,
+                           layer=llm_layer, rows=llm_rows, table_path=table_path, normalize=llm_normalize)
+        return FactSet(real.keys, whiten(real.values), real.mapping) if whiten_values else real
     # Independent streams so that, e.g., changing the map never changes the embeddings.
     keys_rng, values_rng, map_rng = (np.random.default_rng([seed, i]) for i in range(3))
     keys = sample_table(geometry, num_facts, d, keys_rng, kappa=kappa)

@@ -1,4 +1,4 @@
-"""The ``factsweep`` command: run, plan, status, query, report, ui and mlflow-sync."""
+"""The ``factsweep`` command: run, plan, status, query, report, ui, mlflow-sync and embeddings."""
 from __future__ import annotations
 
 import argparse
@@ -22,17 +22,25 @@ def cmd_run(args) -> int:
     from orchestrator.runner import run_sweep
     from orchestrator.tables import text
     from orchestrator.tracking import default_uri
+    from orchestrator.store import StorageError, storage_error
 
-    report = run_sweep(spec, retry_failed=args.retry_failed, address=args.address)
-    print(f"{spec.name}: {report.cells_done}/{report.cells} cells done, {report.probes_run} probes run "
-          f"({report.probes_failed} failed) in {report.seconds:.1f}s")
-    if report.cells_failed:
-        print(f"{report.cells_failed} cells wait on failed probes: see `factsweep status {spec.name}`, "
-              f"then `factsweep run {spec.source} --retry-failed`")
-    if report.cells_done:
-        pictures, md, table = write_report(spec.results_root, spec.name)
-        print(text(table))
-        print("figures: " + ", ".join(map(str, pictures)) + f"\nreport: {md}")
+    try:  # results folder not writable, not a folder or full: one line, exit 1; what was recorded stays
+        report = run_sweep(spec, retry_failed=args.retry_failed, address=args.address)
+        print(f"{spec.name}: {report.cells_done}/{report.cells} cells done, {report.probes_run} probes run "
+              f"({report.probes_failed} failed) in {report.seconds:.1f}s")
+        if report.cells_failed:
+            print(f"{report.cells_failed} cells wait on failed probes: see `factsweep status {spec.name}`, "
+                  f"then `factsweep run {spec.source} --retry-failed`")
+        if report.cells_done:
+            try:
+                pictures, md, table = write_report(spec.results_root, spec.name)
+            except OSError as e:
+                raise storage_error(Path(spec.results_root) / "reports", e) from e
+            print(text(table))
+            print("figures: " + ", ".join(map(str, pictures)) + f"\nreport: {md}")
+    except StorageError as e:
+        print(f"factsweep: error: {e}", file=sys.stderr)
+        return 1
     uri = spec.tracking_uri or default_uri(spec.results_root)
     print(f"MLflow: `factsweep ui` serves {uri} at http://127.0.0.1:5000")
     return 0
@@ -192,6 +200,8 @@ def parser() -> argparse.ArgumentParser:
     ui.add_argument("--host", default="127.0.0.1")
     ui.add_argument("--port", type=int, default=5000)
     ui.set_defaults(fn=cmd_ui)
+    from orchestrator.embeddings_cli import add_parser as add_embeddings
+    add_embeddings(sub)  # `factsweep embeddings capture|show`
     return p
 
 

@@ -6,6 +6,10 @@ import os
 
 def ensure_ray(address: str | None = None, num_cpus: int | None = None):
     """Reuse a running Ray in this process, else join ``address`` or start a local one on 127.0.0.1."""
+    if not address:
+        # Ray's single-node mode keeps every socket on 127.0.0.1 (multi-node mode binds all interfaces and
+        # advertises the machine's address). Ray reads this when first imported: set it before `import ray`.
+        os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
     import ray
 
     if ray.is_initialized():
@@ -14,7 +18,5 @@ def ensure_ray(address: str | None = None, num_cpus: int | None = None):
     if address:
         ray.init(address=address, **quiet)
     else:
-        # Ray's single-node mode keeps every socket on 127.0.0.1 (multi-node mode binds all interfaces).
-        os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
         ray.init(num_cpus=num_cpus, include_dashboard=False, _node_ip_address="127.0.0.1", **quiet)
     return ray

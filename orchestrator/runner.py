@@ -78,6 +78,7 @@ def run_sweep(spec: Spec, *, retry_failed: bool = False, progress: bool | None =
               address: str | None = None) -> RunReport:
     start = time.perf_counter()
     store = Store(spec.results_root)
+    store.check_writable(spec.name)  # an unwritable or full root fails here: no Ray, no MLflow run, no work lost
     store.remove_temporary(spec.name)
     plans = planning.build_plan(spec, store)
     record_finished_cells(spec, store, plans)
@@ -141,8 +142,8 @@ def run_sweep(spec: Spec, *, retry_failed: bool = False, progress: bool | None =
         for table in ("probes", "cells"):
             store.compact(table, spec.name)
         tracker.finish()
-    except BaseException:
-        tracker.finish("KILLED")
+    except BaseException as e:  # a StorageError (disk full) mid-sweep: what was recorded stays, the rest reruns
+        tracker.finish("FAILED" if isinstance(e, Exception) else "KILLED")
         raise
     finally:
         bar.close()

@@ -3,10 +3,12 @@
 Layout: ``<root>/<table>/sweep=<name>/part-*.parquet``. Every write goes to a temporary file that
 is then renamed into place, so a reader never sees half a file and a kill loses nothing that was
 written. Rows carry their primary key; reads keep the newest row per key, which makes appends
-idempotent and compaction safe to interrupt.
+idempotent and compaction safe to interrupt. A write that fails (folder not writable, not a folder,
+disk full) removes its temporary file and raises ``StorageError``: one line naming the path.
 """
 from __future__ import annotations
 
+import errno
 import os
 import time
 import uuid
@@ -20,6 +22,26 @@ import pyarrow.parquet as pq
 from orchestrator.identity import SCHEMA_VERSION
 
 KEYS = {"probes": "probe_id", "cells": "cell_id", "fits": "fit_id"}
+
+
+class StorageError(Exception):
+    """The results folder cannot be written; ``str()`` is one line naming the path, the problem and a way out."""
+
+    def __init__(self, path: str | Path, error: OSError):
+        reason = os.strerror(error.errno) if error.errno else (str(error).splitlines() or [type(error).__name__])[0]
+        if error.errno in (errno.ENOSPC, errno.EDQUOT):
+            hint = "free space or set storage.root to another folder"
+        elif error.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+            hint = "make it writable or set storage.root to another folder"
+        else:
+            hint = "set storage.root to a writable folder"
+        super().__init__(f"results: cannot write {path}: {reason}; {hint}")
+        self.path, self.errno = Path(path), error.errno
+
+
+def storage_error(path: str | Path, error: OSError) -> StorageError:
+    """``error`` as a StorageError, naming the path the system call reported when it names one."""
+    return StorageError(error.filename or path, error)
 
 
 class Store:
@@ -41,23 +63,47 @@ class Store:
 
     @staticmethod
     def _write(folder: Path, frame: pd.DataFrame, name: str) -> Path:
-        folder.mkdir(parents=True, exist_ok=True)
         final = folder / name
         tmp = folder / f".{name}.tmp"
         try:
-            pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), tmp)
-            with open(tmp, "rb") as fh:
-                os.fsync(fh.fileno())
-            os.replace(tmp, final)
-        finally:
-            tmp.unlink(missing_ok=True)
+            folder.mkdir(parents=True, exist_ok=True)
+            try:
+                pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), tmp)
+                with open(tmp, "rb") as fh:
+                    os.fsync(fh.fileno())
+                os.replace(tmp, final)
+            finally:
+                tmp.unlink(missing_ok=True)
+        except OSError as e:  # not writable, not a folder, disk full: nothing half-written stays behind
+            raise storage_error(folder, e) from e
         return final
+
+    def check_writable(self, sweep: str) -> None:
+        """Fail fast, before any work: create the sweep's folders and write, sync and delete a 4 KiB file
+        in each. Raises StorageError when the root is not writable, not a folder, or full."""
+        for table in ("probes", "cells"):
+            folder = self._dir(table, sweep)
+            check = folder / f".part-check-{uuid.uuid4().hex[:8]}.tmp"  # removed by remove_temporary if killed
+            try:
+                folder.mkdir(parents=True, exist_ok=True)
+                try:
+                    with open(check, "wb") as fh:
+                        fh.write(bytes(4096))
+                        fh.flush()
+                        os.fsync(fh.fileno())
+                finally:
+                    check.unlink(missing_ok=True)
+            except OSError as e:
+                raise storage_error(folder, e) from e
 
     def remove_temporary(self, sweep: str) -> int:
         """Delete temporary files a killed writer left behind (never visible to readers)."""
         stale = list(self.root.glob(f"*/sweep={sweep}/.part-*.tmp"))
         for path in stale:
-            path.unlink(missing_ok=True)
+            try:
+                path.unlink(missing_ok=True)
+            except OSError as e:
+                raise storage_error(path, e) from e
         return len(stale)
 
     def fragments(self, table: str, sweep: str) -> list[Path]:
@@ -91,7 +137,10 @@ class Store:
         frame = self.load(table, sweep).drop(columns="sweep")
         self._write(self._dir(table, sweep), frame, f"part-{time.time_ns():020d}-compact.parquet")
         for p in parts:
-            p.unlink(missing_ok=True)
+            try:
+                p.unlink(missing_ok=True)
+            except OSError as e:
+                raise storage_error(p, e) from e
 
     def connect(self) -> duckdb.DuckDBPyConnection:
         """An in-memory DuckDB with one view per table (newest row per key), for SQL over results."""

@@ -37,8 +37,8 @@ def test_found_width_equals_the_true_minimum_on_random_thresholds(arity):
         step, rounds, observations = run_search(threshold, low, high, arity)
         assert step.min_width == oracle(threshold, low, high)
         assert step.monotone
-        span = high - low + 1
-        assert rounds <= math.ceil(math.log(span, arity + 1)) + 2
+        span = high - low + 1  # a linear phase plus a geometric one over log2 of the span
+        assert rounds <= math.ceil(math.log(span, arity + 1)) + math.ceil(math.log(math.log2(span) + 1, arity + 1)) + 2
 
 
 def test_binary_search_probes_about_log2_of_the_range():
@@ -47,7 +47,7 @@ def test_binary_search_probes_about_log2_of_the_range():
         _, rounds, observations = run_search(threshold, 1, 1024, 1)
         assert rounds == len(observations)
         counts.append(rounds)
-    assert max(counts) <= math.ceil(math.log2(1024)) + 1
+    assert max(counts) <= math.ceil(math.log2(1024)) + math.ceil(math.log2(math.log2(1024))) + 1
     assert np.mean(counts) >= math.log2(1024) - 1
 
 
@@ -56,10 +56,19 @@ def test_the_paper_range_takes_about_seventeen_probes():
     assert rounds <= 17
 
 
+@pytest.mark.parametrize("arity", [1, 3])
+def test_widths_far_above_the_answer_are_never_probed(arity):
+    """GD's cost grows with width: a wide range must not make the search train huge models."""
+    for threshold in (3, 40, 300, 2000):
+        step, _, observations = run_search(threshold, 1, 65_536, arity)
+        assert step.min_width == threshold
+        assert max(observations) <= max(16 * threshold, 256)
+
+
 def test_nothing_succeeds_gives_none_after_probing_the_top():
     step, rounds, observations = run_search(10**9, 1, 500, 3)
-    assert step.min_width is None and step.done and rounds == 1
-    assert observations[500] is False and len(observations) == 3
+    assert step.min_width is None and step.done and rounds <= 5  # log log of the range
+    assert observations[500] is False and all(not ok for ok in observations.values())
 
 
 def test_everything_succeeds_gives_low():

@@ -116,3 +116,12 @@ class Experiment:
                 out[key] = param.default
         self.check(out)
         return out
+
+
+def parameter_table(experiment: Experiment) -> str:
+    """The markdown table of an experiment's parameters that docs/sweep-spec.md shows (kept in sync by a test)."""
+    rows = [f"### `{experiment.name}`", "", "| parameter | type | default | allowed | doc |", "|---|---|---|---|---|"]
+    for name, p in experiment.params.items():
+        default = "required" if p.default is REQUIRED else f"`{p.default!r}`"
+        rows.append(f"| `{name}` | {p.kind.__name__} | {default} | {p.allowed()} | {p.doc} |".replace("\n", " "))
+    return "\n".join(rows)

@@ -22,7 +22,7 @@ METHODS = ("gd",) + tuple(sorted(constructions.CONSTRUCTIONS))
 
 PARAMS = {
     "method": Param(str, choices=METHODS, doc="gd or a construction"),
-    "geometry": Param(str, "spherical", choices=factsets.GEOMETRIES),
+    "geometry": Param(str, "spherical", choices=factsets.ALL_GEOMETRIES),
     "d": Param(int, low=1, high=1 << 16, doc="embedding dimension"),
     "num_facts": Param(int, low=2, high=1 << 24, doc="F"),
     "seed": Param(int, 0, low=0, doc="fact-set seed: every method sees the same embeddings"),
@@ -32,6 +32,14 @@ PARAMS = {
     "spike_on": Param(str, "both", choices=factsets.SPIKE_TARGETS),
     "kappa": Param(float, 10.0, low=1.0, high=1e12, doc="condition number (geometry condition)"),
     "whiten": Param(bool, False, doc="whiten the values"),
+    "llm_model": Param(str, "all-MiniLM-L6-v2", doc="llm_* geometries: all-MiniLM-L6-v2 (packaged, offline) "
+                       "or a Hugging Face causal-LM id 'org/name' (needs the hf extra and the hub)"),
+    "llm_layer": Param(int, -1, low=-1, doc="llm_mlp_io: the layer whose MLP input/output is captured; -1 = middle"),
+    "llm_rows": Param(int, 0, low=0, doc="llm_* geometries: rows captured, the pool the F facts are sampled from; "
+                      "0 = as many as needed"),
+    "llm_normalize": Param(bool, True, doc="llm_* geometries: scale rows to unit norm"),
+    "table_path": Param(str, "", doc="llm_* geometries: a captured table (.safetensors of `factsweep embeddings "
+                        "capture`, or .npy token embeddings) instead of llm_model"),
     "threshold": Param(float, 1.0, low=0.0, high=1.0, low_open=True, doc="accuracy that counts as stored"),
     "search_low": Param(int, 1, low=1, doc="smallest width searched"),
     "search_high": Param(int, 65536, low=1, doc="largest width searched"),
@@ -69,9 +77,15 @@ def check(cell: dict) -> None:
     if cell["search_low"] > cell["search_high"]:
         raise ValueError(f"search_high: got {cell['search_high']} below search_low {cell['search_low']}; "
                          "allowed: search_low <= search_high")
+    if cell["geometry"] in factsets.LLM_GEOMETRIES:
+        from factmlp.llm import check_cell  # model name, layer range, rows and d, without loading a model
+
+        check_cell(cell["geometry"], cell["llm_model"], cell["llm_layer"], cell["llm_rows"], cell["table_path"],
+                   cell["d"], cell["num_facts"], cell["tied"])
 
 
-FACTSET_KEYS = ("geometry", "d", "num_facts", "seed", "tied", "mapping", "beta", "spike_on", "kappa", "whiten")
+FACTSET_KEYS = ("geometry", "d", "num_facts", "seed", "tied", "mapping", "beta", "spike_on", "kappa", "whiten",
+                "llm_model", "llm_layer", "llm_rows", "llm_normalize", "table_path")
 
 
 def make(cell: dict) -> factsets.FactSet:
@@ -79,10 +93,13 @@ def make(cell: dict) -> factsets.FactSet:
 
 
 @functools.lru_cache(maxsize=8)
-def _factset(geometry, d, num_facts, seed, tied, mapping, beta, spike_on, kappa, whiten) -> factsets.FactSet:
+def _factset(geometry, d, num_facts, seed, tied, mapping, beta, spike_on, kappa, whiten,
+             llm_model, llm_layer, llm_rows, llm_normalize, table_path) -> factsets.FactSet:
     """Cached per worker process: the probes of one cell arrive in several tasks."""
     return factsets.make_factset(geometry, d, num_facts, seed, tied=tied, mapping=mapping, beta=beta,
-                                 spike_on=spike_on, kappa=kappa, whiten_values=whiten)
+                                 spike_on=spike_on, kappa=kappa, whiten_values=whiten, llm_model=llm_model,
+                                 llm_layer=llm_layer, llm_rows=llm_rows, llm_normalize=llm_normalize,
+                                 table_path=table_path)
 
 
 @functools.lru_cache(maxsize=8)
@@ -161,6 +178,7 @@ def summarize(cell: dict, results: list[dict]) -> dict:
         "margin_min": None if best is None else float(best["margin_min"]),
         "rho": results[0]["rho"] if results else None,
         "coherence": results[0]["coherence"] if results else None,
+        "best_accuracy": max((float(r["accuracy"]) for r in results), default=None),  # the ceiling when nothing stores
         "found": best is not None,
         "monotone": step.monotone,
         "num_probes": len(results),
@@ -174,7 +192,8 @@ EXPERIMENT = Experiment(
     run_probes=run_probes,
     summarize=summarize,
     check=check,
-    summary_columns=("method", "geometry", "d", "num_facts", "min_width", "params", "params_per_fact"),
+    summary_columns=("method", "geometry", "d", "num_facts", "min_width", "params", "params_per_fact", "rho",
+                     "coherence"),  # ρ and μ of the values beside the cost (real vs spherical embeddings)
     trajectory=("width", "accuracy"),
     fits=(
         FitSpec("size", "num_facts", "params", ("method", "geometry")),

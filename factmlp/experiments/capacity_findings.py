@@ -23,27 +23,71 @@ def _interval(fit: dict, name: str) -> str:
     return f"{_fmt(fit[name])} [{_fmt(fit[name + '_low'])}, {_fmt(fit[name + '_high'])}]"
 
 
+def _stored(c: dict) -> bool:
+    return c.get("params") is not None and not (isinstance(c["params"], float) and math.isnan(c["params"]))
+
+
+def _setting(c: dict) -> str:
+    """The fact-set geometry a cell was measured on, as the report names it."""
+    label = f"{c['geometry']}, d = {c['d']}"
+    if c["geometry"] == "spike":
+        label += f", β = {c.get('beta', 0.0):g}"
+    if c["geometry"] == "condition":
+        label += f", κ = {c.get('kappa', 0.0):g}"
+    return label + (", whitened" if c.get("whiten") else "")
+
+
 def _gaps(cells: list[dict]) -> list[str]:
-    """At the largest F that every method stored, how many times more parameters each needs."""
+    """Per method, at the largest F it and GD both stored: how many times more parameters it needs;
+    and each F where a method stored nothing in its search range."""
     lines = []
-    by_setting = defaultdict(dict)
+    by_setting, labels = defaultdict(dict), {}
     for c in cells:
-        if c.get("params") is not None and not (isinstance(c["params"], float) and math.isnan(c["params"])):
-            by_setting[(c["geometry"], c["d"])].setdefault(c["method"], {})[c["num_facts"]] = c["params"]
-    for (geometry, d), methods in sorted(by_setting.items()):
-        if len(methods) < 2:
-            continue
-        common = set.intersection(*(set(f) for f in methods.values()))
-        if not common:
-            continue
-        facts = max(common)
-        ranked = sorted(methods, key=lambda m: methods[m][facts])
-        base = REFERENCE if REFERENCE in methods else ranked[0]
-        for m in ranked:
-            if m != base:
-                ratio = methods[m][facts] / methods[base][facts]
-                lines.append(f"- {geometry}, d = {d}, F = {facts}: {base} needs {_fmt(ratio)}× fewer parameters than "
-                             f"{m} ({methods[base][facts]:,} vs {methods[m][facts]:,}).")
+        if _stored(c):
+            key = (c["geometry"], c["d"], c.get("beta", 0.0), c.get("kappa", 0.0), bool(c.get("whiten")))
+            labels[key] = _setting(c)
+            by_setting[key].setdefault(c["method"], {})[c["num_facts"]] = c["params"]
+    for key, methods in sorted(by_setting.items()):
+        setting = labels[key]
+        base = REFERENCE if REFERENCE in methods else min(methods, key=lambda m: min(methods[m].values()))
+        for m in sorted(methods):
+            common = set(methods[m]) & set(methods[base])
+            if m == base or not common:
+                continue
+            facts = max(common)
+            ratio = methods[m][facts] / methods[base][facts]
+            lines.append(f"- {setting}, F = {facts}: {base} needs {_fmt(ratio)}× fewer parameters than "
+                         f"{m} ({methods[base][facts]:,.0f} vs {methods[m][facts]:,.0f}).")
+    for c in sorted((c for c in cells if not _stored(c)), key=lambda c: (_setting(c), c["method"], c["num_facts"])):
+        lines.append(f"- {_setting(c)}, F = {c['num_facts']}: {c['method']} stores nothing up to width "
+                     f"{c.get('search_high', '?')} (best accuracy {_fmt(c.get('best_accuracy', float('nan')))}, "
+                     f"threshold {c.get('threshold', 1.0)}).")
+    return lines
+
+
+def _prior(cells: list[dict], fits: list[dict]) -> list[str]:
+    """The prior construction scales worse: a steeper cost slope, or it stops storing where GD still does."""
+    power = _by_method(fits, "power")
+    lines = []
+    for geometry in sorted({c["geometry"] for c in cells if c["method"] == PRIOR}):
+        prior = power.get((geometry, PRIOR))
+        others = [g for (geo, m), g in power.items() if geo == geometry and m != PRIOR]
+        if prior is not None and others:
+            worse = all(prior["s_high"] < g["s_low"] for g in others)
+            best = max(others, key=lambda g: g["s"])
+            lines.append(f"- The prior construction scales worse ({geometry}): {'holds' if worse else 'not shown'} — "
+                         f"{PRIOR} slope {_fmt(prior['s'])} [{_fmt(prior['s_low'])}, {_fmt(prior['s_high'])}] "
+                         f"vs {best['method']} {_fmt(best['s'])} (F gained per doubling of W).")
+        lost = sorted({(c["d"], c["num_facts"]) for c in cells if c["geometry"] == geometry and c["method"] == PRIOR
+                       and not _stored(c)})
+        kept = {(c["d"], c["num_facts"]): c["params"] for c in cells
+                if c["geometry"] == geometry and c["method"] == REFERENCE and _stored(c)}
+        lost = [x for x in lost if x in kept]
+        if lost:
+            d, facts = lost[0]
+            lines.append(f"- The prior construction scales worse ({geometry}): holds — at d = {d} {PRIOR} stores "
+                         f"nothing at F = {facts} within its search range, where {REFERENCE} needs "
+                         f"{kept[(d, facts)]:,.0f} parameters.")
     return lines
 
 
@@ -64,15 +108,6 @@ def _slopes(fits: list[dict]) -> list[str]:
         lines.append(f"- Matching asymptotics, {method} vs {REFERENCE} ({geometry}): "
                      f"{'holds' if overlap else 'does not hold'} — slopes {_fmt(f['s'])} vs {_fmt(ref['s'])}, "
                      f"intervals {'overlap' if overlap else 'are disjoint'}.")
-    for (geometry, method), f in sorted(power.items()):
-        if method != PRIOR:
-            continue
-        others = [g for (geo, m), g in power.items() if geo == geometry and m != PRIOR]
-        if others:
-            worse = all(f["s_high"] < g["s_low"] for g in others)
-            best = max(others, key=lambda g: g["s"])
-            lines.append(f"- The prior construction scales worse ({geometry}): {'holds' if worse else 'not shown'} — "
-                         f"{PRIOR} slope {_fmt(f['s'])} vs {best['method']} {_fmt(best['s'])}.")
     return lines
 
 
@@ -105,6 +140,6 @@ def _rho(fits: list[dict]) -> list[str]:
 
 
 def capacity_findings(cells: list[dict], fits: list[dict]) -> str:
-    sections = [("Gaps between methods", _gaps(cells)), ("Asymptotics", _slopes(fits)),
+    sections = [("Gaps between methods", _gaps(cells)), ("Asymptotics", _slopes(fits) + _prior(cells, fits)),
                 ("Constants", _constants(fits)), ("Decodability ρ and cost", _rho(fits))]
     return "\n\n".join(f"### {title}\n\n" + "\n".join(lines) for title, lines in sections if lines)

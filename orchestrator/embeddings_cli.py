@@ -1,0 +1,87 @@
+"""``factsweep embeddings``: capture a real model's embeddings to a table file, or show one's provenance."""
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+from orchestrator.errors import SpecError
+
+# factmlp.llm names its errors by cell parameter; the CLI names the option the user typed.
+OPTION = {"llm_model": "--model", "llm_layer": "--layer", "llm_rows": "--rows", "kind": "--kind",
+          "table_path": "FILE"}
+
+
+def _spec_error(command: str, err: ValueError) -> SpecError:
+    key, _, message = str(err).partition(": ")
+    return SpecError(command, OPTION.get(key, key), message)
+
+
+def cmd_capture(args) -> int:
+    from factmlp import llm
+
+    command = "embeddings capture"
+    if args.out is not None and Path(args.out).suffix.lower() != ".safetensors":
+        raise SpecError(command, "--out", f"got {args.out!r}; allowed: a path ending in .safetensors")
+    if args.rows < 1:
+        raise SpecError(command, "--rows", f"got {args.rows}; allowed: an integer >= 1")
+    if args.kind == "token_embeddings" and args.layer != -1:
+        raise SpecError(command, "--layer", f"got {args.layer}; allowed: no --layer with --kind token_embeddings "
+                                            "(the embedding table has no layer)")
+    start = time.perf_counter()
+    try:
+        llm.check_model(args.model)
+        if args.kind == "mlp_io":  # before any weights load (a hub model's config is small)
+            llm.resolve_layer(args.model, args.layer, llm.num_layers(args.model))
+        if args.out is None:
+            path = llm.cached_capture(args.model, args.kind, args.layer, args.rows, args.seed)
+        else:
+            arrays, meta = llm.capture(args.model, args.kind, args.layer, args.rows, args.seed)
+            path = llm.save_capture(args.out, arrays, meta)
+        meta = llm.read_metadata(path)
+    except ValueError as err:
+        raise _spec_error(command, err) from None
+    print(f"{path}: {meta['rows']} rows x d={meta['d']} ({meta['kind']}) in {time.perf_counter() - start:.1f}s")
+    _print_meta(meta)
+    return 0
+
+
+def _print_meta(meta: dict) -> None:
+    for key in ("model", "model_source", "kind", "layer", "site", "text_source", "text_sha256", "rows", "seed",
+                "d", "date", "python", "torch", "transformers"):
+        if key in meta:
+            print(f"  {key}: {meta[key]}")
+
+
+def cmd_show(args) -> int:
+    from factmlp import llm
+
+    try:
+        shapes, meta = llm.table_info(args.file)
+    except ValueError as err:
+        raise _spec_error("embeddings show", err) from None
+    print(f"{args.file}: " + ", ".join(f"{k} {tuple(v)}" for k, v in shapes.items()))
+    _print_meta(meta)
+    return 0
+
+
+def add_parser(sub) -> None:
+    """Register ``embeddings capture`` and ``embeddings show`` on the main parser's subcommands."""
+    from factmlp.llm import KINDS, MODELS_ALLOWED
+
+    emb = sub.add_parser("embeddings", help="capture real LLM embeddings as a table (geometries llm_*)")
+    verbs = emb.add_subparsers(dest="verb", required=True)
+    cap = verbs.add_parser("capture", help="run a model over real text and write its rows with provenance",
+                           formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    cap.add_argument("--model", default="all-MiniLM-L6-v2", help=MODELS_ALLOWED)
+    cap.add_argument("--kind", choices=KINDS, default="mlp_io",
+                     help="MLP input/output pairs at --layer, or rows of the token-embedding table")
+    cap.add_argument("--layer", type=int, default=-1, help="layer of the MLP (mlp_io); -1 = the middle layer")
+    cap.add_argument("--rows", type=int, required=True, help="rows to capture")
+    cap.add_argument("--seed", type=int, default=0, help="seeds the text order (mlp_io) or the row sample")
+    cap.add_argument("--out", default=None, help="a .safetensors file; default: the shared cache "
+                                                 "($FACTSWEEP_CACHE or ~/.cache/factsweep)")
+    cap.set_defaults(fn=cmd_capture)
+    show = verbs.add_parser("show", help="shapes and provenance of a captured table")
+    show.add_argument("file")
+    show.set_defaults(fn=cmd_show)

@@ -1,0 +1,234 @@
+"""Fact editing (factmlp.editing, experiment fact_editing): properties that fail if the math is wrong."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from factmlp.editing import Bench, LMConfig, build_fact_mlp, choose_edits, fine_tune, make_task, rank_one, swap, train_lm
+from factmlp.editing.edits import batch_update, key_covariance, rank_one_update, target_outputs
+from factmlp.editing.metrics import Readout, correct, edit_metrics, harmonic_mean, target_log_prob, text_nll
+from factmlp.editing.task import A, S, TEMPLATES, non_fact_mask, render
+from factmlp.experiments import REGISTRY
+
+torch.set_num_threads(1)
+TINY = dict(num_facts=24, d=16, width=48, method="hebbian_whitened")
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    """A tiny trained model whose fact MLP stores every fact, and its bench (a few seconds)."""
+    task = make_task(TINY["num_facts"], 0, TINY["d"], 0, filler_length=4, num_filler_words=8,
+                     word_fact_embeddings="zero")  # the MLP input is then exactly (attention on S)·k_S
+    mlp = build_fact_mlp(task, task.mapping, TINY["method"], TINY["width"], 0)
+    model, history = train_lm(task, mlp, LMConfig(steps=150, batch=32, lr=1e-2, model_dim=32, head_dim=16))
+    return task, Bench.build(task, model, text_sequences=32)
+
+
+def predictions(bench: Bench, mlp) -> np.ndarray:
+    """Predicted attribute (or -1 when a non-attribute token wins) for every (fact, template) prompt."""
+    from factmlp.editing.metrics import attribute_logits
+    logits = attribute_logits(mlp, bench.scale, bench.values, bench.prompts)
+    best = logits.max(dim=1)
+    pred = torch.where(best.values > bench.prompts.other_max.double(), best.indices, -1)
+    return pred.numpy().reshape(bench.task.num_facts, len(bench.task.templates))
+
+
+def test_templates_split_disjointly_and_render_the_fact():
+    assert len(TEMPLATES) >= 8
+    task = make_task(16, 0, 8, 3)
+    edit, para = set(task.edit_templates), set(task.paraphrase_templates)
+    assert not edit & para and edit | para == set(range(len(TEMPLATES))) and len(para) == len(TEMPLATES) - 6
+    for t in TEMPLATES:
+        assert t.count(S) == 1 and t.count(A) == 1 and t[-1] == A and t.index(S) < t.index(A)
+    facts, templates = np.arange(16), np.arange(16) % len(TEMPLATES)
+    batch = render(task, facts, templates, np.random.default_rng(0))
+    assert batch.tokens.shape == (16, task.seq_len)
+    rows = np.arange(16)
+    assert (batch.tokens[rows, batch.query_pos + 1] == task.attribute_token(task.mapping[facts])).all()
+    assert (batch.tokens == task.subject_token(facts)[:, None]).sum(axis=1).tolist() == [1] * 16
+    mask = non_fact_mask(task, batch.tokens)
+    assert not mask[rows, batch.query_pos].any() and mask.sum() > 0  # attribute targets are excluded
+
+
+def test_metrics_on_a_hand_checked_case():
+    attr = torch.tensor([[2.0, 1.0], [0.0, 3.0], [1.0, 0.5]], dtype=torch.float64)
+    # Row 0: target 0 wins (2 > 1, 2 > 1.5). Row 1: target 1 loses to a non-attribute token (3 < 3.5).
+    # Row 2: target 1 loses to attribute 0.
+    hits = correct(attr, torch.tensor([1.5, 3.5, 0.0]), [0, 1, 1])
+    assert hits.tolist() == [True, False, False]
+    logp = target_log_prob(attr[:1], torch.tensor([math.log(3.0)]), [0])
+    assert logp.item() == pytest.approx(2.0 - math.log(math.e ** 2 + math.e + 3.0))
+    readout = Readout(z=torch.zeros(1, 1), attr=torch.zeros(1), other_max=torch.zeros(1),
+                      other_lse=torch.tensor([math.log(2.0)]), target_logit=torch.tensor([0.0]))
+    nll = text_nll(torch.zeros(1, 2, dtype=torch.float64), readout)  # p(target) = 1 / (2 + 2)
+    assert nll.item() == pytest.approx(math.log(4.0))
+    assert harmonic_mean([1.0, 0.5, 1.0]) == pytest.approx(0.75) and harmonic_mean([1.0, 0.0, 1.0]) == 0.0
+    m = edit_metrics(efficacy_hits=[1, 1], paraphrase_hits=[1, 0], specificity_hits=[1, 1, 1, 1],
+                     nll_after=[math.log(4.0)], nll_before=[math.log(2.0)])
+    assert (m["efficacy"], m["paraphrase"], m["specificity"]) == (1.0, 0.5, 1.0)
+    assert m["score"] == pytest.approx(0.75) and m["ppl_ratio"] == pytest.approx(2.0)
+
+
+def test_rank_one_update_maps_the_key_and_spares_c_orthogonal_keys():
+    gen = torch.Generator().manual_seed(0)
+    d, m = 5, 9
+    down, key, value = (torch.randn(*s, generator=gen, dtype=torch.float64) for s in ((d, m), (m,), (d,)))
+    a = torch.randn(m, m, generator=gen, dtype=torch.float64)
+    cov_inv = torch.linalg.inv(a @ a.T + torch.eye(m, dtype=torch.float64))
+    new = rank_one_update(down, key, value, cov_inv)
+    assert torch.allclose(new @ key, value, atol=1e-10)
+    assert torch.linalg.matrix_rank(new - down) == 1
+    # Keys u with uᵀC⁻¹k = 0 keep their outputs: the update only moves along C⁻¹k.
+    u = torch.randn(m, generator=gen, dtype=torch.float64)
+    direction = cov_inv @ key
+    u = u - (u @ direction) / (key @ direction) * key  # now u·C⁻¹k = 0
+    assert torch.allclose(new @ u, down @ u, atol=1e-10)
+
+
+def test_batch_update_hits_every_edit_and_reduces_to_rank_one():
+    gen = torch.Generator().manual_seed(1)
+    d, m, e = 4, 7, 3
+    down, keys, values = (torch.randn(*s, generator=gen, dtype=torch.float64) for s in ((d, m), (e, m), (e, d)))
+    a = torch.randn(m, m, generator=gen, dtype=torch.float64)
+    cov_inv = torch.linalg.inv(a @ a.T / m + 0.1 * torch.eye(m, dtype=torch.float64))
+    new = batch_update(down, keys, values, cov_inv, rtol=1e-12)
+    assert torch.allclose(keys @ new.T, values, atol=1e-9)
+    assert torch.linalg.matrix_rank(new - down) == e
+    assert torch.allclose(batch_update(down, keys[:1], values[:1], cov_inv, rtol=1e-12),
+                          rank_one_update(down, keys[0], values[0], cov_inv), atol=1e-10)
+    # Least change in the C-weighted norm: adding any ΔD' with ΔD' K = 0 only makes it larger.
+    base = new - down
+    null = torch.randn(d, m, generator=gen, dtype=torch.float64)
+    null = null - null @ keys.T @ torch.linalg.solve(keys @ keys.T, keys)  # null @ kᵀ = 0 for every key
+    cost = lambda x: torch.trace(x @ torch.linalg.inv(cov_inv) @ x.T)  # noqa: E731
+    assert cost(base) < cost(base + 0.1 * null)
+
+
+def test_base_model_stores_every_fact_and_the_readout_matches_the_full_forward(tiny):
+    task, bench = tiny
+    assert (predictions(bench, bench.model.mlp) == task.mapping[:, None]).all()
+    batch = bench.prompt_batch
+    with torch.no_grad():
+        full = bench.model(torch.as_tensor(batch.tokens))[np.arange(len(batch.tokens)), batch.query_pos]
+    from factmlp.editing.metrics import attribute_logits
+    readout = bench.prompts
+    assert (batch.fact == np.repeat(np.arange(task.num_facts), len(task.templates))).all()
+    fast = attribute_logits(bench.model.mlp, bench.scale, bench.values, readout)
+    assert torch.allclose(full[:, -task.num_attributes:].double(), fast, atol=1e-3)
+
+
+def test_swap_changes_exactly_the_edited_facts(tiny):
+    task, bench = tiny
+    edited, mapping = choose_edits(task, 0.25, 0)
+    assert len(edited) == 6 and (mapping[edited] != task.mapping[edited]).all()
+    assert (np.delete(mapping, edited) == np.delete(task.mapping, edited)).all()
+    new = swap(task, mapping, TINY["method"], TINY["width"], 0)
+    before, after = predictions(bench, bench.model.mlp), predictions(bench, new)
+    changed = np.flatnonzero((before != after).any(axis=1))
+    assert changed.tolist() == edited.tolist()
+    assert (after == mapping[:, None]).all()  # every template, paraphrases included
+    scores = bench.score(new, edited, mapping)
+    assert scores["score"] == 1.0 and scores["old_kept"] == 0.0 and abs(scores["ppl_ratio"] - 1) < 0.05
+    # Dropped into the real model, the swapped MLP gives the same predictions.
+    bench.model.swap_mlp(new)
+    try:
+        batch = render(task, edited, np.full(len(edited), task.paraphrase_templates[0]), np.random.default_rng(1))
+        with torch.no_grad():
+            logits = bench.model(torch.as_tensor(batch.tokens))[np.arange(len(edited)), batch.query_pos]
+        assert (logits.argmax(dim=1).numpy() == task.attribute_token(mapping[edited])).all()
+    finally:
+        bench.model.swap_mlp(bench_mlp_original(tiny))
+
+
+def bench_mlp_original(tiny):
+    task, _ = tiny
+    return build_fact_mlp(task, task.mapping, TINY["method"], TINY["width"], 0)
+
+
+def test_rank_one_edit_hits_its_target_outputs(tiny):
+    task, bench = tiny
+    edited, mapping = choose_edits(task, 0.1, 1)
+    old = bench.model.mlp
+    new = rank_one(bench, edited, mapping, ridge=1e-3)
+    z = bench.prompts.take(bench.prompt_index(edited, task.edit_templates)).z.double()
+    keys = old.hidden(z).view(len(edited), len(task.edit_templates), -1).mean(dim=1)
+    delta = target_outputs(bench, old, edited, mapping)
+    expected = keys @ old.effective_down().double().T + delta
+    # Sequential edits: the last edited key maps to its target exactly, earlier ones nearly (C⁻¹-orthogonality).
+    got = keys @ new.effective_down().double().T
+    assert torch.allclose(got[-1], expected[-1], atol=1e-8)
+    assert torch.allclose(got, expected, atol=1e-2 * float(expected.norm(dim=1).max()))
+    assert bench.score(new, edited, mapping)["efficacy"] == 1.0
+    assert key_covariance(old, z, 1e-3).shape == (TINY["width"], TINY["width"])
+
+
+def test_fine_tune_reaches_the_edit_and_leaves_the_base_model_alone(tiny):
+    task, bench = tiny
+    before = [p.clone() for p in bench.model.mlp.parameters()]
+    edited, mapping = choose_edits(task, 0.1, 2)
+    new, steps = fine_tune(bench, edited, mapping, steps=300, lr=1e-2)
+    assert bench.score(new, edited, mapping)["efficacy"] == 1.0 and steps < 300
+    assert all(torch.equal(a, b) for a, b in zip(before, bench.model.mlp.parameters()))
+
+
+def test_bad_parameters_are_rejected_with_the_key():
+    experiment = REGISTRY["fact_editing"]
+    assert experiment.resolve({"edit_method": "swap"})["edit_fraction"] == 0.1
+    for bad in ({"edit_method": "rome"}, {"edit_method": "swap", "edit_fraction": 0.0},
+                {"edit_method": "swap", "num_edit_templates": len(TEMPLATES)},
+                {"edit_method": "swap", "fact_mlp": "nope"}):
+        with pytest.raises(ValueError, match=next(k for k in bad if k != "edit_method" or len(bad) == 1)):
+            experiment.resolve(bad)
+
+
+SWEEP = """
+name: {name}
+experiment: fact_editing
+fixed:
+  num_facts: 16
+  d: 8
+  fact_mlp: hebbian_whitened
+  width: 32
+  lm_steps: 40
+  lm_batch: 16
+  model_dim: 16
+  head_dim: 8
+  filler_length: 4
+  filler_words: 8
+  text_sequences: 8
+  edit_fraction: 0.25
+  draws: 2
+grid:
+  edit_method: [swap, fine_tune, rank_one]
+packing: {{probes_per_task: 2}}
+storage: {{root: {root}}}
+"""
+
+
+def test_tiny_sweep_through_the_orchestrator(ray_session, tmp_path):
+    from orchestrator.report import write_report
+    from orchestrator.runner import run_sweep
+    from orchestrator.spec import load_spec
+    from orchestrator.store import Store
+
+    path = tmp_path / "edit.yaml"
+    path.write_text(SWEEP.format(name="edit", root=tmp_path / "results"))
+    spec = load_spec(path)
+    report = run_sweep(spec, progress=False)
+    assert (report.cells, report.cells_done, report.probes_failed) == (3, 3, 0)
+    cells = Store(spec.results_root).load("cells", "edit")
+    probes = Store(spec.results_root).load("probes", "edit")
+    assert sorted(cells["edit_method"]) == ["fine_tune", "rank_one", "swap"] and len(probes) == 6
+    for row in cells.to_dict("records"):
+        mine = probes[probes["cell_id"] == row["cell_id"]]
+        assert row["score"] == pytest.approx(mine["score"].mean()) and row["edits"] == 4
+    for probe in probes.to_dict("records"):  # a harmonic mean lies between the smallest value and the mean
+        parts = [probe["efficacy"], probe["paraphrase"], probe["specificity"]]
+        assert min(parts) - 1e-12 <= probe["score"] <= sum(parts) / 3 + 1e-12
+    # One draw gives every method the same edited facts, so the base model numbers agree across cells.
+    assert probes["base_accuracy"].nunique() == 1
+    _, md, table = write_report(spec.results_root, "edit", n_boot=10)
+    assert len(table) == 3 and "ppl_ratio" in table and "swap" in md.read_text()
