@@ -37,9 +37,12 @@ def summary_table(cells: pd.DataFrame, columns: tuple[str, ...]) -> pd.DataFrame
 def _atomic_save(fig, path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp)
-    plt.close(fig)
-    tmp.replace(path)
+    try:
+        fig.savefig(tmp)
+        tmp.replace(path)
+    finally:  # a full disk leaves neither a partial figure nor a temporary file
+        plt.close(fig)
+        tmp.unlink(missing_ok=True)
     return path
 
 
@@ -135,6 +138,9 @@ def write_report(root: str | Path, sweep: str, *, n_boot: int = 1000) -> tuple[l
     md = out / f"{sweep}.md"
     md.parent.mkdir(parents=True, exist_ok=True)
     tmp = md.with_name(f".{md.name}.tmp")
-    tmp.write_text("\n\n".join(parts) + "\n")
-    tmp.replace(md)
+    try:
+        tmp.write_text("\n\n".join(parts) + "\n")
+        tmp.replace(md)
+    finally:
+        tmp.unlink(missing_ok=True)
     return pictures, md, table
