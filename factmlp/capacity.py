@@ -31,6 +31,13 @@ def _as_width(w, what: str) -> int:
     return int(w)
 
 
+def check_search_range(cell: dict) -> None:
+    """A cell's search range as a sweep-file error: one line naming the key and what is allowed."""
+    if cell["search_low"] > cell["search_high"]:
+        raise ValueError(f"search_high: got {cell['search_high']} below search_low {cell['search_low']}; "
+                         "allowed: search_low <= search_high")
+
+
 def is_monotone(observations: Mapping[int, bool]) -> bool:
     """Success should never be observed below a failure; report it when it is."""
     successes = [w for w, ok in observations.items() if ok]

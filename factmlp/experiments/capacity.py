@@ -10,7 +10,7 @@ import math
 import time
 
 from factmlp import constructions, factsets
-from factmlp.capacity import next_widths
+from factmlp.capacity import check_search_range, next_widths
 from factmlp.decodability import coherence, decodability
 from factmlp.evaluate import evaluate
 from factmlp.experiments.base import Experiment, FigureSpec, FitSpec, Param
@@ -74,9 +74,7 @@ PARAMS = {
 
 
 def check(cell: dict) -> None:
-    if cell["search_low"] > cell["search_high"]:
-        raise ValueError(f"search_high: got {cell['search_high']} below search_low {cell['search_low']}; "
-                         "allowed: search_low <= search_high")
+    check_search_range(cell)
     if cell["geometry"] in factsets.LLM_GEOMETRIES:
         from factmlp.llm import check_cell  # model name, layer range, rows and d, without loading a model
 

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from factmlp import constructions, factsets
+from factmlp.capacity import check_search_range
 from factmlp.evaluate import evaluate
 from factmlp.experiments.base import Experiment, FigureSpec, Param
 from factmlp.train import TrainConfig, train_batched
@@ -250,9 +251,7 @@ CAPACITY_PARAMS = {
 
 def _capacity_check(cell: dict) -> None:
     _check_whiten(cell)
-    if cell["search_low"] > cell["search_high"]:
-        raise ValueError(f"search_high: got {cell['search_high']} below search_low {cell['search_low']}; "
-                         "allowed: search_low <= search_high")
+    check_search_range(cell)
 
 
 def _grid(cell: dict) -> tuple[int, int]:
