@@ -6,7 +6,10 @@ work. Batched and sequential runs alternate and the best of ``--repeats`` is kep
 noise of a shared machine. On CPU the rates use the process's CPU time (one torch thread, so
 CPU time is compute time; time spent waiting for other tenants of a shared machine is left out)
 and the wall-clock rates are printed beside them; on GPU they use wall-clock time after a
-synchronise. Ends with one RESULT line: the GPU ratio when there is a GPU, else the CPU ratio.
+synchronise. It also times the one part whose work grows with K no matter how the models are
+batched, softmax(y·Vᵀ)·V over all F values (F² exponentials per model-epoch), and prints the
+ceiling it sets on the speed-up: sequential time per model-epoch / that part's time per model-epoch.
+Ends with one RESULT line: the GPU ratio when there is a GPU, else the CPU ratio.
 
     .venv/bin/python benchmarks/train_throughput.py [--threads 1] [--epochs 300] [--repeats 3]
 """
@@ -19,7 +22,7 @@ import numpy as np
 import torch
 
 from factmlp.factsets import make_factset
-from factmlp.train import TrainConfig, train_batched
+from factmlp.train import TrainConfig, _softmax_values, train_batched
 
 KS = (1, 4, 16, 64)
 
@@ -61,6 +64,17 @@ def measure(device: torch.device, epochs: int, repeats: int) -> dict[int, tuple[
     return rates
 
 
+def softmax_seconds_per_model_epoch(device: torch.device, k: int = 16, repeats: int = 300) -> float:
+    """Time of softmax(y·Vᵀ)·V for one model and one epoch, measured on K models at once."""
+    factset = make_factset("spherical", 32, 256, seed=0)
+    values = torch.as_tensor(factset.values, dtype=torch.float32, device=device)
+    y = torch.randn(k, factset.num_facts, factset.d, device=device)
+    for _ in range(10):
+        _softmax_values(y, values, 1 << 27)
+    seconds, _ = timed(lambda: [_softmax_values(y, values, 1 << 27) for _ in range(repeats)], device)
+    return seconds / (k * repeats)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, default=1,
@@ -76,6 +90,10 @@ def main() -> None:
     for device in devices:
         rates = measure(device, args.epochs, args.repeats)
         ratios[device.type] = rates[16][0] / rates[16][1]
+        softmax = softmax_seconds_per_model_epoch(device)
+        print(f"{device.type}: softmax over all values {softmax * 1e3:.3f} ms per model-epoch of "
+              f"{1e3 / rates[16][1]:.3f} sequential: batching can at best reach "
+              f"{1 / rates[16][1] / softmax:.2f}x")
     for name, ratio in ratios.items():
         print(f"{name} batched_speedup_k16 {ratio:.2f}")
     print(f"RESULT batched_speedup_k16 {ratios['cuda' if 'cuda' in ratios else 'cpu']:.2f}")

@@ -211,11 +211,14 @@ def test_fit_factor_solves_the_ridge_normal_equations():
     num, m, d = 30, 3, 4
     keys, targets = rng.standard_normal((num, d)), rng.standard_normal((num, d))
     partner, readout = rng.standard_normal((num, m)), rng.standard_normal((d, m))
-    got = fit_factor(partner, keys, targets, readout, rng.standard_normal((m, d)), 0.0, 500, 1e-14)
+    init = rng.standard_normal((m, d))
     # dense least squares: output_i = readout (partner_i ⊙ B k_i) is linear in vec(B)
     design = np.einsum("am,im,ie->iame", readout, partner, keys).reshape(num * d, m * d)
     want = np.linalg.lstsq(design, targets.reshape(-1), rcond=None)[0].reshape(m, d)
-    assert np.allclose(got, want, atol=1e-8)
+    exact = fit_factor(partner, keys, targets, readout, init, 0.0, 500, 1e-14, dtype=np.float64)
+    assert np.allclose(exact, want, atol=1e-8)
+    fast = fit_factor(partner, keys, targets, readout, init, 0.0, 500, 1e-14)  # float32 operator
+    assert np.linalg.norm(fast - want) < 1e-4 * np.linalg.norm(want)
 
 
 # --- below the needed size, and bad input ----------------------------------------------------

@@ -238,14 +238,16 @@ def _buckets(num_facts: int, num_buckets: int, seed: int) -> list[np.ndarray]:
 
 
 def _solve_psd(a: torch.Tensor, rhs: torch.Tensor, ridge: float) -> torch.Tensor:
-    """(A + λ·mean diag·I)⁻¹ rhs by Cholesky, with growing jitter if A is numerically singular."""
+    """(A + λ·mean diag·I)⁻¹ rhs by Cholesky, with growing jitter if A is numerically singular (A is changed)."""
     scale = float(a.diagonal().mean()) or 1.0
-    eye = torch.eye(len(a), dtype=a.dtype, device=a.device)
-    for jitter in (ridge, 1e-12, 1e-10, 1e-8, 1e-6, 1e-4):
-        factor, info = torch.linalg.cholesky_ex(a + jitter * scale * eye)
+    added = 0.0
+    for jitter in (ridge, 1e-12, 1e-10, 1e-8, 1e-6, 1e-4):  # on the diagonal in place: no F×F copy
+        a.diagonal().add_((jitter - added) * scale)
+        added = jitter
+        factor, info = torch.linalg.cholesky_ex(a)
         if int(info) == 0:
             return torch.cholesky_solve(rhs, factor)
-    return torch.linalg.lstsq(a + 1e-4 * scale * eye, rhs).solution
+    return torch.linalg.lstsq(a, rhs).solution
 
 
 def _device(device: str) -> torch.device:
