@@ -25,6 +25,13 @@ _CPU_LOSS_BLOCK = 1 << 16
 _TINY = torch.finfo(torch.float32).tiny
 
 
+def resolve_device(name: str) -> torch.device:
+    """A torch device from a config string; 'auto' is a GPU when there is one, else the CPU."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     """The published recipe: Adam 1e-3, cosine to 1e-6 over 10k full-batch epochs, stop at loss 1e-7.
@@ -49,9 +56,7 @@ class TrainConfig:
     logits_block: int = 0
 
     def torch_device(self) -> torch.device:
-        if self.device == "auto":
-            return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-        return torch.device(self.device)
+        return resolve_device(self.device)
 
     def lr_at(self, step: int) -> float:
         """Cosine schedule from ``lr`` at step 0 towards ``lr_min`` at step ``epochs``."""

@@ -33,6 +33,7 @@ import torch
 
 from factmlp.factsets import FactSet
 from factmlp.mlp import GatedMLP
+from factmlp.train import resolve_device
 
 VARIANTS = ("closed", "fit")
 SOLVES = ("global", "local")
@@ -250,12 +251,6 @@ def _solve_psd(a: torch.Tensor, rhs: torch.Tensor, ridge: float) -> torch.Tensor
     return torch.linalg.lstsq(a, rhs).solution
 
 
-def _device(device: str) -> torch.device:
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
-
-
 def _global_encoder(keys: np.ndarray, target_codes: np.ndarray, width: int, *, seed: int, gate: str,
                     threshold: float | None, bucket_size: int | None, ridge: float, device: str):
     """Gadgets of c units (one per code coordinate) and one exact linear solve for all up rows.
@@ -280,7 +275,7 @@ def _global_encoder(keys: np.ndarray, target_codes: np.ndarray, width: int, *, s
         theta = 0.5 if threshold is None else threshold
     if gate == "bilinear":
         theta = 0.0
-    dev = _device(device)
+    dev = resolve_device(device)
     k = torch.as_tensor(keys, dtype=torch.float64, device=dev)
     pre = k @ torch.as_tensor(gates, dtype=torch.float64, device=dev).T - theta
     s = pre if gate == "bilinear" else torch.relu(pre)  # F × buckets
@@ -353,7 +348,7 @@ def _local_encoder(keys: np.ndarray, target_codes: np.ndarray, width: int, *, se
 def _fit_encoder(keys: np.ndarray, book: Codebook, factset: FactSet, width: int, *, seed: int, loss: str,
                  epochs: int, lr: float, device: str):
     """Adam on the encoder (bilinear, no bias) with the codes and decoder fixed; float32 like GD."""
-    dev = _device(device)
+    dev = resolve_device(device)
     d, c = factset.d, book.dim
     gen = torch.Generator().manual_seed(seed * 1_000_003 + width)
 

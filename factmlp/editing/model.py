@@ -29,6 +29,7 @@ from torch import nn
 
 from factmlp.editing.task import ATTRIBUTE, SUBJECT, FactTask, sample
 from factmlp.mlp import GatedMLP
+from factmlp.train import resolve_device
 
 
 class FactLM(nn.Module):
@@ -125,9 +126,7 @@ class LMConfig:
 
     def torch_device(self) -> torch.device:
         """'auto' trains on a GPU when there is one; the returned model is always on the CPU."""
-        if self.device == "auto":
-            return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-        return torch.device(self.device)
+        return resolve_device(self.device)
 
 
 def train_lm(task: FactTask, mlp: GatedMLP, config: LMConfig = LMConfig()) -> tuple[FactLM, list[float]]:
