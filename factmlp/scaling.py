@@ -1,9 +1,13 @@
-"""Scaling-law fits of SCIENCE.md §7, each with a bootstrap confidence interval over cells.
+"""Scaling-law fits (docs/science.md), each with a bootstrap confidence interval.
 
 - size law   W = C·F·(log2 F + b): for each b, C is closed-form in log space; b is grid-searched.
 - power law  log2 F = s·log2 W + c: s ≈ 1 (slightly below) is linear-up-to-log storage.
 - ρ law      log W = a + p·log(1/ρ): how value decodability sets the cost at fixed (d, F).
-Each fit keeps the indices of the rows it used, so a report can name the exact cells.
+
+Replicates: with ``strata`` (the fact count F of each row, several seeds per F), a bootstrap draw
+resamples the seeds within each F, so an interval reflects how much the answer moves with the fact
+set, not only the scatter of a few points around a line (a cluster bootstrap). Without replicates
+it resamples rows. Each fit keeps the indices of the rows it used, so a report names the cells.
 """
 from __future__ import annotations
 
@@ -11,12 +15,15 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+LAWS = ("size", "power", "rho")
+PARAMETERS = {"size": ("C", "b"), "power": ("s", "c"), "rho": ("p", "a")}
 B_MAX = 64.0  # upper end of the b grid of the size law
+MIN_R2 = 0.5  # below this a fit says nothing about its law
 
 
 @dataclass(frozen=True)
 class Fit:
-    """A fitted law: point estimates, 95% bootstrap intervals, quality and the rows used."""
+    """A fitted law: point estimates, 95% bootstrap intervals, quality, the rows used and the draws."""
 
     law: str
     estimates: dict[str, float]
@@ -24,15 +31,40 @@ class Fit:
     r2: float
     rows: tuple[int, ...]
     extra: dict = field(default_factory=dict)
+    draws: tuple[dict, ...] = ()
+    b_floor: float = float("-inf")
 
-    def predict(self, x: np.ndarray) -> np.ndarray:
-        e = self.estimates
-        x = np.asarray(x, dtype=float)
-        if self.law == "size":
-            return e["C"] * x * (np.log2(x) + e["b"])
-        if self.law == "power":
-            return e["s"] * np.log2(x) + e["c"]
-        return np.exp(e["a"] + e["p"] * np.log(1.0 / x))
+    def predict(self, x, estimates: dict | None = None) -> np.ndarray:
+        """y of the law at x, in the law's own direction: W for size and ρ, log2 F for power."""
+        return predict(self.law, estimates or self.estimates, x)
+
+    def band(self, x, level: float = 0.95) -> tuple[np.ndarray, np.ndarray]:
+        """Pointwise ``level`` interval of ``predict(x)`` over the bootstrap draws."""
+        curves = np.array([self.predict(x, d) for d in self.draws])
+        tail = (1 - level) / 2
+        return np.quantile(curves, tail, axis=0), np.quantile(curves, 1 - tail, axis=0)
+
+    def problems(self) -> list[str]:
+        """Why the fit is degenerate (empty when it is not): printed as a warning, never as a number."""
+        out = []
+        if not np.isfinite(self.r2) or self.r2 < MIN_R2:
+            out.append(f"R² = {self.r2:.2f} < {MIN_R2}")
+        if len({round(v, 12) for v in self.extra.get("x", ())}) < 3:
+            out.append("fewer than 3 distinct x values")
+        if self.law == "size" and self.estimates["b"] >= B_MAX - 0.5:
+            out.append(f"b at the top of its grid ({B_MAX:g}): no log factor is identifiable over this range of F")
+        if self.law == "size" and self.estimates["b"] <= self.b_floor + 0.5:
+            out.append("b at the bottom of its grid")
+        return out
+
+
+def predict(law: str, e: dict, x) -> np.ndarray:
+    x = np.asarray(x, dtype=float)
+    if law == "size":
+        return e["C"] * x * (np.log2(x) + e["b"])
+    if law == "power":
+        return e["s"] * np.log2(x) + e["c"]
+    return np.exp(e["a"] + e["p"] * np.log(1.0 / x))
 
 
 def _r2(y: np.ndarray, fitted: np.ndarray) -> float:
@@ -41,9 +73,13 @@ def _r2(y: np.ndarray, fitted: np.ndarray) -> float:
 
 
 def _line(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
-    """Least-squares slope and intercept of y on x."""
-    slope, intercept = np.polyfit(x, y, 1)
-    return float(slope), float(intercept)
+    """Least-squares slope and intercept of y on x (NaN when x does not vary: no line is defined)."""
+    dx = x - x.mean()
+    spread = float(dx @ dx)
+    if spread <= 1e-12 * max(1.0, float(x @ x)):
+        return float("nan"), float("nan")
+    slope = float(dx @ (y - y.mean())) / spread
+    return slope, float(y.mean() - slope * x.mean())
 
 
 def _size(facts: np.ndarray, params: np.ndarray, b_grid: np.ndarray) -> dict[str, float]:
@@ -65,36 +101,87 @@ def _estimate(law: str, x: np.ndarray, y: np.ndarray, b_grid: np.ndarray) -> dic
     return {"a": a, "p": p}
 
 
-def fit(law: str, x, y, *, n_boot: int = 1000, seed: int = 0, level: float = 0.95) -> Fit:
+def resample(strata: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Row indices of one bootstrap draw: replicates resampled within each stratum when some stratum
+    has replicates, else rows resampled over all (a lone row per stratum has nothing to resample)."""
+    groups = [np.flatnonzero(strata == s) for s in np.unique(strata)]
+    if max(len(g) for g in groups) < 2:
+        return rng.integers(0, len(strata), len(strata))
+    return np.concatenate([g[rng.integers(0, len(g), len(g))] for g in groups])
+
+
+def _usable(law: str, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    keep = np.flatnonzero(np.isfinite(x) & np.isfinite(y) & (x > 0) & (y > 0))
+    return keep[x[keep] > 1] if law != "rho" else keep
+
+
+def fit(law: str, x, y, *, strata=None, n_boot: int = 1000, seed: int = 0, level: float = 0.95) -> Fit:
     """Fit ``law`` ∈ {size, power, rho}; x is F (size, power) or ρ (rho), y is W.
 
-    Bootstrap: resample rows with replacement ``n_boot`` times, refit, take percentile intervals.
+    ``strata`` (optional, one label per row, e.g. F): the bootstrap resamples rows within each
+    label (see ``resample``). Intervals are percentile intervals over ``n_boot`` draws.
     """
-    if law not in ("size", "power", "rho"):
-        raise ValueError(f"unknown law {law!r}; allowed: size, power, rho")
+    if law not in LAWS:
+        raise ValueError(f"unknown law {law!r}; allowed: {', '.join(LAWS)}")
+    if isinstance(n_boot, bool) or not isinstance(n_boot, (int, np.integer)) or n_boot < 1:
+        raise ValueError(f"n_boot: got {n_boot!r}; allowed: an integer >= 1")
     x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
-    keep = np.flatnonzero(np.isfinite(x) & np.isfinite(y) & (x > 0) & (y > 0))
-    if law != "rho":
-        keep = keep[x[keep] > 1]
+    strata = x if strata is None else np.asarray(strata)
+    keep = _usable(law, x, y)
     if len(keep) < 3 or len(np.unique(x[keep])) < 2:
         raise ValueError(f"{law} law needs at least 3 rows with 2 distinct x values, got {len(keep)}")
-    xs, ys = x[keep], y[keep]
-    b_grid = np.linspace(-np.log2(xs.min()) + 0.05, B_MAX, 2048) if law == "size" else np.empty(0)
+    xs, ys, groups = x[keep], y[keep], strata[keep]
+    b_floor = -np.log2(xs.min()) + 0.05
+    b_grid = np.linspace(b_floor, B_MAX, 2048) if law == "size" else np.empty(0)
     estimates = _estimate(law, xs, ys, b_grid)
     rng = np.random.default_rng(seed)
     draws = []
     for _ in range(n_boot):
-        pick = rng.integers(0, len(xs), len(xs))
+        pick = resample(groups, rng)
         if len(np.unique(xs[pick])) >= 2:
-            draws.append(_estimate(law, xs[pick], ys[pick], b_grid))
+            draw = _estimate(law, xs[pick], ys[pick], b_grid)
+            if all(np.isfinite(v) for v in draw.values()):
+                draws.append(draw)
+    if not draws:  # every draw hit a single x: the data cannot say how uncertain the fit is
+        draws = [estimates]
     tail = (1 - level) / 2
     intervals = {k: (float(np.quantile([d[k] for d in draws], tail)), float(np.quantile([d[k] for d in draws], 1 - tail)))
                  for k in estimates}
-    result = Fit(law, estimates, intervals, float("nan"), tuple(int(i) for i in keep))
-    if law == "size":
-        quality = _r2(np.log(ys), np.log(result.predict(xs)))
-    elif law == "power":
-        quality = _r2(np.log2(xs), result.predict(ys))
-    else:
-        quality = _r2(np.log(ys), np.log(result.predict(xs)))
-    return Fit(law, estimates, intervals, quality, result.rows, {"n": len(keep), "n_boot": len(draws)})
+    fitted = predict(law, estimates, ys if law == "power" else xs)
+    quality = _r2(np.log2(xs), fitted) if law == "power" else _r2(np.log(ys), np.log(fitted))
+    return Fit(law, estimates, intervals, quality, tuple(int(i) for i in keep),
+               {"n": len(keep), "n_boot": len(draws), "x": tuple(float(v) for v in xs)}, tuple(draws), b_floor)
+
+
+def paired_difference(law: str, name: str, a: tuple, b: tuple, *, n_boot: int = 1000, seed: int = 0,
+                      level: float = 0.95) -> tuple[float, float, float]:
+    """(estimate, low, high) of a's fitted ``name`` minus b's, for two methods measured on the same
+    fact sets. ``a`` and ``b`` are (x, y, replicate) arrays; one bootstrap draw picks, within each x,
+    replicates with replacement and uses those fact sets for both methods, so the shared fact-set
+    noise cancels (with one replicate per x it resamples the x values, for both alike)."""
+    samples = []
+    for xs, ys, reps in (a, b):
+        xs, ys, reps = (np.asarray(v) for v in (xs, ys, reps))
+        keep = _usable(law, xs.astype(float), ys.astype(float))
+        samples.append({(float(xs[i]), reps[i].item()): (float(xs[i]), float(ys[i])) for i in keep})
+    units = sorted(set(samples[0]) | set(samples[1]))
+    unit_x = np.array([u[0] for u in units])
+    b_grid = np.linspace(-np.log2(unit_x.min()) + 0.05, B_MAX, 2048) if law == "size" else np.empty(0)
+
+    def difference(pick) -> float | None:
+        values = []
+        for sample in samples:
+            rows = [sample[units[i]] for i in pick if units[i] in sample]
+            xs, ys = np.array([r[0] for r in rows]), np.array([r[1] for r in rows])
+            if len(rows) < 3 or len(np.unique(xs)) < 2:
+                return None
+            values.append(_estimate(law, xs, ys, b_grid)[name])
+        return values[0] - values[1] if np.isfinite(values).all() else None
+
+    estimate = difference(np.arange(len(units)))
+    if estimate is None:
+        raise ValueError(f"{law} law needs at least 3 rows with 2 distinct x values in both samples")
+    rng = np.random.default_rng(seed)
+    draws = [v for v in (difference(resample(unit_x, rng)) for _ in range(n_boot)) if v is not None]
+    tail = (1 - level) / 2
+    return estimate, float(np.quantile(draws, tail)), float(np.quantile(draws, 1 - tail))

@@ -16,28 +16,67 @@ def _spec(args):
     return load_spec(args.sweep, args.overrides)
 
 
+def _is_file(target: str) -> bool:
+    return target.endswith((".yaml", ".yml")) or Path(target).is_file()
+
+
+def _scope(command: str, args):
+    """The cells a command covers: those a sweep file defines, or every cell under a bare name."""
+    from orchestrator.scope import Scope
+    from orchestrator.spec import load_spec
+    if _is_file(args.sweep):
+        overrides = list(args.overrides) + ([f"storage.root={args.root}"] if args.root else [])
+        return Scope.of_spec(load_spec(args.sweep, overrides))
+    _check_name(command, args.sweep)
+    if args.overrides:
+        raise SpecError(command, "overrides", f"got {' '.join(args.overrides)!r} with a sweep name; allowed: "
+                                              "overrides after a sweep file (SWEEP.yaml key=value)")
+    try:
+        return Scope.of_name(args.root or "results", args.sweep)
+    except LookupError as e:  # UnknownResults, or one name shared by two experiment kinds
+        raise SpecError(command, "SWEEP", str(e)) from None
+
+
+def _others_line(scope, store) -> str | None:
+    others = scope.others(store)
+    if not len(others) or scope.spec is None:
+        return None
+    return (f"{len(others)} other cell(s) recorded under the name {scope.sweep!r} are not in this file and not "
+            f"shown: `factsweep extra-cells {scope.spec.source}` lists them")
+
+
+def _print_report(scope) -> None:
+    from orchestrator.report import write_report
+    from orchestrator.store import Store
+    from orchestrator.tables import text
+    pictures, md, table = write_report(scope)
+    print(f"{scope.sweep}: {scope.label}")
+    print(text(table))
+    line = _others_line(scope, Store(scope.root))
+    if line:
+        print(line)
+    print("figures: " + ", ".join(map(str, pictures)) + f"\nreport: {md}")
+
+
 def cmd_run(args) -> int:
     spec = _spec(args)
-    from orchestrator.report import write_report
     from orchestrator.runner import run_sweep
-    from orchestrator.tables import text
-    from orchestrator.tracking import default_uri
+    from orchestrator.scope import Scope
     from orchestrator.store import StorageError, storage_error
+    from orchestrator.tracking import default_uri
 
     try:  # results folder not writable, not a folder or full: one line, exit 1; what was recorded stays
         report = run_sweep(spec, retry_failed=args.retry_failed, address=args.address)
         print(f"{spec.name}: {report.cells_done}/{report.cells} cells done, {report.probes_run} probes run "
               f"({report.probes_failed} failed) in {report.seconds:.1f}s")
         if report.cells_failed:
-            print(f"{report.cells_failed} cells wait on failed probes: see `factsweep status {spec.name}`, "
+            print(f"{report.cells_failed} cells wait on failed probes: see `factsweep status {spec.source}`, "
                   f"then `factsweep run {spec.source} --retry-failed`")
         if report.cells_done:
             try:
-                pictures, md, table = write_report(spec.results_root, spec.name)
+                _print_report(Scope.of_spec(spec))
             except OSError as e:
                 raise storage_error(Path(spec.results_root) / "reports", e) from e
-            print(text(table))
-            print("figures: " + ", ".join(map(str, pictures)) + f"\nreport: {md}")
     except StorageError as e:
         print(f"factsweep: error: {e}", file=sys.stderr)
         return 1
@@ -46,22 +85,32 @@ def cmd_run(args) -> int:
     return 0
 
 
+def _plan_rows(scope, plans) -> list[dict]:
+    keys = [c for c in scope.experiment.summary_columns if c in scope.experiment.params]
+    keys += [k for k in scope.spec.varying if k not in keys]
+    return [{**{c: p.config[c] for c in keys}, "state": p.state, "probes_recorded": len(p.results),
+             "next": ",".join(str({k: v for k, v in q.items() if k != "probe_id"}) for q in p.next_probes)[:60]}
+            for p in plans]
+
+
 def cmd_plan(args) -> int:
     spec = _spec(args)
     from orchestrator.plan import build_plan, counts
+    from orchestrator.scope import Scope
     from orchestrator.store import Store
     import pandas as pd
     from orchestrator.tables import text
 
-    plans = build_plan(spec, Store(spec.results_root))
-    columns = [c for c in spec.experiment.summary_columns if c in spec.experiment.params]
-    rows = [{**{c: p.config[c] for c in columns}, "state": p.state, "probes_recorded": len(p.results),
-             "next": ",".join(str({k: v for k, v in q.items() if k != "probe_id"}) for q in p.next_probes)[:60]}
-            for p in plans]
-    print(text(pd.DataFrame(rows)))
+    store = Store(spec.results_root)
+    plans = build_plan(spec, store)
+    scope = Scope.of_spec(spec)
+    print(text(pd.DataFrame(_plan_rows(scope, plans))))
     c = counts(plans)
     print(f"{spec.name}: {c['cells']} cells: {c['done']} done, {c['pending']} to run "
           f"({c['probes_next']} probes next round), {c['failed']} waiting on failed probes")
+    line = _others_line(scope, store)
+    if line:
+        print(line)
     return 0
 
 
@@ -69,24 +118,79 @@ def _check_name(command: str, sweep: str) -> None:
     """A SWEEP argument becomes a folder name (``sweep=<name>``, ``reports/<name>.md``): no paths."""
     from orchestrator.spec import NAME_PATTERN
     if not NAME_PATTERN.match(sweep) or ".." in sweep:
-        raise SpecError(command, "SWEEP", f"got {sweep!r}; allowed: a sweep name (letters, digits, '_', '-', '.')")
+        raise SpecError(command, "SWEEP", f"got {sweep!r}; allowed: a sweep name (letters, digits, '_', '-', '.') "
+                                          "or a sweep file (SWEEP.yaml)")
 
 
 def cmd_status(args) -> int:
     from orchestrator.store import Store
-    _check_name("status", args.sweep)
-    store = Store(args.root)
-    probes, cells = store.load("probes", args.sweep), store.load("cells", args.sweep)
+    scope = _scope("status", args)
+    store = Store(scope.root)
+    probes, cells = scope.load(store, "probes"), scope.load(store, "cells")
+    print(f"{scope.sweep}: {scope.label}")
     if not len(probes):
-        print(f"{args.sweep}: nothing recorded under {args.root}")
+        print(f"{scope.sweep}: nothing recorded for these cells under {scope.root}")
         return 1
     by_state = probes["status"].value_counts().to_dict()
     failed = probes[probes["status"] == "failed"]
     # A failure that a later success of the same probe replaced is already gone (newest row per probe).
-    print(f"{args.sweep}: cells done {len(cells)}, cells with probes {probes['cell_id'].nunique()}, "
+    defined = f" of {len(scope.cell_ids)}" if scope.cell_ids is not None else ""
+    print(f"{scope.sweep}: cells done {len(cells)}{defined}, cells with probes {probes['cell_id'].nunique()}, "
           f"probes ok {by_state.get('ok', 0)}, probes failed {by_state.get('failed', 0)}")
     for row in failed.head(20).to_dict("records"):
         print(f"  failed probe {row['probe_id']} of cell {row['cell_id']}: {row.get('error')}")
+    line = _others_line(scope, store)
+    if line:
+        print(line)
+    return 0
+
+
+def cmd_extra_cells(args) -> int:
+    """List (and with --move-aside, set aside) cells recorded under the name that the file does not define."""
+    spec = _spec(args)
+    from orchestrator.scope import Scope
+    from orchestrator.spec import varying_keys
+    from orchestrator.store import Store
+    from orchestrator.tables import text
+    scope, store = Scope.of_spec(spec), Store(spec.results_root)
+    others = scope.others(store)
+    if not len(others):
+        print(f"{spec.name}: every cell recorded under this name is defined by {spec.source}")
+        return 0
+    params = [k for k in spec.experiment.params if k in others]
+    keys = list(varying_keys(spec.cells + others[params].to_dict("records"), params))  # what tells them apart
+    shown = ["cell_id"] + keys + [c for c in ("invocation_id", "code_version") if c in others]
+    print(text(others[shown].sort_values(keys or ["cell_id"]).reset_index(drop=True)))
+    if not args.move_aside:
+        print(f"{spec.name}: {len(others)} cell(s) recorded under this name are not defined by {spec.source}; "
+              "`--move-aside` moves their rows to " + str(store.root / "set_aside"))
+        return 0
+    moved = {t: store.set_aside(t, spec.name, set(others["cell_id"])) for t in ("probes", "cells")}
+    print(f"{spec.name}: moved {moved['cells']} cell rows and {moved['probes']} probe rows to "
+          f"{store.root / 'set_aside'}")
+    return 0
+
+
+def cmd_report(args) -> int:
+    from orchestrator.report import NothingToReport
+    scope = _scope("report", args)
+    try:
+        _print_report(scope)
+    except NothingToReport as e:
+        raise SpecError("report", "SWEEP", f"{e}; allowed: a sweep with finished cells") from None
+    return 0
+
+
+def cmd_fit(args) -> int:
+    from orchestrator.fitting import fit_scope
+    from orchestrator.report import fits_section
+    from orchestrator.store import Store
+    if args.bootstrap < 1:
+        raise SpecError("fit", "--bootstrap", f"got {args.bootstrap}; allowed: an integer >= 1 (resamples per fit)")
+    scope = _scope("fit", args)
+    laws = fit_scope(Store(scope.root), scope, n_boot=args.bootstrap)
+    print(f"{scope.sweep}: {scope.label}")
+    print("\n\n".join(fits_section(laws)) if laws else "no law had enough distinct points to fit")
     return 0
 
 
@@ -103,36 +207,6 @@ def cmd_query(args) -> int:
         raise SpecError("query", "SQL", f"{str(e).splitlines()[0]}; allowed: DuckDB SQL over the views "
                                         f"{views or '(none: nothing recorded under ' + str(args.root) + ')'}") from None
     print(frame.to_csv(index=False) if args.csv else text(frame), end="\n" if not args.csv else "")
-    return 0
-
-
-def cmd_report(args) -> int:
-    from orchestrator.report import write_report
-    from orchestrator.tables import text
-    _check_name("report", args.sweep)
-    try:
-        pictures, md, table = write_report(args.root, args.sweep)
-    except LookupError as e:
-        raise SpecError("report", "SWEEP", str(e)) from None
-    print(text(table))
-    print("figures: " + ", ".join(map(str, pictures)) + f"\nreport: {md}")
-    return 0
-
-
-def cmd_fit(args) -> int:
-    from factmlp.experiments import REGISTRY
-    from orchestrator.fitting import fit_sweep
-    from orchestrator.store import Store
-    from orchestrator.tables import text
-    _check_name("fit", args.sweep)
-    store = Store(args.root)
-    cells = store.load("cells", args.sweep)
-    if not len(cells):
-        raise SpecError("fit", "SWEEP", f"no finished cells for sweep {args.sweep!r} under {args.root}")
-    fits = fit_sweep(store, args.sweep, REGISTRY[cells["experiment"].iloc[0]], n_boot=args.bootstrap)
-    shown = [c for c in ("law", "method", "geometry", "d", "num_facts", "s", "s_low", "s_high", "C", "b", "p",
-                         "p_low", "p_high", "r2", "n") if c in fits]
-    print(text(fits[shown]) if len(fits) else "no law had enough distinct points to fit")
     return 0
 
 
@@ -180,12 +254,17 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--address", default=None, help="Ray cluster address ('auto' on a cluster head)")
     with_spec("plan", cmd_plan, "what would run and what is already done")
     with_spec("mlflow-sync", cmd_sync, "rebuild the MLflow view of a sweep from Parquet")
+    extra = with_spec("extra-cells", cmd_extra_cells,
+                      "list cells recorded under the sweep's name that the file does not define")
+    extra.add_argument("--move-aside", action="store_true",
+                       help="move their rows out of the tables into <root>/set_aside (nothing is deleted)")
     for name, fn, help_ in (("status", cmd_status, "counts of cells and probes by state"),
                             ("report", cmd_report, "figures, fits and a markdown report of a sweep"),
                             ("fit", cmd_fit, "fit the scaling laws to a sweep's cells (fits table)")):
         s = sub.add_parser(name, help=help_)
-        s.add_argument("sweep", help="sweep name")
-        s.add_argument("--root", default="results", help="results folder")
+        s.add_argument("sweep", help="a sweep file (its cells only) or a sweep name (every cell recorded under it)")
+        s.add_argument("overrides", nargs="*", help="key=value overrides of the sweep file")
+        s.add_argument("--root", default=None, help="results folder (default: the file's storage.root, or results)")
         if name == "fit":
             s.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples per fit")
         s.set_defaults(fn=fn)

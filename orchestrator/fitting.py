@@ -1,34 +1,67 @@
-"""Fit an experiment's declared laws to a sweep's finished cells and record them in the fits table."""
+"""Fit an experiment's declared laws to the cells of a scope and record them in the fits table."""
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import pandas as pd
 
-from factmlp.experiments.base import Experiment
-from factmlp.scaling import fit
+from factmlp.experiments.base import FitSpec
+from factmlp.scaling import Fit, fit
 from orchestrator.identity import digest
+from orchestrator.replicates import REPLICATE
+from orchestrator.scope import Scope
 from orchestrator.store import Store
 
 
-def fit_sweep(store: Store, sweep: str, experiment: Experiment, *, n_boot: int = 1000) -> pd.DataFrame:
-    """Fit every declared law within each group that has enough distinct points; append and return rows."""
-    cells = store.load("cells", sweep)
-    rows = []
-    for spec in experiment.fits:
-        if not len(cells) or spec.x not in cells or spec.y not in cells or any(g not in cells for g in spec.group):
+@dataclass(frozen=True)
+class FittedLaw:
+    """One law fitted in one group of cells: the declaration, the group's labels, the fit, the cells."""
+
+    spec: FitSpec
+    labels: dict
+    fit: Fit
+    cells: pd.DataFrame
+
+    def row(self, sweep: str) -> dict:
+        used = self.cells.iloc[list(self.fit.rows)]
+        row = {"fit_id": digest({"sweep": sweep, "law": self.spec.law, "cells": sorted(used["cell_id"])}),
+               "law": self.spec.law, "x": self.spec.x, "y": self.spec.y, **self.labels, "r2": self.fit.r2,
+               "n": len(used), "seeds": len(set(used[REPLICATE])) if REPLICATE in used else 1,
+               "problems": "; ".join(self.fit.problems()), "cell_ids": list(used["cell_id"])}
+        for name, value in self.fit.estimates.items():
+            low, high = self.fit.intervals[name]
+            row.update({name: value, f"{name}_low": low, f"{name}_high": high})
+        return row
+
+
+def fit_laws(cells: pd.DataFrame, specs: tuple[FitSpec, ...], varying: tuple[str, ...], *,
+             n_boot: int = 1000) -> list[FittedLaw]:
+    """Each declared law within each group of cells that differ only in the law's ``over`` keys and seed."""
+    out = []
+    for spec in specs:
+        if not len(cells) or spec.x not in cells or spec.y not in cells:
             continue
-        for key, group in cells.groupby(list(spec.group), dropna=False):
-            key = key if isinstance(key, tuple) else (key,)
+        group_keys = [k for k in varying if k not in spec.over and k != REPLICATE and k in cells]
+        groups = cells.groupby(group_keys, dropna=False, sort=True) if group_keys else [((), cells)]
+        for key, group in groups:
+            moving = [k for k in spec.over if k in group and group[k].nunique() >= 2]
+            if not moving:
+                continue  # x does not move along the law in this group
+            group = group.reset_index(drop=True)
+            strata = group[moving].astype(str).agg("|".join, axis=1).to_numpy()
             try:
-                result = fit(spec.law, group[spec.x].astype(float), group[spec.y].astype(float), n_boot=n_boot)
+                result = fit(spec.law, group[spec.x].astype(float), group[spec.y].astype(float),
+                             strata=strata, n_boot=n_boot)
             except ValueError:
-                continue  # too few distinct points in this group for this law
-            labels = dict(zip(spec.group, key))
-            row = {"fit_id": digest({"sweep": sweep, "law": spec.law, "group": {k: str(v) for k, v in labels.items()}}),
-                   "law": spec.law, "x": spec.x, "y": spec.y, **labels, "r2": result.r2, "n": len(result.rows),
-                   "cell_ids": [group["cell_id"].iloc[i] for i in result.rows]}
-            for name, value in result.estimates.items():
-                low, high = result.intervals[name]
-                row.update({name: value, f"{name}_low": low, f"{name}_high": high})
-            rows.append(row)
-    store.append("fits", sweep, rows)
-    return pd.DataFrame(rows)
+                continue  # too few stored cells in this group for this law
+            labels = dict(zip(group_keys, key if isinstance(key, tuple) else (key,)))
+            out.append(FittedLaw(spec, labels, result, group))
+    return out
+
+
+def fit_scope(store: Store, scope: Scope, *, n_boot: int = 1000) -> list[FittedLaw]:
+    """Fit the scope's cells, append the rows to the ``fits`` table and return the fitted laws."""
+    cells = scope.load(store, "cells")
+    laws = fit_laws(cells, scope.experiment.fits, scope.varying(cells), n_boot=n_boot)
+    store.append("fits", scope.sweep, [law.row(scope.sweep) for law in laws])
+    return laws

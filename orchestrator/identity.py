@@ -8,7 +8,9 @@ from __future__ import annotations
 import hashlib
 import json
 
-SCHEMA_VERSION = 1
+# Raised when recorded results stop meaning what the current code would compute for the same id:
+# 2 = nested random features and the verification round (cells record stable_width, provenance).
+SCHEMA_VERSION = 2
 
 
 def digest(payload: dict) -> str:

@@ -50,7 +50,7 @@ def advance(spec: Spec, cell: CellPlan) -> None:
 
 
 def build_plan(spec: Spec, store: Store) -> list[CellPlan]:
-    recorded = store.load("probes", spec.name)
+    recorded = store.load("probes", spec.name, missing_ok=True)
     by_cell = {cid: rows for cid, rows in recorded.groupby("cell_id")} if len(recorded) else {}
     plans = []
     for config in spec.cells:

@@ -15,23 +15,60 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from factmlp.experiments import REGISTRY  # noqa: E402
 from factmlp.experiments.base import FigureSpec  # noqa: E402
-from orchestrator.fitting import fit_sweep  # noqa: E402
+from factmlp.scaling import PARAMETERS  # noqa: E402
+from orchestrator.fitting import FittedLaw, fit_scope  # noqa: E402
+from orchestrator.replicates import REPLICATE, aggregate, display  # noqa: E402
+from orchestrator.scope import Scope  # noqa: E402
 from orchestrator.store import Store  # noqa: E402
 from orchestrator.tables import markdown  # noqa: E402
 
 MARKERS = "osD^vP*Xh<>"
 
 
-def summary_table(cells: pd.DataFrame, columns: tuple[str, ...]) -> pd.DataFrame:
-    present = [c for c in columns if c in cells]
-    table = cells[present].sort_values(present[:4]).reset_index(drop=True) if len(cells) else cells
-    if {"num_facts", "params"} <= set(table.columns):
-        # An arbitrary permutation of F items carries log2(F!) bits.
-        bits = table["num_facts"].map(lambda f: math.lgamma(f + 1) / math.log(2))
-        table = table.assign(bits_per_param=bits / table["params"].astype(float))
-    return table
+class NothingToReport(LookupError):
+    """The scope has no finished cell yet."""
+
+
+def columns(scope: Scope, cells: pd.DataFrame) -> tuple[list[str], list[str]]:
+    """(parameter columns, result columns) of a table of ``cells``: the experiment's own summary
+    columns plus every parameter that varies, so no two rows look alike."""
+    declared = scope.experiment.summary_columns
+    params = scope.experiment.params
+    keys = [c for c in declared if c in params] + [k for k in scope.varying(cells) if k not in declared]
+    results = [c for c in declared if c not in params]
+    return [k for k in keys if k in cells], [r for r in results if r in cells]
+
+
+def cell_table(scope: Scope, cells: pd.DataFrame) -> pd.DataFrame:
+    """One row per cell, sorted by its parameters, with the experiment's note on cells it flags."""
+    keys, results = columns(scope, cells)
+    table = cells[keys + results].copy() if len(cells) else pd.DataFrame(columns=keys + results)
+    notes = _notes(scope, cells)
+    if notes.astype(bool).any():
+        table["note"] = notes.to_numpy()
+    return table.sort_values(keys, kind="stable").reset_index(drop=True) if keys else table
+
+
+def _notes(scope: Scope, cells: pd.DataFrame) -> pd.Series:
+    note = scope.experiment.cell_note
+    return pd.Series([note(c) if note else "" for c in cells.to_dict("records")], index=cells.index, dtype=object)
+
+
+def replicate_table(scope: Scope, cells: pd.DataFrame) -> pd.DataFrame | None:
+    """Cells aggregated over seeds (None when the scope has no replicates or nothing to aggregate)."""
+    keys, _ = columns(scope, cells)
+    metrics = [m for m in scope.experiment.aggregates if m in cells]
+    if REPLICATE not in scope.varying(cells) or not metrics:
+        return None
+    keys = [k for k in keys if k != REPLICATE]
+    return display(aggregate(cells, keys, metrics, _notes(scope, cells)), keys, metrics)
+
+
+def summary(scope: Scope, cells: pd.DataFrame) -> pd.DataFrame:
+    """The table a terminal shows after ``run``: over seeds when there are replicates, else per cell."""
+    over_seeds = replicate_table(scope, cells)
+    return over_seeds if over_seeds is not None else cell_table(scope, cells)
 
 
 def _atomic_save(fig, path: Path) -> Path:
@@ -46,16 +83,16 @@ def _atomic_save(fig, path: Path) -> Path:
     return path
 
 
-def _law_curve(law: str, fit: pd.Series, xs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Points of a fitted law in the figure's coordinates (x as plotted)."""
-    if law == "power":  # plotted x = W, y = F:  log2 F = s·log2 W + c
-        return xs, 2.0 ** (fit["s"] * np.log2(xs) + fit["c"])
-    if law == "rho":  # plotted x = 1/ρ, y = W:  log W = a + p·log(1/ρ)
-        return xs, np.exp(fit["a"] + fit["p"] * np.log(xs))
-    return xs, fit["C"] * xs * (np.log2(xs) + fit["b"])
+def _curve(law: FittedLaw, xs: np.ndarray, estimates: dict | None = None) -> np.ndarray:
+    """The fitted law at the figure's x values (x and y as plotted)."""
+    if law.fit.law == "power":  # plotted x = W, y = F:  log2 F = s·log2 W + c
+        return 2.0 ** law.fit.predict(xs, estimates)
+    if law.fit.law == "rho":  # plotted x = 1/ρ, y = W
+        return law.fit.predict(1.0 / xs, estimates)
+    return law.fit.predict(xs, estimates)
 
 
-def figure(frame: pd.DataFrame, fits: pd.DataFrame, spec: FigureSpec, title: str, path: Path) -> Path | None:
+def figure(frame: pd.DataFrame, laws: list[FittedLaw], spec: FigureSpec, title: str, path: Path) -> Path | None:
     """Draw one declared figure; None when the sweep has no data that varies along it."""
     needed = [spec.x, spec.y, spec.series] + ([spec.marker] if spec.marker else [])
     if not len(frame) or any(c not in frame for c in needed):
@@ -83,10 +120,10 @@ def figure(frame: pd.DataFrame, fits: pd.DataFrame, spec: FigureSpec, title: str
                 part = part.sort_values("_x")
                 ax.plot(part["_x"], part[spec.y], marker=MARKERS[j % len(MARKERS)], color=colour, ls="none",
                         label=label)
-        for _, f in (fits[(fits["law"] == spec.law) & (fits[spec.series] == name)].iterrows()
-                     if spec.law and len(fits) and spec.series in fits else []):
-            xs = np.geomspace(group["_x"].min(), group["_x"].max(), 50)
-            ax.plot(*_law_curve(spec.law, f, xs), color=colour, lw=1, alpha=0.8)
+        for law in laws:
+            if law.spec.law == spec.law and law.labels.get(spec.series, name) == name and not law.fit.problems():
+                xs = np.geomspace(group["_x"].min(), group["_x"].max(), 50)
+                ax.plot(xs, _curve(law, xs), color=colour, lw=1, alpha=0.8)
     ax.set_xscale("log", base=2)
     if spec.table != "probes":
         ax.set_yscale("log", base=2)
@@ -99,43 +136,80 @@ def figure(frame: pd.DataFrame, fits: pd.DataFrame, spec: FigureSpec, title: str
     return _atomic_save(fig, path)
 
 
-def _fits_table(fits: pd.DataFrame) -> pd.DataFrame:
-    rows = []
-    for f in fits.to_dict("records"):
-        names = {"size": ("C", "b"), "power": ("s", "c"), "rho": ("p", "a")}[f["law"]]
-        group = ", ".join(f"{k}={f[k]}" for k in ("method", "geometry", "d", "num_facts")
-                          if k in f and f[k] is not None and not (isinstance(f[k], float) and math.isnan(f[k])))
-        estimate = "; ".join(f"{n} = {f[n]:.3g} [{f[n + '_low']:.3g}, {f[n + '_high']:.3g}]" for n in names)
-        rows.append({"law": f["law"], "group": group, "estimate [95% CI]": estimate, "R²": f["r2"], "cells": f["n"]})
-    return pd.DataFrame(rows)
+def _group(labels: dict) -> str:
+    return ", ".join(f"{k}={v}" for k, v in labels.items()) or "all cells"
 
 
-def write_report(root: str | Path, sweep: str, *, n_boot: int = 1000) -> tuple[list[Path], Path, pd.DataFrame]:
-    """Fit, draw and write the report of ``sweep``; return the figure paths, the markdown path and the table."""
-    store = Store(root)
-    cells = store.load("cells", sweep)
+def fits_section(laws: list[FittedLaw]) -> list[str]:
+    """The fits as a table, degenerate ones as warning lines (never as numbers)."""
+    rows, warnings = [], []
+    for law in laws:
+        problems = law.fit.problems()
+        if problems:
+            warnings.append(f"- ⚠ {law.spec.law} law, {_group(law.labels)}: degenerate ({'; '.join(problems)}); "
+                            "not reported.")
+            continue
+        names = PARAMETERS[law.spec.law]
+        estimate = "; ".join(f"{n} = {law.fit.estimates[n]:.3g} [{law.fit.intervals[n][0]:.3g}, "
+                             f"{law.fit.intervals[n][1]:.3g}]" for n in names)
+        seeds = law.cells[REPLICATE].nunique() if REPLICATE in law.cells else 1
+        rows.append({"law": law.spec.law, "group": _group(law.labels), "estimate [95% CI]": estimate,
+                     "R²": law.fit.r2, "cells": len(law.fit.rows), "seeds": seeds})
+    out = [markdown(pd.DataFrame(rows))] if rows else []
+    return out + (["\n".join(warnings)] if warnings else [])
+
+
+def _provenance(store: Store, scope: Scope, cells: pd.DataFrame) -> str:
+    """Which invocations and code versions recorded the covered cells."""
+    ids = sorted(set(cells["invocation_id"].dropna())) if "invocation_id" in cells else []
+    versions = sorted(set(cells["code_version"].dropna())) if "code_version" in cells else []
+    runs = store.load("invocations", scope.sweep, missing_ok=True)
+    runs = runs[runs["invocation_id"].isin(ids)] if len(runs) else runs
+    lines = [f"Recorded by {len(ids)} invocation(s) of `factsweep run` (code version{'s' if len(versions) > 1 else ''} "
+             f"{', '.join(versions) or 'unknown'})."]
+    for r in runs.sort_values("started_at").to_dict("records") if len(runs) else []:
+        lines.append(f"- `{r['invocation_id']}` {r['started_at']} on {r['host']}: overrides {r['overrides']}, "
+                     f"profile {r['profile'] or 'none'}, code {r['code_version']}, {r['state']}")
+    return "\n".join(lines)
+
+
+def write_report(scope: Scope, *, n_boot: int = 1000) -> tuple[list[Path], Path, pd.DataFrame]:
+    """Fit, draw and write the report of the scope's cells; return the figure paths, the markdown
+    path and the summary table (over seeds when there are replicates)."""
+    store = Store(scope.root)
+    cells = scope.load(store, "cells")
     if not len(cells):
-        raise LookupError(f"no finished cells for sweep {sweep!r} under {root}")
-    experiment = REGISTRY[cells["experiment"].iloc[0]]
-    fits = fit_sweep(store, sweep, experiment, n_boot=n_boot)
-    probes = store.load("probes", sweep) if any(f.table == "probes" for f in experiment.figures) else pd.DataFrame()
+        raise NothingToReport(f"no finished cells among {scope.label} under {scope.root}")
+    experiment = scope.experiment
+    laws = fit_scope(store, scope, n_boot=n_boot)
+    probes = scope.load(store, "probes") if any(f.table == "probes" for f in experiment.figures) else pd.DataFrame()
     if len(probes):
         probes = probes[probes["status"] == "ok"]
-    out = Path(root) / "reports"
-    pictures = [p for p in (figure(probes if spec.table == "probes" else cells, fits, spec,
-                                   f"{sweep}: {spec.title or spec.name}", out / f"{sweep}-{spec.name}.png")
+    out = scope.root / "reports"
+    pictures = [p for p in (figure(probes if spec.table == "probes" else cells, laws, spec,
+                                   f"{scope.sweep}: {spec.title or spec.name}", out / f"{scope.sweep}-{spec.name}.png")
                             for spec in experiment.figures) if p is not None]
-    table = summary_table(cells, experiment.summary_columns)
-    parts = [f"# Sweep `{sweep}`", f"{len(cells)} finished cells of experiment `{experiment.name}`."]
+    others = scope.others(store)
+    parts = [f"# Sweep `{scope.sweep}`", f"Covers {scope.label}: {len(cells)} finished, of experiment "
+             f"`{experiment.name}`."]
+    if len(others):
+        parts.append(f"{len(others)} other cell(s) recorded under the name `{scope.sweep}` are not included "
+                     f"(`factsweep extra-cells {scope.spec.source if scope.spec else scope.sweep}` lists them).")
+    parts.append(_provenance(store, scope, cells))
     parts += [f"![{p.stem}]({p.name})" for p in pictures]
-    parts += ["## Results", markdown(table)]
-    if len(fits):
-        parts += ["## Fits (bootstrap over cells)", markdown(_fits_table(fits))]
+    over_seeds = replicate_table(scope, cells)
+    if over_seeds is not None:
+        parts += [f"## Results over seeds", "Per setting: n seeds, the median, the range and a 95% t interval of "
+                  "the geometric mean (see `orchestrator/replicates.py`).", markdown(over_seeds)]
+    parts += ["## Cells", markdown(cell_table(scope, cells))]
+    if laws:
+        parts += ["## Fits", "Bootstrap over cells; with replicates, seeds are resampled within each value of the "
+                  "law's x (a cluster bootstrap)."] + fits_section(laws)
     if experiment.findings:
-        text = experiment.findings(cells.to_dict("records"), fits.to_dict("records") if len(fits) else [])
+        text = experiment.findings(cells.to_dict("records"), [law.row(scope.sweep) for law in laws])
         if text:
             parts += ["## Findings", text]
-    md = out / f"{sweep}.md"
+    md = out / f"{scope.sweep}.md"
     md.parent.mkdir(parents=True, exist_ok=True)
     tmp = md.with_name(f".{md.name}.tmp")
     try:
@@ -143,4 +217,4 @@ def write_report(root: str | Path, sweep: str, *, n_boot: int = 1000) -> tuple[l
         tmp.replace(md)
     finally:
         tmp.unlink(missing_ok=True)
-    return pictures, md, table
+    return pictures, md, over_seeds if over_seeds is not None else cell_table(scope, cells)

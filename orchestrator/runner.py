@@ -14,6 +14,8 @@ from tqdm import tqdm
 
 from orchestrator import plan as planning
 from orchestrator.cluster import ensure_ray
+from orchestrator.provenance import finish_invocation, new_invocation
+from orchestrator.scope import Scope
 from orchestrator.spec import Spec
 from orchestrator.store import Store
 from orchestrator.tracking import Tracker, default_uri
@@ -35,26 +37,31 @@ def tracker_for(spec: Spec) -> Tracker:
                    spec.results_root)
 
 
-def cell_row(spec: Spec, cell: planning.CellPlan) -> dict:
+def cell_row(spec: Spec, cell: planning.CellPlan, invocation: dict) -> dict:
     return {"cell_id": cell.cell_id, "experiment": spec.experiment.name, **cell.config,
-            **spec.experiment.summarize(cell.config, cell.results)}
+            **spec.experiment.summarize(cell.config, cell.results), **_made_by(invocation)}
 
 
-def record_finished_cells(spec: Spec, store: Store, plans: list[planning.CellPlan]) -> None:
+def _made_by(invocation: dict) -> dict:
+    """The provenance every recorded row carries."""
+    return {"invocation_id": invocation["invocation_id"], "code_version": invocation["code_version"]}
+
+
+def record_finished_cells(spec: Spec, store: Store, plans: list[planning.CellPlan], invocation: dict) -> None:
     """Write the summary row of every finished cell that lacks one (a kill can fall in between)."""
-    cells = store.load("cells", spec.name)
+    cells = store.load("cells", spec.name, missing_ok=True)
     have = set(cells["cell_id"]) if len(cells) else set()
-    store.append("cells", spec.name, [cell_row(spec, c) for c in plans
+    store.append("cells", spec.name, [cell_row(spec, c, invocation) for c in plans
                                       if c.state == planning.DONE and c.cell_id not in have])
 
 
 def sync_tracking(spec: Spec, store: Store, tracker: Tracker) -> int:
-    """Log every finished cell that MLflow lacks; returns how many were logged."""
+    """Log every finished cell of the sweep file that MLflow lacks; returns how many were logged."""
     logged = tracker.logged_cells()
     if logged is None:
         return 0
-    cells = store.load("cells", spec.name)
-    probes = store.load("probes", spec.name)
+    scope = Scope.of_spec(spec)
+    cells, probes = scope.load(store, "cells"), scope.load(store, "probes")
     added = 0
     for row in cells.to_dict("records") if len(cells) else []:
         if row["cell_id"] in logged:
@@ -80,8 +87,11 @@ def run_sweep(spec: Spec, *, retry_failed: bool = False, progress: bool | None =
     store = Store(spec.results_root)
     store.check_writable(spec.name)  # an unwritable or full root fails here: no Ray, no MLflow run, no work lost
     store.remove_temporary(spec.name)
+    invocation = new_invocation(spec, command="run", address=address or spec.cluster_address)
+    store.append("invocations", spec.name, [invocation])
+    made_by = _made_by(invocation)
     plans = planning.build_plan(spec, store)
-    record_finished_cells(spec, store, plans)
+    record_finished_cells(spec, store, plans, invocation)
     if retry_failed:
         for cell in plans:
             cell.failures.clear()
@@ -119,7 +129,7 @@ def run_sweep(spec: Spec, *, retry_failed: bool = False, progress: bool | None =
                     outstanding[cell.cell_id] -= 1
                     rows = _collect(ray, ref, chunk)
                     store.append("probes", spec.name, [{"cell_id": cell.cell_id, "experiment": spec.experiment.name,
-                                                        **cell.config, **r} for r in rows])
+                                                        **cell.config, **r, **made_by} for r in rows])
                     for r in rows:
                         if r["status"] == "ok":
                             cell.results.append(r)
@@ -134,22 +144,34 @@ def run_sweep(spec: Spec, *, retry_failed: bool = False, progress: bool | None =
                     if cell.state == planning.PENDING:
                         queue.append(cell)
                     elif cell.state == planning.DONE:
-                        row = cell_row(spec, cell)
+                        row = cell_row(spec, cell, invocation)
                         store.append("cells", spec.name, [row])
                         tracker.log_cell(spec.name, _tracked(spec, row), _frame(cell.results))
                         bar.update(1)
                     bar.set_postfix(probes=probes_run, failed=probes_failed, refresh=False)
-        for table in ("probes", "cells"):
+        states = [c.state for c in plans]
+        counts = {"cells_done": states.count(planning.DONE), "probes_run": probes_run, "probes_failed": probes_failed}
+        store.append("invocations", spec.name, [finish_invocation(invocation, "finished", **counts)])
+        for table in ("probes", "cells", "invocations"):
             store.compact(table, spec.name)
         tracker.finish()
     except BaseException as e:  # a StorageError (disk full) mid-sweep: what was recorded stays, the rest reruns
         tracker.finish("FAILED" if isinstance(e, Exception) else "KILLED")
+        _record_end(store, spec, invocation, "failed" if isinstance(e, Exception) else "interrupted",
+                    probes_run=probes_run, probes_failed=probes_failed)
         raise
     finally:
         bar.close()
-    states = [c.state for c in plans]
-    return RunReport(len(plans), states.count(planning.DONE), states.count(planning.FAILED),
+    return RunReport(len(plans), counts["cells_done"], states.count(planning.FAILED),
                      probes_run, probes_failed, time.perf_counter() - start)
+
+
+def _record_end(store: Store, spec: Spec, invocation: dict, state: str, **counts) -> None:
+    """Best effort: the run is already ending on an error, which must stay the one reported."""
+    try:
+        store.append("invocations", spec.name, [finish_invocation(invocation, state, **counts)])
+    except Exception:  # noqa: BLE001 - e.g. the disk that failed the run is still full
+        pass
 
 
 def _collect(ray, ref, chunk: list[dict]) -> list[dict]:

@@ -7,6 +7,7 @@ against the experiment's declared parameters, so a typo fails at once with a did
 from __future__ import annotations
 
 import difflib
+import hashlib
 import itertools
 import math
 import re
@@ -23,7 +24,7 @@ from orchestrator.errors import SpecError
 
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 SEARCH_KEYS = {"param": None, "low": "search_low", "high": "search_high", "arity": "search_arity",
-               "strategy": None, "threshold": "threshold"}
+               "strategy": None, "threshold": "threshold", "verify": "search_verify"}
 STRATEGIES = ("binary", "kary")
 
 
@@ -56,6 +57,20 @@ class Spec:
     results_root: str = "results"
     cluster_address: str | None = None
     raw: dict = field(default_factory=dict, repr=False)
+    overrides: tuple[str, ...] = ()
+    profile: str | None = None
+    file_sha256: str = ""
+
+    @property
+    def varying(self) -> tuple[str, ...]:
+        """Cell parameters whose value differs between this file's cells, in parameter order: what a
+        table must show so that no two of its rows look alike."""
+        return varying_keys(self.cells, self.experiment.params)
+
+
+def varying_keys(cells: list[dict], keys) -> tuple[str, ...]:
+    """Keys (in the order of ``keys``) that take more than one value across ``cells``."""
+    return tuple(k for k in keys if len({repr(c.get(k)) for c in cells}) > 1)
 
 
 TOP_LEVEL = {
@@ -95,7 +110,8 @@ def _reject_interpolation(source: str, node: Any, path: str = "") -> None:
                                       "allowed: strings, numbers, booleans, null, lists and mappings")
 
 
-def _read(path: Path, overrides: list[str]) -> dict:
+def _read(path: Path, overrides: list[str]) -> tuple[dict, str | None, str]:
+    """The merged sweep (file, then profile, then overrides), the profile chosen and the file's hash."""
     source = str(path)
     try:
         text = path.read_text()
@@ -146,7 +162,7 @@ def _read(path: Path, overrides: list[str]) -> dict:
         raise SpecError(source, f"profiles.{chosen}" if chosen else "override",
                         f"{e}; allowed: values of the same kind as in the file") from None
     merged.pop("profile", None)
-    return merged
+    return merged, chosen, hashlib.sha256(text.encode()).hexdigest()
 
 
 def _section(source: str, raw: dict, name: str) -> dict:
@@ -219,7 +235,7 @@ def load_spec(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> 
     """Read, override and validate a sweep file; raise SpecError on the first problem."""
     path = Path(path)
     source = str(path)
-    raw = _read(path, list(overrides))
+    raw, profile, file_sha256 = _read(path, list(overrides))
     for key in raw:
         if key not in TOP_LEVEL:
             raise _unknown(source, str(key), TOP_LEVEL)
@@ -274,5 +290,5 @@ def load_spec(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> 
         probes_per_task=pack.get("probes_per_task", 8),
         tracking_uri=sections["tracking"].get("uri"), tracking_experiment=sections["tracking"].get("experiment"),
         results_root=sections["storage"].get("root", "results"), cluster_address=sections["cluster"].get("address"),
-        raw=raw,
+        raw=raw, overrides=tuple(overrides), profile=profile, file_sha256=file_sha256,
     )

@@ -8,6 +8,7 @@ disk full) removes its temporary file and raises ``StorageError``: one line nami
 """
 from __future__ import annotations
 
+import difflib
 import errno
 import os
 import time
@@ -21,7 +22,17 @@ import pyarrow.parquet as pq
 
 from orchestrator.identity import SCHEMA_VERSION
 
-KEYS = {"probes": "probe_id", "cells": "cell_id", "fits": "fit_id"}
+KEYS = {"probes": "probe_id", "cells": "cell_id", "fits": "fit_id", "invocations": "invocation_id"}
+
+
+class UnknownResults(LookupError):
+    """A table or sweep with nothing recorded under the root: one line with a did-you-mean and the root."""
+
+    def __init__(self, what: str, got: str, known: list[str], where: Path):
+        close = difflib.get_close_matches(got, known, n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        super().__init__(f"no {what} {got!r} recorded in {where.resolve()}{hint}; "
+                         f"allowed: {', '.join(known) or 'none (nothing is recorded there: wrong folder?)'}")
 
 
 class StorageError(Exception):
@@ -113,8 +124,20 @@ class Store:
         base = self.root / table
         return sorted(p.name.split("=", 1)[1] for p in base.glob("sweep=*") if p.is_dir()) if base.exists() else []
 
-    def load(self, table: str, sweep: str | None = None) -> pd.DataFrame:
-        """All current rows of ``table`` (one per key, the newest), with a ``sweep`` column."""
+    def tables(self) -> list[str]:
+        return sorted(p.name for p in self.root.glob("*") if p.is_dir() and any(p.glob("sweep=*")))
+
+    def load(self, table: str, sweep: str | None = None, *, missing_ok: bool = False) -> pd.DataFrame:
+        """All current rows of ``table`` (one per key, the newest), with a ``sweep`` column.
+
+        A table or sweep with nothing recorded raises ``UnknownResults`` (a typo or the wrong working
+        directory must not look like an empty result), unless ``missing_ok``: then an empty frame.
+        """
+        if not missing_ok:
+            if table not in self.tables():
+                raise UnknownResults("table", table, self.tables(), self.root)
+            if sweep and sweep not in self.sweeps(table):
+                raise UnknownResults("sweep", sweep, self.sweeps(table), self.root / table)
         frames = []
         for name in [sweep] if sweep else self.sweeps(table):
             parts = [pd.read_parquet(p) for p in self.fragments(table, name)]
@@ -134,13 +157,37 @@ class Store:
         parts = self.fragments(table, sweep)
         if len(parts) < 2:
             return
-        frame = self.load(table, sweep).drop(columns="sweep")
+        frame = self.load(table, sweep, missing_ok=True).drop(columns="sweep")
         self._write(self._dir(table, sweep), frame, f"part-{time.time_ns():020d}-compact.parquet")
         for p in parts:
             try:
                 p.unlink(missing_ok=True)
             except OSError as e:
                 raise storage_error(p, e) from e
+
+    def set_aside(self, table: str, sweep: str, cell_ids: set[str]) -> int:
+        """Move the rows of ``cell_ids`` out of a sweep's table into ``<root>/set_aside/`` (never deleted).
+
+        Safe to interrupt and to repeat: the rows are first copied aside, then the rest is written as
+        one new fragment, then the old fragments are removed; until the last removal the moved rows
+        still show (newest row per key), and running it again finishes the move.
+        """
+        frame = self.load(table, sweep, missing_ok=True)
+        moving = frame["cell_id"].isin(cell_ids) if len(frame) else pd.Series(dtype=bool)
+        if not moving.any():
+            return 0
+        parts = self.fragments(table, sweep)
+        stamp = f"{time.time_ns():020d}-{uuid.uuid4().hex[:8]}"
+        self._write(self.root / "set_aside" / table / f"sweep={sweep}", frame[moving].drop(columns="sweep"),
+                    f"part-{stamp}.parquet")
+        if (~moving).any():
+            self._write(self._dir(table, sweep), frame[~moving].drop(columns="sweep"), f"part-{stamp}-compact.parquet")
+        for p in parts:
+            try:
+                p.unlink(missing_ok=True)
+            except OSError as e:
+                raise storage_error(p, e) from e
+        return int(moving.sum())
 
     def connect(self) -> duckdb.DuckDBPyConnection:
         """An in-memory DuckDB with one view per table (newest row per key), for SQL over results."""
@@ -155,5 +202,6 @@ class Store:
 
 
 def load(table: str, sweep: str | None = None, root: str | Path = "results") -> pd.DataFrame:
-    """pandas access to a results table: ``orchestrator.store.load('cells', sweep='quickstart')``."""
+    """pandas access to a results table: ``orchestrator.store.load('cells', sweep='quickstart')``.
+    Raises ``UnknownResults`` for a table or sweep with nothing recorded under ``root``."""
     return Store(root).load(table, sweep)

@@ -10,12 +10,13 @@ from __future__ import annotations
 import logging
 import math
 import os
-import subprocess
 import time
 import warnings
 from pathlib import Path
 
 import pandas as pd
+
+from orchestrator.provenance import code_version
 
 log = logging.getLogger("factsweep")
 
@@ -26,22 +27,6 @@ KIND_TAG = "factsweep.kind"
 
 def default_uri(results_root: str | Path) -> str:
     return f"sqlite:///{Path(results_root).resolve() / 'mlflow.db'}"
-
-
-def code_version() -> str:
-    """The git commit of the code that ran, when it is a checkout; else the package version."""
-    try:
-        here = Path(__file__).resolve().parent
-        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=here, capture_output=True, text=True, timeout=5)
-        if out.returncode == 0:
-            return out.stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        pass
-    from importlib.metadata import PackageNotFoundError, version
-    try:
-        return version("factsweep")
-    except PackageNotFoundError:
-        return "unknown"
 
 
 def _scalar(value):

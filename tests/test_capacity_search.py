@@ -105,3 +105,50 @@ def test_bad_ranges_are_rejected():
 def test_observations_outside_the_range_do_not_move_the_answer():
     step = next_widths({200: True, 0: False, 7: False, 8: True}, 1, 100)
     assert step.done and step.min_width == 8
+
+
+def run_verified(stores, low, high, arity):
+    """Drive the search with verification on an arbitrary (possibly non-monotone) success function."""
+    observations = {}
+    while True:
+        step = next_widths(observations, low, high, arity, verify=True)
+        if step.done:
+            return step, observations
+        for w in step.next_widths:
+            assert w not in observations
+            observations[w] = stores(w)
+
+
+@pytest.mark.parametrize("arity", [1, 3])
+def test_verification_keeps_the_answer_and_confirms_monotone_success(arity):
+    rng = np.random.default_rng(11 + arity)
+    for _ in range(100):
+        threshold = int(rng.integers(1, 400))
+        plain, _, _ = run_search(threshold, 1, 1024, arity)
+        verified, observations = run_verified(lambda w: w >= threshold, 1, 1024, arity)
+        assert verified.min_width == plain.min_width == threshold
+        assert verified.stable_width == threshold and verified.monotone
+        expected = {w for w in (threshold + 1, threshold + 2, math.ceil(1.05 * threshold), math.ceil(1.1 * threshold))
+                    if w <= min(1024, 2 * threshold)}
+        assert expected <= set(observations)  # every verification width was probed
+
+
+def test_verification_walks_past_widths_that_fail_above_the_answer():
+    """Stores from 10 on, except at 12 and 14: the answer stays 10, every probed width from 15 stores."""
+    def stores(w):
+        return w >= 10 and w not in (12, 14)
+
+    plain = run_search(10, 1, 256, 1)[0]
+    step, observations = run_verified(stores, 1, 256, 1)
+    assert step.min_width == plain.min_width == 10
+    assert not step.monotone and step.stable_width == 15
+    assert observations[12] is False and observations[14] is False
+    assert all(ok for w, ok in observations.items() if w >= 15)
+
+
+def test_verification_gives_up_above_twice_the_answer():
+    observations = {9: False, 10: True, **{w: False for w in range(11, 21)}}
+    step = next_widths(observations, 1, 256, verify=True)
+    assert step.done and step.min_width == 10 and step.stable_width is None and not step.monotone
+    pending = next_widths({9: False, 10: True, 11: False, 12: False}, 1, 256, verify=True)
+    assert set(pending.next_widths) == {13, 14} and pending.stable_width is None  # verifying above 12

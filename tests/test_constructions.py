@@ -314,3 +314,20 @@ def test_unknown_method_and_bad_width_are_rejected():
 def test_encoder_decoder_stores_1024_facts(geometry):
     fs = facts(geometry, 64, 1024)
     assert evaluate(constructions.build("encoder_decoder", fs, global_width(fs)), fs)["accuracy"] == 1.0
+
+
+def test_random_features_are_nested_across_widths():
+    """A wider random-feature MLP contains the narrower one's features, so success cannot flicker
+    because the features were redrawn at each width."""
+    from factmlp.constructions.hebbian import random_features
+
+    wide, narrow = random_features(16, 40, seed=3), random_features(16, 25, seed=3)
+    for a, b in zip(wide, narrow):
+        np.testing.assert_array_equal(a[:25], b)
+    assert not np.array_equal(wide[0][:25], random_features(16, 25, seed=4)[0])
+    factset = factsets.make_factset("spherical", 16, 64, 0)
+    big, small = (constructions.build("ntk", factset, w, seed=2) for w in (40, 25))
+    np.testing.assert_array_equal(big.gate.detach().numpy()[:25], small.gate.detach().numpy())
+    np.testing.assert_array_equal(big.down.detach().numpy()[:, :25], small.down.detach().numpy())
+    hw_big, hw_small = (constructions.build("hebbian_whitened", factset, w, seed=2) for w in (40, 25))
+    np.testing.assert_array_equal(hw_big.gate.detach().numpy()[:25], hw_small.gate.detach().numpy())

@@ -211,6 +211,7 @@ storage: {{root: {root}}}
 def test_tiny_sweep_through_the_orchestrator(ray_session, tmp_path):
     from orchestrator.report import write_report
     from orchestrator.runner import run_sweep
+    from orchestrator.scope import Scope
     from orchestrator.spec import load_spec
     from orchestrator.store import Store
 
@@ -230,5 +231,5 @@ def test_tiny_sweep_through_the_orchestrator(ray_session, tmp_path):
         assert min(parts) - 1e-12 <= probe["score"] <= sum(parts) / 3 + 1e-12
     # One draw gives every method the same edited facts, so the base model numbers agree across cells.
     assert probes["base_accuracy"].nunique() == 1
-    _, md, table = write_report(spec.results_root, "edit", n_boot=10)
+    _, md, table = write_report(Scope.of_spec(spec), n_boot=10)
     assert len(table) == 3 and "ppl_ratio" in table and "swap" in md.read_text()

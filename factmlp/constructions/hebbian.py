@@ -14,8 +14,16 @@ from factmlp.mlp import GatedMLP
 
 
 def random_features(d: int, width: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    rng = np.random.default_rng([seed, width, 7])
-    return rng.standard_normal((width, d)), rng.standard_normal((width, d))
+    """A0, A1 (width×d) nested across widths: the rows at width m are the first m rows of one draw
+    per (seed, factor), so a wider MLP contains a narrower one's features and success cannot flicker
+    because the features were redrawn."""
+    return tuple(nested_gaussian(width, d, [seed, 7, factor]) for factor in (0, 1))
+
+
+def nested_gaussian(rows: int, cols: int, stream: list[int]) -> np.ndarray:
+    """Standard normal rows from one stream: ``rows`` = m gives the first m rows of any larger draw
+    (numpy's Generator fills row-major, value after value)."""
+    return np.random.default_rng(stream).standard_normal((rows, cols))
 
 
 def features(keys: np.ndarray, a0: np.ndarray, a1: np.ndarray) -> np.ndarray:

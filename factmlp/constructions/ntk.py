@@ -20,6 +20,7 @@ import math
 import numpy as np
 import torch
 
+from factmlp.constructions.hebbian import nested_gaussian
 from factmlp.factsets import FactSet
 from factmlp.mlp import GatedMLP
 
@@ -64,9 +65,8 @@ def ntk(factset: FactSet, width: int, *, seed: int = 0, degree: int = 1, chunk: 
                          "allowed degrees: 0, 1, 2, 6, 10, ... (c_n > 0)")
     keys = np.asarray(factset.keys, dtype=np.float64)
     d = factset.d
-    rng = np.random.default_rng([seed, width, 11])
-    gate = rng.standard_normal((width, d))
-    down = rng.standard_normal((d, width))
+    gate = nested_gaussian(width, d, [seed, 11, 0])  # nested across widths (see hebbian.random_features)
+    down = nested_gaussian(width, d, [seed, 11, 1]).T
     down /= np.linalg.norm(down, axis=0, keepdims=True)
     targets = factset.targets
     up = np.empty((width, d))

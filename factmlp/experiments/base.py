@@ -61,12 +61,18 @@ class Param:
 
 @dataclass(frozen=True)
 class FitSpec:
-    """A law of ``factmlp.scaling`` fitted to finished cells: y against x within each group."""
+    """A law of ``factmlp.scaling`` fitted to finished cells: y against x.
+
+    ``over``: the cell parameters that move x along the law (num_facts for a size law; the spike β
+    or condition κ for the ρ law). Cells are grouped by every other parameter that varies in the
+    sweep (seed excepted: replicates are pooled and resampled within each value of ``over``), and a
+    group is fitted only when one of ``over`` takes at least two values in it.
+    """
 
     law: str
     x: str
     y: str
-    group: tuple[str, ...]
+    over: tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -96,10 +102,12 @@ class Experiment:
     summarize: Callable[[dict, list[dict]], dict]
     check: Callable[[dict], None] = lambda cell: None
     summary_columns: tuple[str, ...] = ()
+    aggregates: tuple[str, ...] = ()  # results summarised over seeds (median, range, 95% interval)
     trajectory: tuple[str, ...] = ()
     fits: tuple[FitSpec, ...] = ()
     figures: tuple[FigureSpec, ...] = ()
     findings: Callable[[list[dict], list[dict]], str] | None = None
+    cell_note: Callable[[dict], str] | None = None  # a short remark on a finished cell a reader must see
 
     def resolve(self, cell: Mapping[str, Any]) -> dict:
         """Fill defaults, coerce types and check values; raise ValueError('key: ...') on bad input."""

@@ -44,6 +44,8 @@ PARAMS = {
     "search_low": Param(int, 1, low=1, doc="smallest width searched"),
     "search_high": Param(int, 65536, low=1, doc="largest width searched"),
     "search_arity": Param(int, 1, low=1, high=64, doc="widths probed per search round"),
+    "search_verify": Param(bool, True, doc="after the minimum width m is found, probe m+1, m+2, ⌈1.05m⌉, ⌈1.1m⌉ "
+                           "(and above any of them that fails) for the width from which every probe stores"),
     "epochs": Param(int, 10_000, low=1),
     "lr": Param(float, 1e-3, low=0.0, low_open=True),
     "lr_min": Param(float, 1e-6, low=0.0),
@@ -111,9 +113,13 @@ def _observations(results: list[dict]) -> dict[int, bool]:
     return {int(r["width"]): bool(r["success"]) for r in results}
 
 
+def _search(cell: dict, results: list[dict]):
+    return next_widths(_observations(results), cell["search_low"], cell["search_high"], cell["search_arity"],
+                       verify=cell["search_verify"])
+
+
 def next_probes(cell: dict, results: list[dict]) -> list[dict]:
-    step = next_widths(_observations(results), cell["search_low"], cell["search_high"], cell["search_arity"])
-    return [{"width": w} for w in step.next_widths]
+    return [{"width": w} for w in _search(cell, results).next_widths]
 
 
 def _construction_options(cell: dict) -> dict:
@@ -165,22 +171,44 @@ def run_probes(cell: dict, probes: list[dict]) -> list[dict]:
     return rows
 
 
+def bits_per_param(num_facts: int, params: float) -> float:
+    """An arbitrary permutation of F items carries log2(F!) bits."""
+    return math.lgamma(num_facts + 1) / math.log(2) / params
+
+
 def summarize(cell: dict, results: list[dict]) -> dict:
-    step = next_widths(_observations(results), cell["search_low"], cell["search_high"], cell["search_arity"])
-    best = next((r for r in results if int(r["width"]) == step.min_width), None)
+    step = _search(cell, results)
+    at = {int(r["width"]): r for r in results}
+    best, stable = at.get(step.min_width), at.get(step.stable_width)
+    facts = cell["num_facts"]
     return {
         "min_width": step.min_width,
         "params": None if best is None else int(best["params"]),
-        "params_per_fact": None if best is None else best["params"] / cell["num_facts"],
+        "params_per_fact": None if best is None else best["params"] / facts,
+        "bits_per_param": None if best is None else bits_per_param(facts, best["params"]),
         "accuracy": None if best is None else float(best["accuracy"]),
         "margin_min": None if best is None else float(best["margin_min"]),
+        "stable_width": step.stable_width,
+        "stable_params": None if stable is None else int(stable["params"]),
         "rho": results[0]["rho"] if results else None,
         "coherence": results[0]["coherence"] if results else None,
         "best_accuracy": max((float(r["accuracy"]) for r in results), default=None),  # the ceiling when nothing stores
-        "found": best is not None,
+        "max_width_tried": max(at, default=None),
+        "stored": best is not None,
         "monotone": step.monotone,
         "num_probes": len(results),
     }
+
+
+def cell_note(cell: dict) -> str:
+    """Non-monotone success: the search's answer stores but a wider probed width fails."""
+    if cell.get("monotone", True) is not False:
+        return ""
+    stable = cell.get("stable_width")
+    stable = None if stable is None or stable != stable else int(stable)
+    return (f"† non-monotone: stores at {cell['min_width']:.0f}, fails above; every probed width from {stable} stores"
+            if stable is not None else f"† non-monotone: stores at {cell['min_width']:.0f}, fails above; no stable "
+                                       "width within 2× of it")
 
 
 EXPERIMENT = Experiment(
@@ -192,11 +220,12 @@ EXPERIMENT = Experiment(
     check=check,
     summary_columns=("method", "geometry", "d", "num_facts", "min_width", "params", "params_per_fact", "rho",
                      "coherence"),  # ρ and μ of the values beside the cost (real vs spherical embeddings)
+    aggregates=("params", "params_per_fact"),
     trajectory=("width", "accuracy"),
     fits=(
-        FitSpec("size", "num_facts", "params", ("method", "geometry")),
-        FitSpec("power", "num_facts", "params", ("method", "geometry")),
-        FitSpec("rho", "rho", "params", ("method", "geometry", "d", "num_facts")),
+        FitSpec("size", "num_facts", "params", over=("num_facts",)),
+        FitSpec("power", "num_facts", "params", over=("num_facts",)),
+        FitSpec("rho", "rho", "params", over=("beta", "kappa")),
     ),
     figures=(
         FigureSpec("facts_vs_params", "params", "num_facts", "method", "d", law="power",
@@ -207,4 +236,5 @@ EXPERIMENT = Experiment(
                    title="accuracy vs hidden width"),
     ),
     findings=capacity_findings,
+    cell_note=cell_note,
 )

@@ -1,7 +1,16 @@
-"""The paper's capacity claims checked in words and numbers against a sweep's cells and fits.
+"""The paper's capacity claims, judged only as far as a sweep's cells support them.
 
-Claims (SCIENCE.md §7): constructed and GD MLPs have matching asymptotics (power-law slopes); GD has
-the smaller constant; the prior (NTK) construction scales worse; ρ predicts the cost of both.
+Claims (docs/science.md): constructed and GD MLPs have matching asymptotics (power-law slopes); GD
+has the smaller constant; the prior (NTK) construction scales worse; ρ predicts the cost.
+
+Rules a verdict must pass, else the finding says "inconclusive" and why:
+- evidence: each method compared stored at ≥ 4 values of F, spanning ≥ 3 octaves, each in ≥ 3 seeds;
+- "matching asymptotics" is an equivalence statement: the 95% interval of the slope difference
+  (method − GD, paired over the shared fact sets) lies inside ±0.1 → holds; entirely outside → does
+  not hold; otherwise inconclusive (overlapping intervals alone prove nothing);
+- costs are compared only at values of F that were measured (no extrapolation);
+- a degenerate fit (parameter at its grid edge, R² < 0.5, < 3 points) is a warning, never a number;
+- every finding names the cells and seeds it used.
 Works on plain row dicts so factmlp stays free of dataframe libraries.
 """
 from __future__ import annotations
@@ -9,137 +18,263 @@ from __future__ import annotations
 import math
 from collections import defaultdict
 
-from factmlp.scaling import B_MAX
+import numpy as np
+from scipy import stats
+
+from factmlp.scaling import paired_difference
 
 REFERENCE = "gd"
 PRIOR = "ntk"
+MARGIN = 0.1  # slope difference counted as "the same asymptotics"
+MIN_FACTS, MIN_OCTAVES, MIN_SEEDS = 4, 3.0, 3
+ROW_KEYS = ("method", "num_facts", "seed")  # what varies inside one setting
+RESULT_KEYS = {"min_width", "params", "params_per_fact", "bits_per_param", "accuracy", "margin_min", "stable_width",
+               "stable_params", "rho", "coherence", "best_accuracy", "max_width_tried", "stored", "monotone",
+               "num_probes", "cell_id", "experiment", "sweep", "recorded_at", "schema_version", "invocation_id",
+               "code_version"}
 
 
 def _fmt(value: float) -> str:
     return f"{value:.3g}"
 
 
-def _interval(fit: dict, name: str) -> str:
-    return f"{_fmt(fit[name])} [{_fmt(fit[name + '_low'])}, {_fmt(fit[name + '_high'])}]"
-
-
 def _stored(c: dict) -> bool:
-    return c.get("params") is not None and not (isinstance(c["params"], float) and math.isnan(c["params"]))
+    p = c.get("params")
+    return p is not None and not (isinstance(p, float) and math.isnan(p))
 
 
-def _setting(c: dict) -> str:
-    """The fact-set geometry a cell was measured on, as the report names it."""
-    label = f"{c['geometry']}, d = {c['d']}"
-    if c["geometry"] == "spike":
-        label += f", β = {c.get('beta', 0.0):g}"
-    if c["geometry"] == "condition":
-        label += f", κ = {c.get('kappa', 0.0):g}"
-    return label + (", whitened" if c.get("whiten") else "")
+def _setting_keys(cells: list[dict]) -> list[str]:
+    keys = sorted({k for c in cells for k in c} - RESULT_KEYS - set(ROW_KEYS))
+    return [k for k in keys if len({repr(c.get(k)) for c in cells}) > 1]
 
 
-def _gaps(cells: list[dict]) -> list[str]:
-    """Per method, at the largest F it and GD both stored: how many times more parameters it needs;
-    and each F where a method stored nothing in its search range."""
+def _label(c: dict, keys: list[str]) -> str:
+    base = f"{c.get('geometry', '?')}, d = {c.get('d', '?')}"
+    extra = [f"{k} = {c.get(k)}" for k in keys if k not in ("geometry", "d")]
+    return ", ".join([base] + extra)
+
+
+def _seeds(rows: list[dict]) -> str:
+    return ", ".join(str(s) for s in sorted({r.get("seed", 0) for r in rows}))
+
+
+def _cells_named(rows: list[dict]) -> str:
+    facts = ", ".join(str(f) for f in sorted({r["num_facts"] for r in rows}))
+    return f"F = {facts}; seeds {_seeds(rows)}; {len(rows)} cells"
+
+
+class Method:
+    """One method's cells in one setting: which (F, seed) stored and with how many parameters."""
+
+    def __init__(self, name: str, rows: list[dict]):
+        self.name, self.rows = name, rows
+        self.stored = [r for r in rows if _stored(r)]
+        by_f = defaultdict(set)
+        for r in self.stored:
+            by_f[r["num_facts"]].add(r.get("seed", 0))
+        self.facts = sorted(f for f, seeds in by_f.items() if len(seeds) >= MIN_SEEDS)
+
+    def evidence(self) -> str | None:
+        """Why this method's cells cannot carry a verdict (None when they can)."""
+        octaves = math.log2(max(self.facts) / min(self.facts)) if self.facts else 0.0
+        if len(self.facts) >= MIN_FACTS and octaves >= MIN_OCTAVES:
+            return None
+        return (f"{self.name} stored at {len(self.facts)} value(s) of F in ≥ {MIN_SEEDS} seeds, spanning "
+                f"{octaves:.1f} octaves (a verdict needs ≥ {MIN_FACTS} values over ≥ {MIN_OCTAVES:g} octaves)")
+
+    def sample(self) -> tuple:
+        rows = [r for r in self.stored if r["num_facts"] in self.facts]
+        return ([r["num_facts"] for r in rows], [r["params"] for r in rows], [r.get("seed", 0) for r in rows])
+
+    def cost(self, facts: int) -> dict[int, float]:
+        return {r.get("seed", 0): r["params"] for r in self.stored if r["num_facts"] == facts}
+
+
+def _ratio(base: Method, other: Method, facts: int) -> tuple[float, float, float, int]:
+    """Geometric mean of other/base parameters over the seeds both stored at F, and its 95% t interval."""
+    a, b = base.cost(facts), other.cost(facts)
+    logs = np.log([b[s] / a[s] for s in sorted(set(a) & set(b))])
+    if len(logs) < 2:
+        return (math.exp(logs.mean()) if len(logs) else math.nan), math.nan, math.nan, len(logs)
+    half = stats.t.ppf(0.975, len(logs) - 1) * logs.std(ddof=1) / math.sqrt(len(logs))
+    return math.exp(logs.mean()), math.exp(logs.mean() - half), math.exp(logs.mean() + half), len(logs)
+
+
+def _constants(label: str, base: Method, methods: list[Method]) -> list[str]:
     lines = []
-    by_setting, labels = defaultdict(dict), {}
-    for c in cells:
-        if _stored(c):
-            key = (c["geometry"], c["d"], c.get("beta", 0.0), c.get("kappa", 0.0), bool(c.get("whiten")))
-            labels[key] = _setting(c)
-            by_setting[key].setdefault(c["method"], {})[c["num_facts"]] = c["params"]
-    for key, methods in sorted(by_setting.items()):
-        setting = labels[key]
-        base = REFERENCE if REFERENCE in methods else min(methods, key=lambda m: min(methods[m].values()))
-        for m in sorted(methods):
-            common = set(methods[m]) & set(methods[base])
-            if m == base or not common:
-                continue
-            facts = max(common)
-            ratio = methods[m][facts] / methods[base][facts]
-            lines.append(f"- {setting}, F = {facts}: {base} needs {_fmt(ratio)}× fewer parameters than "
-                         f"{m} ({methods[base][facts]:,.0f} vs {methods[m][facts]:,.0f}).")
-    for c in sorted((c for c in cells if not _stored(c)), key=lambda c: (_setting(c), c["method"], c["num_facts"])):
-        lines.append(f"- {_setting(c)}, F = {c['num_facts']}: {c['method']} stores nothing up to width "
-                     f"{c.get('search_high', '?')} (best accuracy {_fmt(c.get('best_accuracy', float('nan')))}, "
-                     f"threshold {c.get('threshold', 1.0)}).")
-    return lines
-
-
-def _prior(cells: list[dict], fits: list[dict]) -> list[str]:
-    """The prior construction scales worse: a steeper cost slope, or it stops storing where GD still does."""
-    power = _by_method(fits, "power")
-    lines = []
-    for geometry in sorted({c["geometry"] for c in cells if c["method"] == PRIOR}):
-        prior = power.get((geometry, PRIOR))
-        others = [g for (geo, m), g in power.items() if geo == geometry and m != PRIOR]
-        if prior is not None and others:
-            worse = all(prior["s_high"] < g["s_low"] for g in others)
-            best = max(others, key=lambda g: g["s"])
-            lines.append(f"- The prior construction scales worse ({geometry}): {'holds' if worse else 'not shown'} — "
-                         f"{PRIOR} slope {_fmt(prior['s'])} [{_fmt(prior['s_low'])}, {_fmt(prior['s_high'])}] "
-                         f"vs {best['method']} {_fmt(best['s'])} (F gained per doubling of W).")
-        lost = sorted({(c["d"], c["num_facts"]) for c in cells if c["geometry"] == geometry and c["method"] == PRIOR
-                       and not _stored(c)})
-        kept = {(c["d"], c["num_facts"]): c["params"] for c in cells
-                if c["geometry"] == geometry and c["method"] == REFERENCE and _stored(c)}
-        lost = [x for x in lost if x in kept]
-        if lost:
-            d, facts = lost[0]
-            lines.append(f"- The prior construction scales worse ({geometry}): holds — at d = {d} {PRIOR} stores "
-                         f"nothing at F = {facts} within its search range, where {REFERENCE} needs "
-                         f"{kept[(d, facts)]:,.0f} parameters.")
-    return lines
-
-
-def _by_method(fits: list[dict], law: str) -> dict[tuple, dict]:
-    return {(f["geometry"], f["method"]): f for f in fits if f["law"] == law}
-
-
-def _slopes(fits: list[dict]) -> list[str]:
-    power = _by_method(fits, "power")
-    lines = []
-    for (geometry, method), f in sorted(power.items()):
-        lines.append(f"- {method} ({geometry}): slope s = {_interval(f, 's')} (log2 F = s·log2 W + c, R² = {_fmt(f['r2'])}).")
-    for (geometry, method), f in sorted(power.items()):
-        ref = power.get((geometry, REFERENCE))
-        if method in (REFERENCE, PRIOR) or ref is None:
+    for m in methods:
+        common = [f for f in m.facts if f in base.facts]
+        if not common:
             continue
-        overlap = f["s_low"] <= ref["s_high"] and ref["s_low"] <= f["s_high"]
-        lines.append(f"- Matching asymptotics, {method} vs {REFERENCE} ({geometry}): "
-                     f"{'holds' if overlap else 'does not hold'} — slopes {_fmt(f['s'])} vs {_fmt(ref['s'])}, "
-                     f"intervals {'overlap' if overlap else 'are disjoint'}.")
+        ratios = {f: _ratio(base, m, f) for f in common}
+        top = max(common)
+        ratio, low, high, n = ratios[top]
+        above = all(r[1] > 1 for r in ratios.values())
+        below = all(r[2] < 1 for r in ratios.values())
+        why = base.evidence() or m.evidence()
+        verdict = ("inconclusive — " + why if why else "holds" if above else "does not hold" if below
+                   else "inconclusive — the ratio's interval includes 1 at some F")
+        lines.append(f"- {label}: {REFERENCE} has the smaller constant than {m.name}: {verdict}. At F = {top} "
+                     f"(largest F both stored in ≥ {MIN_SEEDS} seeds) {m.name} needs {_fmt(ratio)}× "
+                     f"[{_fmt(low)}, {_fmt(high)}] the parameters of {REFERENCE} ({n} paired seeds; measured "
+                     f"at F = {', '.join(map(str, common))}; cells: {_cells_named(base.stored + m.stored)}).")
     return lines
 
 
-def _constants(fits: list[dict]) -> list[str]:
-    size = _by_method(fits, "size")
+def _slope_difference(a: Method, b: Method) -> tuple[float, float, float]:
+    return paired_difference("power", "s", a.sample(), b.sample(), n_boot=1000)
+
+
+def _asymptotics(label: str, base: Method, methods: list[Method]) -> list[str]:
     lines = []
-    for (geometry, method), f in sorted(size.items()):
-        edge = " (b at the top of its search grid: no log factor is visible over these F)" if f["b"] >= B_MAX - 0.5 else ""
-        lines.append(f"- {method} ({geometry}): W = C·F·(log2 F + b) with C = {_interval(f, 'C')}, "
-                     f"b = {_fmt(f['b'])}{edge}.")
-    for (geometry, method), f in sorted(size.items()):
-        ref = size.get((geometry, REFERENCE))
-        if ref is None or method == REFERENCE:
+    for m in methods:
+        if m.name == PRIOR:
             continue
-        f_ref = ref["C"] * (math.log2(4096) + ref["b"])
-        f_m = f["C"] * (math.log2(4096) + f["b"])
-        lines.append(f"- {REFERENCE} has the smaller constant than {method} ({geometry}): "
-                     f"{'holds' if f_ref < f_m else 'does not hold'} — parameters per fact at F = 4096 "
-                     f"from the fits: {_fmt(f_ref)} vs {_fmt(f_m)}.")
+        why = base.evidence() or m.evidence()
+        head = f"- {label}: matching asymptotics, {m.name} vs {REFERENCE}:"
+        if why:
+            lines.append(f"{head} inconclusive — {why} (cells: {_cells_named(base.rows + m.rows)}).")
+            continue
+        diff, low, high = _slope_difference(m, base)
+        if -MARGIN <= low and high <= MARGIN:
+            verdict = "holds"
+        elif high < -MARGIN or low > MARGIN:
+            verdict = "does not hold"
+        else:
+            verdict = f"inconclusive — the interval reaches past ±{MARGIN:g} but not wholly outside it"
+        lines.append(f"{head} {verdict}. Slope difference s({m.name}) − s({REFERENCE}) = {_fmt(diff)} "
+                     f"[{_fmt(low)}, {_fmt(high)}] (log2 F = s·log2 W + c; equivalence margin ±{MARGIN:g}; paired "
+                     f"bootstrap over seeds within F; cells: {_cells_named(base.stored + m.stored)}).")
+    return lines
+
+
+def _prior(label: str, base: Method, methods: dict[str, Method]) -> list[str]:
+    prior = methods.get(PRIOR)
+    if prior is None:
+        return []
+    lines = []
+    for m in [base] + [x for x in methods.values() if x.name not in (REFERENCE, PRIOR)]:
+        why = prior.evidence() or m.evidence()
+        head = f"- {label}: the prior construction scales worse than {m.name}:"
+        if why:
+            lines.append(f"{head} inconclusive — {why}.")
+            continue
+        diff, low, high = _slope_difference(prior, m)
+        verdict = "holds" if high < 0 else "does not hold" if low > 0 else "inconclusive — the interval includes 0"
+        lines.append(f"{head} {verdict}. Slope difference s({PRIOR}) − s({m.name}) = {_fmt(diff)} [{_fmt(low)}, "
+                     f"{_fmt(high)}] (cells: {_cells_named(prior.stored + m.stored)}).")
+    lost = defaultdict(list)
+    for r in prior.rows:
+        if not _stored(r):
+            lost[r["num_facts"]].append(r)
+    for facts, rows in sorted(lost.items()):
+        kept = base.cost(facts)
+        if kept:
+            lines.append(f"- {label}: observed — {PRIOR} stores nothing at F = {facts} up to width "
+                         f"{max(r.get('search_high', 0) for r in rows)} in {len(rows)} seed(s) ({_seeds(rows)}; best "
+                         f"accuracy {_fmt(max(r.get('best_accuracy', math.nan) for r in rows))}), where {REFERENCE} "
+                         f"stores with {_fmt(min(kept.values()))}–{_fmt(max(kept.values()))} parameters.")
+    return lines
+
+
+def _not_stored(label: str, methods: list[Method]) -> list[str]:
+    lines = []
+    for m in methods:
+        lost = defaultdict(list)
+        for r in m.rows:
+            if not _stored(r):
+                lost[r["num_facts"]].append(r)
+        for facts, rows in sorted(lost.items()):
+            lines.append(f"- {label}, F = {facts}: {m.name} stores nothing up to width "
+                         f"{max(r.get('search_high', 0) for r in rows)} in {len(rows)} of {len([r for r in m.rows if r['num_facts'] == facts])} "
+                         f"seed(s) (best accuracy {_fmt(max(r.get('best_accuracy', math.nan) for r in rows))}, "
+                         f"threshold {rows[0].get('threshold', 1.0)}).")
+    return lines
+
+
+def _monotone(label: str, methods: list[Method]) -> list[str]:
+    lines = []
+    for m in methods:
+        flagged = [r for r in m.rows if r.get("monotone") is False]
+        if flagged:
+            where = ", ".join(f"F = {r['num_facts']} seed {r.get('seed', 0)}" for r in flagged)
+            lines.append(f"- {label}: {m.name} stored at a width and failed at a wider one in {len(flagged)} of "
+                         f"{len(m.rows)} cells ({where}); their minimum widths are marked † in the table.")
     return lines
 
 
 def _rho(fits: list[dict]) -> list[str]:
     lines = []
-    for f in sorted((f for f in fits if f["law"] == "rho"), key=lambda f: (f["method"], f["d"], f["num_facts"])):
-        lines.append(f"- {f['method']} (d = {f['d']}, F = {f['num_facts']}, {f['n']} cells): "
-                     f"log W = a + p·log(1/ρ) with p = {_interval(f, 'p')}, R² = {_fmt(f['r2'])} — ρ "
-                     f"{'predicts' if f['r2'] >= 0.8 else 'does not clearly predict'} the cost.")
+    for f in sorted((f for f in fits if f["law"] == "rho"), key=lambda f: str(sorted(f.items()))):
+        group = ", ".join(f"{k} = {f[k]}" for k in ("method", "geometry", "d", "num_facts", "spike_on", "tied")
+                          if k in f and f[k] is not None and f[k] == f[k])
+        if f.get("problems"):
+            lines.append(f"- ⚠ ρ law ({group}): degenerate fit ({f['problems']}); no exponent reported.")
+            continue
+        low, high = f["p_low"], f["p_high"]
+        seeds = f.get("seeds", 1)
+        if seeds < MIN_SEEDS:
+            verdict = f"inconclusive — {seeds} seed(s) (a verdict needs ≥ {MIN_SEEDS})"
+        elif low > 0:
+            verdict = "holds (cost rises as ρ falls)"
+        elif high < 0:
+            verdict = "does not hold (cost falls as ρ falls)"
+        else:
+            verdict = "inconclusive — the exponent's interval includes 0"
+        if 1.5 <= low and high <= 2.5:
+            predicted = "agrees with p ≈ 2 (interval within 2 ± 0.5)"
+        elif high < 1.5 or low > 2.5:
+            predicted = "disagrees with p ≈ 2 (interval wholly outside 2 ± 0.5)"
+        else:
+            predicted = "cannot be told apart from p ≈ 2 or from a different exponent (interval straddles 2 ± 0.5)"
+        lines.append(f"- ρ predicts the cost ({group}): {verdict}. log W = a + p·log(1/ρ), p = {_fmt(f['p'])} "
+                     f"[{_fmt(low)}, {_fmt(high)}], R² = {_fmt(f['r2'])}, {f['n']} cells, {seeds} seeds; the "
+                     f"encoder–decoder analysis (c = O(log F/ρ²)) predicts p ≈ 2: this {predicted}.")
+    return lines
+
+
+def _slopes(fits: list[dict]) -> list[str]:
+    lines = []
+    for f in sorted((f for f in fits if f["law"] in ("power", "size")), key=lambda f: (f["law"], str(f.get("method")))):
+        group = ", ".join(f"{k} = {f[k]}" for k in ("method", "geometry", "d") if k in f and f[k] == f[k])
+        if f.get("problems"):
+            lines.append(f"- ⚠ {f['law']} law ({group}): degenerate fit ({f['problems']}); not reported.")
+        elif f["law"] == "power":
+            lines.append(f"- {group}: s = {_fmt(f['s'])} [{_fmt(f['s_low'])}, {_fmt(f['s_high'])}] "
+                         f"(log2 F = s·log2 W + c, R² = {_fmt(f['r2'])}, {f['n']} cells, {f.get('seeds', 1)} seeds).")
+        else:
+            lines.append(f"- {group}: W = C·F·(log2 F + b), C = {_fmt(f['C'])} [{_fmt(f['C_low'])}, "
+                         f"{_fmt(f['C_high'])}], b = {_fmt(f['b'])} [{_fmt(f['b_low'])}, {_fmt(f['b_high'])}] "
+                         f"(R² = {_fmt(f['r2'])}, {f['n']} cells).")
     return lines
 
 
 def capacity_findings(cells: list[dict], fits: list[dict]) -> str:
-    sections = [("Gaps between methods", _gaps(cells)), ("Asymptotics", _slopes(fits) + _prior(cells, fits)),
-                ("Constants", _constants(fits)), ("Decodability ρ and cost", _rho(fits))]
-    return "\n\n".join(f"### {title}\n\n" + "\n".join(lines) for title, lines in sections if lines)
+    keys = _setting_keys(cells)
+    settings = defaultdict(list)
+    for c in cells:
+        settings[tuple(repr(c.get(k)) for k in keys)].append(c)
+    sections = defaultdict(list)
+    for rows in (settings[k] for k in sorted(settings)):
+        label = _label(rows[0], keys)
+        methods = {}
+        for name in sorted({r["method"] for r in rows}):
+            methods[name] = Method(name, [r for r in rows if r["method"] == name])
+        others = [m for n, m in methods.items() if n != REFERENCE]
+        base = methods.get(REFERENCE)
+        if base is not None and len({r["num_facts"] for r in rows}) > 1:
+            sections["Constants (measured F only)"] += _constants(label, base, others)
+            sections["Asymptotics"] += _asymptotics(label, base, others)
+            sections["The prior construction"] += _prior(label, base, methods)
+        elif base is not None:
+            sections["Constants (measured F only)"] += _constants(label, base, others)
+        sections["Cells that stored nothing"] += _not_stored(label, list(methods.values()))
+        sections["Non-monotone searches"] += _monotone(label, list(methods.values()))
+    sections["Fitted slopes"] = _slopes(fits)
+    sections["Decodability ρ and cost"] = _rho(fits)
+    order = ("Asymptotics", "Constants (measured F only)", "The prior construction", "Decodability ρ and cost",
+             "Fitted slopes", "Cells that stored nothing", "Non-monotone searches")
+    rules = (f"Verdicts need ≥ {MIN_FACTS} stored values of F per method over ≥ {MIN_OCTAVES:g} octaves, each in "
+             f"≥ {MIN_SEEDS} seeds; otherwise they say inconclusive and why.")
+    body = "\n\n".join(f"### {t}\n\n" + "\n".join(sections[t]) for t in order if sections.get(t))
+    return f"{rules}\n\n{body}" if body else rules
