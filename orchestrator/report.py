@@ -1,29 +1,21 @@
 """Reports of a sweep: the experiment's declared figures (with fitted laws) and a markdown page.
 
 ``<root>/reports/<sweep>.md`` holds the summary table, every fit with its bootstrap interval and
-the experiment's findings in words; each figure is ``<root>/reports/<sweep>-<figure>.png``.
+the experiment's findings in words; each figure is ``<root>/reports/<sweep>-<figure>.png`` and ``.pdf``.
 """
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
-import matplotlib
+import pandas as pd
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-
-from factmlp.experiments.base import FigureSpec  # noqa: E402
-from factmlp.scaling import PARAMETERS  # noqa: E402
-from orchestrator.fitting import FittedLaw, fit_scope  # noqa: E402
-from orchestrator.replicates import REPLICATE, aggregate, display  # noqa: E402
-from orchestrator.scope import Scope  # noqa: E402
-from orchestrator.store import Store  # noqa: E402
-from orchestrator.tables import markdown  # noqa: E402
-
-MARKERS = "osD^vP*Xh<>"
+from factmlp.scaling import PARAMETERS
+from orchestrator.figures import figure
+from orchestrator.fitting import FittedLaw, fit_scope
+from orchestrator.replicates import REPLICATE, aggregate, display
+from orchestrator.scope import Scope
+from orchestrator.store import Store
+from orchestrator.tables import markdown
 
 
 class NothingToReport(LookupError):
@@ -69,71 +61,6 @@ def summary(scope: Scope, cells: pd.DataFrame) -> pd.DataFrame:
     """The table a terminal shows after ``run``: over seeds when there are replicates, else per cell."""
     over_seeds = replicate_table(scope, cells)
     return over_seeds if over_seeds is not None else cell_table(scope, cells)
-
-
-def _atomic_save(fig, path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    try:
-        fig.savefig(tmp)
-        tmp.replace(path)
-    finally:  # a full disk leaves neither a partial figure nor a temporary file
-        plt.close(fig)
-        tmp.unlink(missing_ok=True)
-    return path
-
-
-def _curve(law: FittedLaw, xs: np.ndarray, estimates: dict | None = None) -> np.ndarray:
-    """The fitted law at the figure's x values (x and y as plotted)."""
-    if law.fit.law == "power":  # plotted x = W, y = F:  log2 F = s·log2 W + c
-        return 2.0 ** law.fit.predict(xs, estimates)
-    if law.fit.law == "rho":  # plotted x = 1/ρ, y = W
-        return law.fit.predict(1.0 / xs, estimates)
-    return law.fit.predict(xs, estimates)
-
-
-def figure(frame: pd.DataFrame, laws: list[FittedLaw], spec: FigureSpec, title: str, path: Path) -> Path | None:
-    """Draw one declared figure; None when the sweep has no data that varies along it."""
-    needed = [spec.x, spec.y, spec.series] + ([spec.marker] if spec.marker else [])
-    if not len(frame) or any(c not in frame for c in needed):
-        return None
-    data = frame.dropna(subset=[spec.x, spec.y]).copy()
-    data["_x"] = 1.0 / data[spec.x].astype(float) if spec.invert_x else data[spec.x].astype(float)
-    if data["_x"].nunique() < 2:
-        return None
-    fig, ax = plt.subplots(figsize=(6.4, 4.4), dpi=150)
-    marks = sorted(data[spec.marker].unique()) if spec.marker else [None]
-    for i, (name, group) in enumerate(sorted(data.groupby(spec.series), key=lambda kv: str(kv[0]))):
-        colour = f"C{i % 10}"
-        for j, mark in enumerate(marks):
-            part = group if mark is None else group[group[spec.marker] == mark]
-            if not len(part):
-                continue
-            label = f"{name}" + (f", {spec.marker}={mark}" if mark is not None else "")
-            if spec.table == "probes":
-                for _, cell in part.groupby("cell_id"):
-                    cell = cell.sort_values("_x")
-                    ax.plot(cell["_x"], cell[spec.y], marker=MARKERS[j % len(MARKERS)], color=colour, alpha=0.7,
-                            ms=3, lw=0.8, label=label)
-                    label = None
-            else:
-                part = part.sort_values("_x")
-                ax.plot(part["_x"], part[spec.y], marker=MARKERS[j % len(MARKERS)], color=colour, ls="none",
-                        label=label)
-        for law in laws:
-            if law.spec.law == spec.law and law.labels.get(spec.series, name) == name and not law.fit.problems():
-                xs = np.geomspace(group["_x"].min(), group["_x"].max(), 50)
-                ax.plot(xs, _curve(law, xs), color=colour, lw=1, alpha=0.8)
-    ax.set_xscale("log", base=2)
-    if spec.table != "probes":
-        ax.set_yscale("log", base=2)
-    ax.set_xlabel(f"1/{spec.x}" if spec.invert_x else spec.x)
-    ax.set_ylabel(spec.y)
-    ax.set_title(title, fontsize=10)
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=6, ncol=2)
-    fig.tight_layout()
-    return _atomic_save(fig, path)
 
 
 def _group(labels: dict) -> str:
@@ -186,9 +113,10 @@ def write_report(scope: Scope, *, n_boot: int = 1000) -> tuple[list[Path], Path,
     if len(probes):
         probes = probes[probes["status"] == "ok"]
     out = scope.root / "reports"
-    pictures = [p for p in (figure(probes if spec.table == "probes" else cells, laws, spec,
-                                   f"{scope.sweep}: {spec.title or spec.name}", out / f"{scope.sweep}-{spec.name}.png")
-                            for spec in experiment.figures) if p is not None]
+    varying = scope.varying(cells)
+    pictures = [p for spec in experiment.figures
+                for p in figure(probes if spec.table == "probes" else cells, laws, spec, experiment, varying,
+                                f"{scope.sweep}: {spec.title or spec.name}", out / f"{scope.sweep}-{spec.name}.png")]
     others = scope.others(store)
     parts = [f"# Sweep `{scope.sweep}`", f"Covers {scope.label}: {len(cells)} finished, of experiment "
              f"`{experiment.name}`."]
@@ -196,7 +124,7 @@ def write_report(scope: Scope, *, n_boot: int = 1000) -> tuple[list[Path], Path,
         parts.append(f"{len(others)} other cell(s) recorded under the name `{scope.sweep}` are not included "
                      f"(`factsweep extra-cells {scope.spec.source if scope.spec else scope.sweep}` lists them).")
     parts.append(_provenance(store, scope, cells))
-    parts += [f"![{p.stem}]({p.name})" for p in pictures]
+    parts += [f"![{p.stem}]({p.name}) ([PDF]({p.with_suffix('.pdf').name}))" for p in pictures if p.suffix == ".png"]
     over_seeds = replicate_table(scope, cells)
     if over_seeds is not None:
         parts += [f"## Results over seeds", "Per setting: n seeds, the median, the range and a 95% t interval of "

@@ -10,10 +10,9 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-from tqdm import tqdm
-
 from orchestrator import plan as planning
 from orchestrator.cluster import ensure_ray
+from orchestrator.progress import Progress
 from orchestrator.provenance import finish_invocation, new_invocation
 from orchestrator.scope import Scope
 from orchestrator.spec import Spec
@@ -81,8 +80,10 @@ def _tracked(spec: Spec, row: dict) -> dict:
             "trajectory": spec.experiment.trajectory}
 
 
-def run_sweep(spec: Spec, *, retry_failed: bool = False, progress: bool | None = None,
+def run_sweep(spec: Spec, *, retry_failed: bool = False, progress: bool | str | None = None,
               address: str | None = None) -> RunReport:
+    """Run or resume ``spec``. ``progress``: None picks a bar on a terminal and lines elsewhere;
+    False prints nothing; True forces the bar; or a mode of ``orchestrator.progress.Progress``."""
     start = time.perf_counter()
     store = Store(spec.results_root)
     store.check_writable(spec.name)  # an unwritable or full root fails here: no Ray, no MLflow run, no work lost
@@ -100,11 +101,15 @@ def run_sweep(spec: Spec, *, retry_failed: bool = False, progress: bool | None =
     tracker.start(spec.name, {"source": spec.source, "cells": len(plans), "retry_failed": retry_failed})
     sync_tracking(spec, store, tracker)
     probes_run = probes_failed = 0
-    bar = tqdm(total=len(plans), initial=len(plans) - len(todo), desc=spec.name, unit="cell",
-               disable=None if progress is None else not progress, dynamic_ncols=True)
+    mode = {None: None, False: "quiet", True: "bar"}.get(progress, progress)
+    shown = spec.varying or tuple(k for k in spec.experiment.summary_columns if k in spec.experiment.params)[:1]
+    results = [k for k in spec.experiment.summary_columns if k not in spec.experiment.params][:2]
+    bar = Progress(spec.name, len(plans), len(plans) - len(todo), mode=mode)
     try:
         if todo:
+            bar.status("starting Ray" if not (address or spec.cluster_address) else "connecting to Ray")
             ray = ensure_ray(address or spec.cluster_address)
+            bar.status("running")
             task = ray.remote(execute).options(num_cpus=spec.num_cpus, num_gpus=spec.num_gpus,
                                                max_retries=spec.max_retries, retry_exceptions=False)
             queue, in_flight, outstanding = list(todo), {}, {}
@@ -123,7 +128,8 @@ def run_sweep(spec: Spec, *, retry_failed: bool = False, progress: bool | None =
                     slots_checked = time.monotonic()
                 while queue and len(in_flight) < slots:
                     submit(queue.pop(0))
-                ready, _ = ray.wait(list(in_flight), num_returns=1)
+                ready, _ = ray.wait(list(in_flight), num_returns=1, timeout=10.0)
+                bar.tick(len(in_flight))
                 for ref in ready:
                     cell, chunk = in_flight.pop(ref)
                     outstanding[cell.cell_id] -= 1
@@ -138,6 +144,7 @@ def run_sweep(spec: Spec, *, retry_failed: bool = False, progress: bool | None =
                             cell.failures[r["probe_id"]] = r["error"]
                             probes_failed += 1
                     probes_run += len(rows)
+                    bar.probes_recorded(sum(r["status"] == "ok" for r in rows), sum(r["status"] != "ok" for r in rows))
                     if outstanding[cell.cell_id]:
                         continue
                     planning.advance(spec, cell)
@@ -147,8 +154,7 @@ def run_sweep(spec: Spec, *, retry_failed: bool = False, progress: bool | None =
                         row = cell_row(spec, cell, invocation)
                         store.append("cells", spec.name, [row])
                         tracker.log_cell(spec.name, _tracked(spec, row), _frame(cell.results))
-                        bar.update(1)
-                    bar.set_postfix(probes=probes_run, failed=probes_failed, refresh=False)
+                        bar.cell_done({k: cell.config[k] for k in shown}, {k: row.get(k) for k in results})
         states = [c.state for c in plans]
         counts = {"cells_done": states.count(planning.DONE), "probes_run": probes_run, "probes_failed": probes_failed}
         store.append("invocations", spec.name, [finish_invocation(invocation, "finished", **counts)])

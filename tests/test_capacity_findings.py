@@ -4,7 +4,9 @@ import math
 
 import numpy as np
 
-from factmlp.experiments.capacity_findings import capacity_findings
+from factmlp.experiments.capacity import EXPERIMENT
+
+capacity_findings = EXPERIMENT.findings
 
 
 def cells(method, facts, slope, constant, seeds=(0, 1, 2), noise=0.03):

@@ -77,8 +77,9 @@ class FitSpec:
 
 @dataclass(frozen=True)
 class FigureSpec:
-    """One report figure: y against x (``1/x`` when ``invert_x``), a colour per series, a marker per
-    ``marker`` value, log-2 axes, and the fitted ``law`` drawn per series when given."""
+    """One report figure: y against x (``1/x`` when ``invert_x``), a colour per ``series`` value, a
+    marker per ``marker`` value, one panel per ``facet`` value, and the fitted ``law`` per group when
+    given. Cells with no x (nothing stored) are drawn at ``missing_x`` (e.g. the largest size tried)."""
 
     name: str
     x: str
@@ -89,6 +90,11 @@ class FigureSpec:
     table: str = "cells"
     invert_x: bool = False
     title: str = ""
+    facet: str | None = None
+    missing_x: str | None = None
+    needs: tuple[str, ...] = ()  # drawn only when one of these parameters varies in the sweep
+    log_x: bool = True
+    log_y: bool = True
 
 
 @dataclass(frozen=True)
@@ -108,6 +114,7 @@ class Experiment:
     figures: tuple[FigureSpec, ...] = ()
     findings: Callable[[list[dict], list[dict]], str] | None = None
     cell_note: Callable[[dict], str] | None = None  # a short remark on a finished cell a reader must see
+    labels: Mapping[str, str] = field(default_factory=dict)  # column -> words for axes and legends
 
     def resolve(self, cell: Mapping[str, Any]) -> dict:
         """Fill defaults, coerce types and check values; raise ValueError('key: ...') on bad input."""

@@ -28,10 +28,6 @@ PRIOR = "ntk"
 MARGIN = 0.1  # slope difference counted as "the same asymptotics"
 MIN_FACTS, MIN_OCTAVES, MIN_SEEDS = 4, 3.0, 3
 ROW_KEYS = ("method", "num_facts", "seed")  # what varies inside one setting
-RESULT_KEYS = {"min_width", "params", "params_per_fact", "bits_per_param", "accuracy", "margin_min", "stable_width",
-               "stable_params", "rho", "coherence", "best_accuracy", "max_width_tried", "stored", "monotone",
-               "num_probes", "cell_id", "experiment", "sweep", "recorded_at", "schema_version", "invocation_id",
-               "code_version"}
 
 
 def _fmt(value: float) -> str:
@@ -43,8 +39,9 @@ def _stored(c: dict) -> bool:
     return p is not None and not (isinstance(p, float) and math.isnan(p))
 
 
-def _setting_keys(cells: list[dict]) -> list[str]:
-    keys = sorted({k for c in cells for k in c} - RESULT_KEYS - set(ROW_KEYS))
+def _setting_keys(cells: list[dict], params) -> list[str]:
+    """The cell parameters (other than method, F and seed) that vary: each value is its own setting."""
+    keys = [k for k in params if k not in ROW_KEYS]
     return [k for k in keys if len({repr(c.get(k)) for c in cells}) > 1]
 
 
@@ -249,8 +246,9 @@ def _slopes(fits: list[dict]) -> list[str]:
     return lines
 
 
-def capacity_findings(cells: list[dict], fits: list[dict]) -> str:
-    keys = _setting_keys(cells)
+def capacity_findings(cells: list[dict], fits: list[dict], *, params) -> str:
+    """The findings text; ``params`` are the experiment's parameter names (the rest of a row is results)."""
+    keys = _setting_keys(cells, params)
     settings = defaultdict(list)
     for c in cells:
         settings[tuple(repr(c.get(k)) for k in keys)].append(c)

@@ -62,6 +62,11 @@ COMMON = {
 }
 
 EPS = (0.05, 0.1, 0.2)
+LABELS = {"params": "MLP parameters, W", "swap_recall": "recall after swap-in (pretrain-then-swap)",
+          "jacobian_rel_max": "max relative Jacobian norm ‖J(k)‖·‖k‖/‖g(k)‖",
+          "recall_eps_0p1": "recall under query noise ε = 0.1", "whiten": "whitened",
+          "max_facts": "facts recalled inside the Transformer", "max_facts_standalone": "facts stored standalone",
+          "method": "method", "width": "hidden width, m"}
 
 
 def _check_whiten(cell: dict) -> None:
@@ -222,12 +227,13 @@ USABILITY = Experiment(
                      "jacobian_rel_max", "recall_eps_0p1", "insert_recall", "swap_recall", "insert_attn_error_mean"),
     trajectory=("attn_steps_run", "recall"),
     figures=(
-        FigureSpec("recall_vs_params", "params", "swap_recall", "method", "whiten",
+        FigureSpec("recall_vs_params", "params", "swap_recall", "method", "whiten", log_y=False,
                    title="recall after swap-in vs MLP parameters"),
-        FigureSpec("recall_vs_lipschitz", "jacobian_rel_max", "recall_eps_0p1", "method", "whiten",
+        FigureSpec("recall_vs_lipschitz", "jacobian_rel_max", "recall_eps_0p1", "method", "whiten", log_y=False,
                    title="recall under query noise 0.1 vs relative Jacobian norm"),
     ),
     findings=usability_findings,
+    labels=LABELS,
 )
 
 
@@ -362,4 +368,5 @@ CAPACITY = Experiment(
         FigureSpec("facts_standalone_vs_params", "params", "max_facts_standalone", "method", "whiten",
                    title="facts stored standalone vs MLP parameters"),
     ),
+    labels=LABELS,
 )
