@@ -3,8 +3,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
-import subprocess
 import sys
 from pathlib import Path
 
@@ -63,7 +61,6 @@ def cmd_run(args) -> int:
     from orchestrator.runner import run_sweep
     from orchestrator.scope import Scope
     from orchestrator.store import StorageError, storage_error
-    from orchestrator.tracking import default_uri
 
     try:  # results folder not writable, not a folder or full: one line, exit 1; what was recorded stays
         report = run_sweep(spec, retry_failed=args.retry_failed, address=args.address)
@@ -80,9 +77,18 @@ def cmd_run(args) -> int:
     except StorageError as e:
         print(f"factsweep: error: {e}", file=sys.stderr)
         return 1
-    uri = spec.tracking_uri or default_uri(spec.results_root)
-    print(f"MLflow: `factsweep ui` serves {uri} at http://127.0.0.1:5000")
+    print(f"MLflow: {ui_hint(spec)}")
     return 0
+
+
+def ui_hint(spec) -> str:
+    """Where this sweep's MLflow runs are: the tracking server, or the exact `factsweep ui` call."""
+    if spec.tracking_uri and spec.tracking_uri.startswith(("http://", "https://")):
+        return f"the runs are on the tracking server {spec.tracking_uri}"
+    if spec.tracking_uri:
+        return f"`factsweep ui --uri {spec.tracking_uri}` serves the runs at http://127.0.0.1:5000"
+    root = "" if Path(spec.results_root) == Path("results") else f" --root {spec.results_root}"
+    return f"`factsweep ui{root}` serves the runs at http://127.0.0.1:5000"
 
 
 def _plan_rows(scope, plans) -> list[dict]:
@@ -212,18 +218,13 @@ def cmd_query(args) -> int:
 
 def cmd_ui(args) -> int:
     from orchestrator.tracking import default_uri
+    from orchestrator.ui import UiError, serve
     uri = args.uri or default_uri(args.root)
-    mlflow = shutil.which("mlflow", path=str(Path(sys.executable).parent) + os.pathsep + os.environ.get("PATH", ""))
-    if not mlflow:
-        raise SpecError("ui", "mlflow", "the mlflow command is not installed; allowed: pip install mlflow")
-    artifacts = Path(args.root).resolve() / "mlartifacts"
-    command = [mlflow, "server", "--backend-store-uri", uri, "--host", args.host, "--port", str(args.port),
-               "--workers", "1", "--artifacts-destination", str(artifacts)]
-    print(f"MLflow UI for {uri} at http://{args.host}:{args.port}  (Ctrl-C stops it)", flush=True)
     try:
-        return subprocess.call(command)
-    except KeyboardInterrupt:
-        return 0
+        return serve(uri, Path(args.root).resolve() / "mlartifacts", args.host, args.port)
+    except UiError as e:
+        print(f"factsweep: error: ui: {e}", file=sys.stderr)
+        return 1
 
 
 def cmd_sync(args) -> int:

@@ -1,0 +1,150 @@
+"""``factsweep ui``: an MLflow server for one tracking store, on 127.0.0.1, that ends when we end.
+
+The server runs in its own process group; SIGINT, SIGTERM or our exit stop the whole group, so no
+server is left listening. A busy port or a store the server cannot open is one line and exit 1,
+not a log line and exit 0.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+from orchestrator import dashboard
+
+START_TIMEOUT = 120.0
+
+
+class UiError(Exception):
+    """The UI cannot be served: one line saying why and what to do."""
+
+
+def _mlflow() -> str:
+    found = shutil.which("mlflow", path=str(Path(sys.executable).parent) + os.pathsep + os.environ.get("PATH", ""))
+    if not found:
+        raise UiError("the mlflow command is not installed; allowed: pip install mlflow")
+    return found
+
+
+def check_port(host: str, port: int) -> None:
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+        try:
+            probe.bind((host, port))
+        except OSError as e:
+            raise UiError(f"cannot listen on {host}:{port} ({e.strerror}); allowed: a free port, e.g. --port "
+                          f"{port + 1}") from None
+
+
+def check_store(uri: str) -> None:
+    """A missing sqlite store has nothing to show; an unreadable file is not a database."""
+    if not uri.startswith("sqlite:///"):
+        return
+    path = Path(uri[len("sqlite:///"):])
+    if not path.exists():
+        raise UiError(f"no MLflow store at {path}; allowed: a results folder where `factsweep run` has "
+                      "recorded runs (--root), or --uri")
+    with open(path, "rb") as fh:
+        if fh.read(16) != b"SQLite format 3\x00":
+            raise UiError(f"{path} is not an SQLite database; allowed: the mlflow.db that `factsweep run` "
+                          "wrote (move the damaged file aside; `factsweep mlflow-sync SWEEP.yaml` rebuilds it)")
+
+
+def _get(url: str, body: dict | None = None) -> dict:
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(url, data, {"Content-Type": "application/json"} if data else {})
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return json.load(response)
+
+
+def experiments(base: str) -> list[dict]:
+    found = _get(f"{base}/api/2.0/mlflow/experiments/search", {"max_results": 1000}).get("experiments", [])
+    return [e for e in found if e["name"] != "Default"]
+
+
+class Server:
+    """An ``mlflow server`` child in its own process group."""
+
+    def __init__(self, uri: str, artifacts: Path, host: str, port: int):
+        self.base = f"http://{'[' + host + ']' if ':' in host else host}:{port}"
+        self.log = tempfile.TemporaryFile()
+        command = [_mlflow(), "server", "--backend-store-uri", uri, "--host", host, "--port", str(port),
+                   "--workers", "1", "--artifacts-destination", str(artifacts)]
+        self.process = subprocess.Popen(command, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
+
+    def wait_ready(self, timeout: float = START_TIMEOUT) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise UiError(f"the MLflow server stopped at start ({self.last_line()}); allowed: a usable "
+                              "store and a free port")
+            try:
+                _get(f"{self.base}/api/2.0/mlflow/experiments/search", {"max_results": 1})
+                return
+            except (urllib.error.URLError, OSError, ValueError):
+                time.sleep(0.5)
+        self.stop()
+        raise UiError(f"the MLflow server did not answer within {timeout:.0f}s ({self.last_line()})")
+
+    def last_line(self) -> str:
+        self.log.seek(0)
+        lines = [ln for ln in self.log.read().decode(errors="replace").splitlines() if ln.strip()]
+        errors = [ln for ln in lines if "Error" in ln or "error" in ln]
+        return (errors or lines or ["no output"])[-1].strip()[:300]
+
+    def stop(self) -> None:
+        """End the server's whole process group (uvicorn spawns workers): TERM, then KILL."""
+        if self.process.poll() is None:
+            try:
+                os.killpg(self.process.pid, signal.SIGTERM)
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait()
+            except ProcessLookupError:
+                pass
+        try:  # workers that outlived the leader
+            os.killpg(self.process.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+
+def serve(uri: str, artifacts: Path, host: str, port: int, *, out=sys.stdout) -> int:
+    """Run the UI until interrupted; return the exit status. A tracking server already is a UI: its
+    sweeps' URLs are printed and nothing is started."""
+    if uri.startswith(("http://", "https://")):
+        try:
+            found = experiments(uri.rstrip("/"))
+        except (urllib.error.URLError, OSError, ValueError) as e:
+            raise UiError(f"cannot reach the tracking server {uri} ({e}); allowed: a running MLflow server") from None
+        for e in found:
+            print(f"  {e['name']}: {dashboard.url(uri, e['experiment_id'])}", file=out)
+        return 0
+    check_port(host, port)
+    check_store(uri)
+    server = Server(uri, artifacts, host, port)
+
+    def stop(signum, frame):
+        raise SystemExit(128 + signum)
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        server.wait_ready()
+        print(f"MLflow UI for {uri} at {server.base}  (Ctrl-C stops it)", file=out)
+        for e in experiments(server.base):
+            print(f"  {e['name']}: {dashboard.url(server.base, e['experiment_id'])}", file=out)
+        out.flush()
+        return server.process.wait()
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        server.stop()
+        signal.signal(signal.SIGTERM, previous)
