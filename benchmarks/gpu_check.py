@@ -30,6 +30,7 @@ import os
 import platform
 import sys
 import time
+import traceback
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 
@@ -131,6 +132,22 @@ def table(headers: list[str], rows: list[list]) -> None:
         if i == 0:
             print("  " + "  ".join("-" * w for w in widths))
     sys.stdout.flush()
+
+
+FAILURES = []  # parts that raised
+
+
+def attempt(what: str, fn, *args, default=None):
+    """Run one part of the check; an exception is printed and recorded, and the rest goes on."""
+    try:
+        return fn(*args)
+    except Exception as e:  # noqa: BLE001 - one broken part must not cost the others their numbers
+        FAILURES.append(what)
+        print(f"  {what}: FAILED: {type(e).__name__}: {e}")
+        traceback.print_exc(limit=-4, file=sys.stdout)
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()  # after an out-of-memory error, give the next part the memory back
+        return default
 
 
 def capacity_width(d: int, num_facts: int) -> int:
@@ -267,7 +284,7 @@ def search(cell: dict, budget: Budget, first_round: float) -> dict:
     while probes := CAPACITY.next_probes(cell, results):
         need = 1.5 * max(rounds) if rounds else first_round
         if not budget.allows(need, f"{cell['method']} d={cell['d']} F={cell['num_facts']} round {len(rounds) + 1}"):
-            status = f"stopped after {len(rounds)} rounds"
+            status = "stopped: budget"
             break
         t = time.perf_counter()
         rows = CAPACITY.run_probes(cell, probes)
@@ -301,20 +318,23 @@ def search_cells(cells: list[dict], budget: Budget, devices: dict[str, str | Non
         for label, name in devices.items():
             key = (label, cell["method"], cell["d"])
             guess = firsts[key][1] * (cell["num_facts"] / firsts[key][0]) ** 2 if key in firsts else 0.0
+            what = f"{label}: {cell['method']} d={cell['d']} F={cell['num_facts']}"
             with auto_device(name):
-                out = search(cell, budget, guess)
+                out = attempt(what, search, cell, budget, guess)
+            if out is None:
+                continue
             found[label, cell["method"], cell["d"], cell["num_facts"]] = out
             if out["first_round"] is not None:
                 firsts[key] = (cell["num_facts"], out["first_round"])
-            print(f"  {label}: {cell['method']} d={cell['d']} F={cell['num_facts']}: min width {out['min_width']} "
-                  f"({out['status']}, {out['rounds']} rounds, {out['seconds']:.1f} s)", flush=True)
+            print(f"  {what}: min width {out['min_width']} ({out['status']}, {out['rounds']} rounds, "
+                  f"{out['seconds']:.1f} s)", flush=True)
     return found
 
 
 def shown(out: dict, high: int) -> str:
     """A search's answer: the min width, 'none ≤ high' when nothing stored, or where a stopped search was."""
     if out["status"] != "done":
-        return f"{out['min_width'] or 'none'} so far ({out['status']})"
+        return f"{'≤' + str(out['min_width']) if out['found'] else 'none yet'} ({out['status']})"
     return str(out["min_width"]) if out["found"] else f"none ≤ {high}"
 
 
@@ -342,7 +362,7 @@ def capacity_slice(device: torch.device, sizes: Sizes, budget: Budget) -> None:
     table(["method", "d", "F", f"{gpu} min width", "params", "seconds", "cpu min width", "params", "seconds"], rows)
 
 
-def main() -> None:
+def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--smoke", action="store_true", help="tiny sizes on the CPU: the same code paths, seconds")
     parser.add_argument("--budget", type=float, default=None, help="seconds for the whole check (450; smoke 120)")
@@ -356,26 +376,30 @@ def main() -> None:
     device = resolve_device("auto")
     describe(device)
     reset_peak(device)
-    results = {}
-    ceiling = matmul_ceiling(device, sizes.matmul)
-    results["gpu_matmul_tflops_f32"] = ceiling / 1e12
-    rates = trainer_throughput(device, sizes, budget, ceiling)
-    k, d, num_facts = sizes.speedup
-    results["gpu_batched_speedup_k64_d128_f4096"] = (
-        rates[d, num_facts, k] / rates[d, num_facts, 1] if (d, num_facts, k) in rates and (d, num_facts, 1) in rates
-        else math.nan)
-    build_seconds, rho_seconds = build_and_rho(device, sizes, budget)
-    results["gpu_construct_seconds_f16384_d128"] = build_seconds
-    results["gpu_rho_seconds_f16384_d128"] = rho_seconds
-    probe = gd_probes(device, sizes, budget)
-    for num_facts, name in zip(sizes.probe[1], ("f4096", "f16384")):
-        results[f"gpu_gd_probe_seconds_{name}_d128"] = probe.get(num_facts, math.nan)
-    capacity_slice(device, sizes, budget)
+    nan2 = (math.nan, math.nan)
+    ceiling = attempt("[1] matmul ceiling", matmul_ceiling, device, sizes.matmul, default=math.nan)
+    rates = attempt("[2] trainer", trainer_throughput, device, sizes, budget, ceiling, default={})
+    build_seconds, rho_seconds = attempt("[3] build and ρ", build_and_rho, device, sizes, budget, default=nan2)
+    probe = attempt("[4] GD probes", gd_probes, device, sizes, budget, default={})
+    attempt("[5] capacity slice", capacity_slice, device, sizes, budget)
     whole = f"{max(peak_gib(device), *PEAKS[1:]):.2f} GiB" if device.type == "cuda" else "not tracked on the CPU"
     print(f"\npeak GPU memory of the whole check: {whole}; {budget.left():.0f} s of the budget left")
+    k, d, num_facts = sizes.speedup
+    results = {
+        "gpu_matmul_tflops_f32": ceiling / 1e12,
+        "gpu_batched_speedup_k64_d128_f4096": rates.get((d, num_facts, k), math.nan) / rates.get((d, num_facts, 1),
+                                                                                                 math.nan),
+        "gpu_construct_seconds_f16384_d128": build_seconds,
+        "gpu_rho_seconds_f16384_d128": rho_seconds,
+        **{f"gpu_gd_probe_seconds_{name}_d128": probe.get(f, math.nan)
+           for f, name in zip(sizes.probe[1], ("f4096", "f16384"))},
+    }
+    if FAILURES:
+        print(f"FAILED: {', '.join(FAILURES)} (tracebacks above)")
     for name, value in results.items():
         print(f"RESULT {name} {value:.4g}")
+    return 1 if FAILURES else 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())
