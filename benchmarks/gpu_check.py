@@ -24,19 +24,22 @@ no Ray, MLflow, OmegaConf or DuckDB (tests/test_gpu_check.py runs --smoke with t
 """
 from __future__ import annotations
 
-import argparse
-import math
-import os
-import platform
-import sys
 import time
-import traceback
-from contextlib import contextmanager
-from dataclasses import dataclass, replace
 
-import numpy as np
-import scipy
-import torch
+STARTED = time.perf_counter()  # the budget counts the imports too
+
+import argparse  # noqa: E402
+import math  # noqa: E402
+import os  # noqa: E402
+import platform  # noqa: E402
+import sys  # noqa: E402
+import traceback  # noqa: E402
+from contextlib import contextmanager  # noqa: E402
+from dataclasses import dataclass, replace  # noqa: E402
+
+import numpy as np  # noqa: E402
+import scipy  # noqa: E402
+import torch  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from factmlp import constructions  # noqa: E402
@@ -58,7 +61,7 @@ class Sizes:
     throughput: tuple[tuple[int, int], ...]  # (d, F) of the trainer table
     ks: tuple[int, ...]  # models trained at once
     speedup: tuple[int, int, int]  # (K, d, F) of RESULT gpu_batched_speedup_k64_d128_f4096
-    seconds_per_row: float  # how long each trainer row is timed for
+    seconds_per_row: float  # each trainer row's long run lasts at least this long
     build: tuple[int, int]  # (d, F) of the encoder–decoder build and ρ
     probe: tuple[int, tuple[int, ...]]  # d and the F of the GD probes
     recipe: tuple[int, float]  # GD epochs and lr of the probes and the capacity cells
@@ -69,7 +72,7 @@ class Sizes:
 
 
 FULL = Sizes(matmul=8192, throughput=((64, 1024), (128, 4096)), ks=(1, 16, 64, 256), speedup=(64, 128, 4096),
-             seconds_per_row=1.0, build=(128, 16384), probe=(128, (4096, 16384)), recipe=(10_000, 1e-3),
+             seconds_per_row=0.5, build=(128, 16384), probe=(128, (4096, 16384)), recipe=(10_000, 1e-3),
              paper=(128, (2048, 4096)), cpu=(32, (128, 256)), search_high=65536, build_guess=30.0)
 SMOKE = Sizes(matmul=256, throughput=((8, 64), (16, 128)), ks=(1, 4), speedup=(4, 16, 128),
               seconds_per_row=0.05, build=(16, 256), probe=(16, (64, 128)), recipe=(60, 1e-2),
@@ -77,10 +80,11 @@ SMOKE = Sizes(matmul=256, throughput=((8, 64), (16, 128)), ks=(1, 4), speedup=(4
 
 
 class Budget:
-    """Seconds left for the whole check; a step runs only when its predicted time fits."""
+    """Seconds left for the whole check (from the start of the process); a step runs only when its
+    predicted time fits."""
 
     def __init__(self, seconds: float):
-        self.end = time.perf_counter() + seconds
+        self.end = STARTED + seconds
 
     def left(self) -> float:
         return self.end - time.perf_counter()
@@ -187,9 +191,25 @@ def logits_flops(k: int, num_facts: int, d: int, epochs: int, check_every: int) 
     return per * (2 * epochs + epochs // check_every)
 
 
+def epoch_seconds(run, budget: Budget, what: str, at_least: float, guess: float) -> tuple[float, int] | None:
+    """(seconds per epoch, epochs timed) from runs of 2 and of 8, 32, 128, ... epochs until one lasts
+    ``at_least``: their difference drops set-up (init, copies to the device and back). The first run
+    warms up. None when a run would not fit the budget (``guess``: predicted seconds per epoch)."""
+    if not budget.allows(12 * guess, what):
+        return None
+    run(2)
+    short, epochs = run(2), 8
+    seconds = run(epochs)
+    while seconds < at_least and epochs < 32_768:
+        if not budget.allows(4 * seconds, what):
+            return None
+        epochs *= 4
+        seconds = run(epochs)
+    return max(seconds - short, 1e-9) / (epochs - 2), epochs - 2
+
+
 def trainer_throughput(device: torch.device, sizes: Sizes, budget: Budget, ceiling: float) -> dict:
-    """Model-epochs/s per (d, F, K), each from the difference of a long and a short run, so set-up
-    (init, copies to the GPU and back) drops out. Early stopping is off: every run does the same work."""
+    """Model-epochs/s per (d, F, K). Early stopping is off: every run does the same work."""
     print("\n[2] batched GD trainer: K copies of one model of width m ≈ F/(0.75·d), trained at once. "
           "sequential = the K = 1 rate (K models one after another take K times as long)")
     rates, rows = {}, []
@@ -201,20 +221,17 @@ def trainer_throughput(device: torch.device, sizes: Sizes, budget: Budget, ceili
             config = TrainConfig(loss_stop=0.0, device=str(device))
             run = lambda epochs: timed(lambda: train_batched(factset, [width] * k, replace(config, epochs=epochs)),
                                        device)[1]
-            if not budget.allows(4 * k * per_model_epoch, f"d={d} F={num_facts} K={k}"):
-                continue
             reset_peak(device)
-            run(2)  # warm-up: kernels chosen, memory pooled
-            short = run(2)
-            epochs = int(min(2000, max(5, sizes.seconds_per_row / max(short / 2, 1e-9))))
-            if not budget.allows(short / 2 * (epochs + 2), f"d={d} F={num_facts} K={k}"):
+            measured = epoch_seconds(run, budget, f"d={d} F={num_facts} K={k}", sizes.seconds_per_row,
+                                     k * per_model_epoch)
+            if measured is None:
                 continue
-            seconds = max(run(epochs + 2) - short, 1e-9)
-            per_model_epoch = seconds / (epochs * k)
+            seconds, epochs = measured
+            per_model_epoch = seconds / k
             rates[d, num_facts, k] = 1 / per_model_epoch
-            achieved = logits_flops(k, num_facts, d, epochs, config.check_every) / seconds
+            achieved = logits_flops(k, num_facts, d, epochs, config.check_every) / (seconds * epochs)
             speedup = rates[d, num_facts, k] / rates[d, num_facts, 1] if (d, num_facts, 1) in rates else math.nan
-            rows.append([d, num_facts, width, k, epochs, seconds / epochs * 1e3, rates[d, num_facts, k], speedup,
+            rows.append([d, num_facts, width, k, epochs, seconds * 1e3, rates[d, num_facts, k], speedup,
                          achieved / 1e12, 100 * achieved / ceiling, peak_gib(device)])
     table(["d", "F", "m", "K", "epochs", "ms/epoch", "model-epochs/s", "batched/sequential", "logits TFLOP/s",
            "% of matmul", "peak GiB"], rows)
@@ -255,8 +272,10 @@ def gd_probes(device: torch.device, sizes: Sizes, budget: Budget) -> dict[int, f
         factset = make_factset("spherical", d, num_facts, seed=0)
         width = capacity_width(d, num_facts)
         config = TrainConfig(epochs=epochs, lr=lr, device=str(device))
-        pilot = timed(lambda: train_batched(factset, [width], replace(config, epochs=10, loss_stop=0.0)), device)[1]
-        if not budget.allows(pilot / 10 * epochs, f"GD probe F={num_facts}"):
+        pilot = lambda n: timed(lambda: train_batched(factset, [width], replace(config, epochs=n, loss_stop=0.0)),
+                                device)[1]
+        per_epoch = epoch_seconds(pilot, budget, f"GD probe F={num_facts} (pilot)", 0.0, 0.0)
+        if per_epoch is None or not budget.allows(per_epoch[0] * epochs, f"GD probe F={num_facts}"):
             continue
         reset_peak(device)
         (result,), seconds[num_facts] = timed(lambda: train_batched(factset, [width], config), device)
