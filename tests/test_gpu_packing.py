@@ -8,11 +8,12 @@ from orchestrator.runner import run_sweep
 from orchestrator.spec import load_spec
 from orchestrator.store import Store
 
-# 10 tasks of 3 s each; 0.125 CPU per task lets the 2 CPUs run 16 at once, so the GPUs (8 slots) are the limit.
+# 10 tasks of 4 s each, long beside the spread of their start-ups (1.5 s seen at load 12); 0.125 CPU per
+# task lets the 2 CPUs run 16 at once, so the GPUs (8 slots) are the limit.
 PACKING = """
 name: packing
 experiment: synthetic
-fixed: {{num_probes: 10, sleep: 3.0}}
+fixed: {{num_probes: 10, sleep: 4.0}}
 resources: {{num_cpus: 0.125, num_gpus: 0.25, max_retries: 0}}
 packing: {{probes_per_task: 1}}
 storage: {{root: {root}}}
@@ -35,14 +36,15 @@ def test_quarter_gpu_tasks_run_four_per_logical_gpu_and_see_their_gpu(ray_sessio
     path.write_text(PACKING.format(root=tmp_path / "results"))
     run_sweep(load_spec(path), progress=False)
     probes = Store(tmp_path / "results").load("probes", "packing")
-    assert len(probes) == 10 and (probes["status"] == "ok").all()
-    assert set(probes["gpu_ids"]) == {"0", "1"}  # each task was given one of the two GPUs ...
-    assert (probes["cuda_visible_devices"] == probes["gpu_ids"]).all()  # ... and saw exactly that one
+    seen = probes[["status", "gpu_ids", "cuda_visible_devices", "task_started_at", "task_seconds"]].to_string()
+    assert len(probes) == 10 and (probes["status"] == "ok").all(), seen
+    assert set(probes["gpu_ids"]) == {"0", "1"}, seen  # each task was given one of the two GPUs ...
+    assert (probes["cuda_visible_devices"] == probes["gpu_ids"]).all(), seen  # ... and saw exactly that one
     ends = probes["task_started_at"] + probes["task_seconds"]
     per_gpu = {gpu: most_at_once(rows["task_started_at"], ends[rows.index])
                for gpu, rows in probes.groupby("gpu_ids")}
-    assert max(per_gpu.values()) == 4, per_gpu  # four tasks shared a GPU at once, never more
-    assert most_at_once(probes["task_started_at"], ends) == 8  # two tasks waited for a free quarter
+    assert max(per_gpu.values()) == 4, (per_gpu, seen)  # four tasks shared a GPU at once, never more
+    assert most_at_once(probes["task_started_at"], ends) == 8, seen  # two tasks waited for a free quarter
 
 
 GD = """
