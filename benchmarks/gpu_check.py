@@ -162,7 +162,8 @@ def capacity_width(d: int, num_facts: int) -> int:
 def describe(device: torch.device) -> None:
     if device.type == "cuda":
         p = torch.cuda.get_device_properties(device)
-        name = f"{p.name} ({p.multi_processor_count} SMs, {p.total_memory / 2 ** 30:.1f} GiB), CUDA {torch.version.cuda}"
+        name = (f"{p.name} ({p.multi_processor_count} SMs, {p.total_memory / 2 ** 30:.1f} GiB), "
+                f"CUDA {torch.version.cuda}")
     else:
         name = f"CPU ({platform.processor() or platform.machine()}): no CUDA device, everything runs on the CPU"
     print(f"device: {name}")
