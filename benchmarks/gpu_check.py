@@ -253,7 +253,7 @@ def build_and_rho(device: torch.device, sizes: Sizes, budget: Budget) -> tuple[f
         model, build_seconds = timed(lambda: constructions.build("encoder_decoder", factset, width, seed=0,
                                                                  device=str(device)), device)
         scores, eval_seconds = timed(lambda: evaluate(model, factset), device)
-        print(f"  build: {build_seconds:.2f} s, of which the code table about {code_seconds:.2f} s (code dimension "
+        print(f"  build: {build_seconds:.2f} s (its code table alone: {code_seconds:.2f} s; code dimension "
               f"c={book.dim}, width {width}, {model.param_count()} params, accuracy {scores['accuracy']:.4f}; "
               f"evaluation {eval_seconds:.1f} s more); peak GPU memory {peak_gib(device):.2f} GiB", flush=True)
     if budget.allows(sizes.build_guess, "ρ"):
