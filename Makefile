@@ -3,7 +3,7 @@ PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: quickstart test install dev reference
+.PHONY: quickstart test install dev reference gpu-check
 
 $(BIN)/factsweep: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -31,3 +31,7 @@ reference: install
 	$(BIN)/factsweep run sweeps/rho_law.yaml
 	mkdir -p results/reference
 	cp results/reports/capacity_isotropic* results/reports/rho_law* results/reference/
+
+# The prepared GPU check (docs/cluster.md, "First GPU run"): the venv's python if there is one, else python3.
+gpu-check:
+	$(if $(wildcard $(BIN)/python),$(BIN)/python,python3) benchmarks/gpu_check.py

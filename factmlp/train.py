@@ -11,6 +11,7 @@ model still training.
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass
 
 import torch
@@ -26,10 +27,21 @@ _TINY = torch.finfo(torch.float32).tiny
 
 
 def resolve_device(name: str) -> torch.device:
-    """A torch device from a config string; 'auto' is a GPU when there is one, else the CPU."""
+    """A torch device from a config string; 'auto' is a GPU when torch sees one, else the CPU.
+
+    'auto' is where sweeps run, so a task whose assigned GPU does not exist (a Ray task's
+    CUDA_VISIBLE_DEVICES naming a logical GPU on a CPU machine) falls back to the CPU. Setting
+    FACTMLP_DEVICE (e.g. ``cpu``) makes 'auto' that device instead: a GPU machine's probes on its CPU.
+    An explicit CUDA device that torch cannot see is an error here, not deep inside the first copy.
+    """
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
+        name = os.environ.get("FACTMLP_DEVICE") or ("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
+        raise RuntimeError(f"device {name!r}: torch sees {torch.cuda.device_count()} CUDA device(s) "
+                           f"(CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES')!r}); "
+                           "use device 'auto' to fall back to the CPU")
+    return device
 
 
 @dataclass(frozen=True)

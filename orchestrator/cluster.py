@@ -4,8 +4,12 @@ from __future__ import annotations
 import os
 
 
-def ensure_ray(address: str | None = None, num_cpus: int | None = None):
-    """Reuse a running Ray in this process, else join ``address`` or start a local one on 127.0.0.1."""
+def ensure_ray(address: str | None = None, num_cpus: int | None = None, num_gpus: int | None = None):
+    """Reuse a running Ray in this process, else join ``address`` or start a local one on 127.0.0.1.
+
+    ``num_gpus`` declares a local instance's GPUs (default: those Ray detects); on a machine without
+    any, they are logical GPUs that Ray schedules and assigns like real ones (the packing tests use it).
+    """
     if not address:
         # Ray's single-node mode keeps every socket on 127.0.0.1 (multi-node mode binds all interfaces and
         # advertises the machine's address). Ray reads this when first imported: set it before `import ray`.
@@ -18,5 +22,6 @@ def ensure_ray(address: str | None = None, num_cpus: int | None = None):
     if address:
         ray.init(address=address, **quiet)
     else:
-        ray.init(num_cpus=num_cpus, include_dashboard=False, _node_ip_address="127.0.0.1", **quiet)
+        ray.init(num_cpus=num_cpus, num_gpus=num_gpus, include_dashboard=False, _node_ip_address="127.0.0.1",
+                 **quiet)
     return ray

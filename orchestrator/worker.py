@@ -15,7 +15,7 @@ from factmlp.experiments import REGISTRY
 
 def execute(kind: str, config: dict, probes: list[dict]) -> list[dict]:
     start = time.perf_counter()
-    where = {"host": socket.gethostname(), "pid": os.getpid(), "node_id": _node_id()}
+    where = {"host": socket.gethostname(), "pid": os.getpid(), **_placement(), "task_started_at": time.time()}
     params = [{k: v for k, v in p.items() if k != "probe_id"} for p in probes]
     try:
         results = REGISTRY[kind].run_probes(config, params)
@@ -30,9 +30,15 @@ def execute(kind: str, config: dict, probes: list[dict]) -> list[dict]:
     return [{**r, **where, "task_seconds": seconds} for r in rows]
 
 
-def _node_id() -> str | None:
+def _placement() -> dict:
+    """Where Ray put this task: its node, the GPU ids it was given ("0", "0,1"; "" for none) and the
+    CUDA_VISIBLE_DEVICES the task saw, so GPU packing can be checked from the recorded rows."""
+    where = {"node_id": None, "gpu_ids": None, "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES")}
     try:
         import ray
-        return ray.get_runtime_context().get_node_id() if ray.is_initialized() else None
+        if ray.is_initialized():
+            where["node_id"] = ray.get_runtime_context().get_node_id()
+            where["gpu_ids"] = ",".join(str(i) for i in ray.get_gpu_ids())
     except Exception:  # noqa: BLE001 - provenance only
-        return None
+        pass
+    return where

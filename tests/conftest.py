@@ -14,10 +14,13 @@ os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 
 @pytest.fixture(scope="session")
 def ray_session():
-    """Start Ray once (about 5 s) on loopback; every runner in the session reuses it."""
+    """Start Ray once (about 5 s) on loopback; every runner in the session reuses it.
+
+    With two logical GPUs, which only tasks that ask for a GPU are given (tests/test_gpu_packing.py).
+    """
     from orchestrator.cluster import ensure_ray
 
-    ray = ensure_ray(num_cpus=2)
+    ray = ensure_ray(num_cpus=2, num_gpus=2)
     yield ray
     ray.shutdown()
 

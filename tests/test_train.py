@@ -6,7 +6,8 @@ import torch
 from factmlp.evaluate import evaluate
 from factmlp.factsets import make_factset
 from factmlp.mlp import ACTIVATIONS
-from factmlp.train import MODEL_AXIS, TrainConfig, _Adam, _init, _loss_and_grads, _stack, train_batched, train_gd
+from factmlp.train import (MODEL_AXIS, TrainConfig, _Adam, _init, _loss_and_grads, _stack, resolve_device,
+                           train_batched, train_gd)
 
 FS = make_factset("spherical", 8, 32, 0, tied=False)
 
@@ -179,3 +180,22 @@ def test_when_every_model_stops_early_training_ends_and_each_keeps_its_own_weigh
     torch.testing.assert_close(results[0]["model"].up, results[2]["model"].up)  # same width, same seed
     assert results[1]["model"].width == 16
     assert results[1]["loss"] == pytest.approx(reference_loss(results[1]["model"]).item(), rel=1e-5)
+
+
+def test_auto_is_the_cpu_without_a_gpu_and_factmlp_device_overrides_it(monkeypatch):
+    monkeypatch.delenv("FACTMLP_DEVICE", raising=False)
+    assert resolve_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
+    monkeypatch.setenv("FACTMLP_DEVICE", "cpu")
+    assert resolve_device("auto") == torch.device("cpu") and TrainConfig().torch_device() == torch.device("cpu")
+    assert resolve_device("cpu") == torch.device("cpu")
+
+
+def test_a_cuda_device_torch_cannot_see_is_a_clear_error_before_any_work(monkeypatch):
+    missing = f"cuda:{torch.cuda.device_count()}"  # one past the last visible GPU: none on a CPU machine
+    with pytest.raises(RuntimeError, match=r"torch sees \d+ CUDA device\(s\).*use device 'auto'"):
+        resolve_device(missing)
+    with pytest.raises(RuntimeError, match="CUDA device"):
+        train_batched(FS, [2], TrainConfig(epochs=1, device=missing))
+    monkeypatch.setenv("FACTMLP_DEVICE", missing)  # the override is checked the same way
+    with pytest.raises(RuntimeError, match="CUDA device"):
+        resolve_device("auto")
