@@ -354,8 +354,8 @@ def search_cells(cells: list[dict], budget: Budget, devices: dict[str, str | Non
 def shown(out: dict, high: int) -> str:
     """A search's answer: the min width, 'none ≤ high' when nothing stored, or where a stopped search was."""
     if out["status"] != "done":
-        return f"{'≤' + str(out['min_width']) if out['found'] else 'none yet'} ({out['status']})"
-    return str(out["min_width"]) if out["found"] else f"none ≤ {high}"
+        return f"{'≤' + str(out['min_width']) if out['stored'] else 'none yet'} ({out['status']})"
+    return str(out["min_width"]) if out["stored"] else f"none ≤ {high}"
 
 
 def capacity_slice(device: torch.device, sizes: Sizes, budget: Budget) -> None:
