@@ -10,8 +10,10 @@ $(BIN)/factsweep: pyproject.toml
 	$(BIN)/pip install --quiet -e .
 	touch $@
 
+# The dashboard test drives a real headless Chromium: Debian's package, installed when missing.
 $(VENV)/.dev: $(BIN)/factsweep
 	$(BIN)/pip install --quiet -e '.[dev]'
+	command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium >/dev/null)
 	touch $@
 
 install: $(BIN)/factsweep

@@ -45,9 +45,13 @@ def _others_line(scope, store) -> str | None:
 
 def _print_report(scope) -> None:
     from orchestrator.report import write_report
+    from orchestrator.runner import tracker_for
     from orchestrator.store import Store
     from orchestrator.tables import text
+    from orchestrator.tracking import Tracker, default_uri
     pictures, md, table = write_report(scope)
+    tracker = tracker_for(scope.spec) if scope.spec else Tracker(default_uri(scope.root), scope.sweep, scope.root)
+    tracker.log_report([md] + pictures)  # the sweep run's artifacts follow the newest report
     print(f"{scope.sweep}: {scope.label}")
     print(text(table))
     line = _others_line(scope, Store(scope.root))

@@ -19,11 +19,13 @@ CELL_FILTER = "tags.`factsweep.kind` = 'cell'"
 
 
 def view_state(params: list[str], metrics: list[str]) -> str:
-    """The shared view: cell runs only (flat, not under the sweep run), every one visible, the swept
-    parameters then the results as columns."""
+    """The shared view: the cell runs only, every one visible in charts, the swept parameters and the
+    results as columns, sorted by the first result. Sorting by anything but start time also makes
+    MLflow list the runs flat instead of folded under the sweep run."""
     columns = [f"params.`{p}`" for p in params] + [f"metrics.`{m}`" for m in metrics]
+    order = f"metrics.`{metrics[0]}`" if metrics else "attributes.run_name"
     return json.dumps({"searchFilter": CELL_FILTER, "selectedColumns": columns, "runsHiddenMode": "SHOW_ALL",
-                       "orderByKey": "attributes.start_time", "orderByAsc": False})
+                       "orderByKey": order, "orderByAsc": True})
 
 
 def url(base: str, experiment_id: str) -> str:

@@ -33,7 +33,21 @@ class RunReport:
 
 def tracker_for(spec: Spec) -> Tracker:
     return Tracker(spec.tracking_uri or default_uri(spec.results_root), spec.tracking_experiment or spec.name,
-                   spec.results_root)
+                   spec.results_root, spec.name)
+
+
+def name_keys(spec: Spec) -> list[str]:
+    """The parameters that tell the file's cells apart (the experiment's lead column first)."""
+    lead = [k for k in spec.experiment.summary_columns if k in spec.experiment.params][:1]
+    return lead + [k for k in spec.varying if k not in lead]
+
+
+def dashboard_columns(spec: Spec) -> tuple[list[str], list[str]]:
+    """(params, metrics) the MLflow runs table shows: the swept parameters, then the results."""
+    params = [k for k in spec.experiment.summary_columns if k in spec.experiment.params]
+    params += [k for k in spec.varying if k not in params]
+    metrics = [k for k in spec.experiment.summary_columns if k not in spec.experiment.params]
+    return params, metrics + [m for m in spec.experiment.view_metrics if m not in metrics]
 
 
 def cell_row(spec: Spec, cell: planning.CellPlan, invocation: dict) -> dict:
@@ -59,6 +73,7 @@ def sync_tracking(spec: Spec, store: Store, tracker: Tracker) -> int:
     logged = tracker.logged_cells()
     if logged is None:
         return 0
+    tracker.show(*dashboard_columns(spec))
     scope = Scope.of_spec(spec)
     cells, probes = scope.load(store, "cells"), scope.load(store, "probes")
     added = 0
@@ -75,9 +90,9 @@ def sync_tracking(spec: Spec, store: Store, tracker: Tracker) -> int:
 def _tracked(spec: Spec, row: dict) -> dict:
     config = {k: row[k] for k in spec.experiment.params if k in row}
     summary = {k: v for k, v in row.items() if k not in config and k not in ("cell_id", "experiment", "sweep")}
-    name = "-".join(str(config[k]) for k in spec.experiment.summary_columns if k in config)
-    return {"cell_id": row["cell_id"], "config": config, "summary": summary, "run_name": name,
-            "trajectory": spec.experiment.trajectory}
+    return {"cell_id": row["cell_id"], "config": config, "summary": summary, "name_keys": name_keys(spec),
+            "trajectory": spec.experiment.trajectory, "invocation_id": row.get("invocation_id"),
+            "code_version": row.get("code_version")}
 
 
 def run_sweep(spec: Spec, *, retry_failed: bool = False, progress: bool | str | None = None,
@@ -98,8 +113,9 @@ def run_sweep(spec: Spec, *, retry_failed: bool = False, progress: bool | str | 
             cell.failures.clear()
     todo = [c for c in plans if c.state == planning.PENDING]
     tracker = tracker_for(spec)
-    tracker.start(spec.name, {"source": spec.source, "cells": len(plans), "retry_failed": retry_failed})
     sync_tracking(spec, store, tracker)
+    if todo:  # a no-op resume leaves MLflow as it is
+        tracker.start(spec, invocation)
     probes_run = probes_failed = 0
     mode = {None: None, False: "quiet", True: "bar"}.get(progress, progress)
     shown = spec.varying or tuple(k for k in spec.experiment.summary_columns if k in spec.experiment.params)[:1]

@@ -45,13 +45,12 @@ def check_port(host: str, port: int) -> None:
 
 
 def check_store(uri: str) -> None:
-    """A missing sqlite store has nothing to show; an unreadable file is not a database."""
+    """An existing sqlite store must be a database (a missing one is created by the server)."""
     if not uri.startswith("sqlite:///"):
         return
     path = Path(uri[len("sqlite:///"):])
-    if not path.exists():
-        raise UiError(f"no MLflow store at {path}; allowed: a results folder where `factsweep run` has "
-                      "recorded runs (--root), or --uri")
+    if not path.is_file():
+        return
     with open(path, "rb") as fh:
         if fh.read(16) != b"SQLite format 3\x00":
             raise UiError(f"{path} is not an SQLite database; allowed: the mlflow.db that `factsweep run` "
@@ -139,8 +138,10 @@ def serve(uri: str, artifacts: Path, host: str, port: int, *, out=sys.stdout) ->
     try:
         server.wait_ready()
         print(f"MLflow UI for {uri} at {server.base}  (Ctrl-C stops it)", file=out)
-        for e in experiments(server.base):
+        found = experiments(server.base)
+        for e in found:
             print(f"  {e['name']}: {dashboard.url(server.base, e['experiment_id'])}", file=out)
+        print(f"{len(found)} sweep(s) in this store", file=out)
         out.flush()
         return server.process.wait()
     except KeyboardInterrupt:

@@ -43,9 +43,11 @@ def test_sweep_parquet_and_mlflow_agree(ray_session, tiny_sweep):
         assert run.data.metrics["min_width"] == row["min_width"]
         assert run.data.metrics["params"] == row["params"]
         assert run.data.params["method"] == row["method"] and int(run.data.params["num_facts"]) == row["num_facts"]
-        assert run.data.tags["mlflow.parentRunId"]
-        history = MlflowClient(default_uri(spec.results_root)).get_metric_history(run.info.run_id, "probe_width")
-        assert len(history) == row["num_probes"]
+        assert run.data.tags["mlflow.parentRunId"]  # the sweep run
+        history = MlflowClient(default_uri(spec.results_root)).get_metric_history(run.info.run_id, "accuracy_by_width")
+        assert len(history) == row["num_probes"]  # accuracy against width: step = width, in width order
+        assert [m.step for m in history] == sorted(m.step for m in history)
+        assert all(m.value >= 1.0 for m in history if m.step == row["min_width"])
 
     # Parquet readable by pandas and DuckDB alike, with the same rows.
     sql = Store(spec.results_root).connect().execute(

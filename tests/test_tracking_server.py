@@ -57,7 +57,7 @@ def test_outage_loses_nothing_and_sync_restores_the_view(ray_session, tmp_path, 
     runs = cell_runs(server.url, "outage")
     assert sorted(r.data.tags[CELL_TAG] for r in runs) == sorted(Store(tmp_path / "results").load("cells", "outage")["cell_id"])
     assert all(r.data.metrics["num_ok"] == 3 for r in runs)
-    assert all(len(MlflowClient(server.url).get_metric_history(r.info.run_id, "probe_value")) == 3 for r in runs)
+    assert all(len(MlflowClient(server.url).get_metric_history(r.info.run_id, "value_by_index")) == 3 for r in runs)
     # Syncing again, or re-running the finished sweep, adds no duplicate.
     assert main(["mlflow-sync", str(path)]) == 0
     assert run_sweep(load_spec(path), progress=False).probes_run == 0

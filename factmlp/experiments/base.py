@@ -109,6 +109,7 @@ class Experiment:
     check: Callable[[dict], None] = lambda cell: None
     summary_columns: tuple[str, ...] = ()
     aggregates: tuple[str, ...] = ()  # results summarised over seeds (median, range, 95% interval)
+    view_metrics: tuple[str, ...] = ()  # results the MLflow runs table shows beside the summary columns
     trajectory: tuple[str, ...] = ()
     fits: tuple[FitSpec, ...] = ()
     figures: tuple[FigureSpec, ...] = ()

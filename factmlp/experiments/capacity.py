@@ -222,6 +222,7 @@ EXPERIMENT = Experiment(
     summary_columns=("method", "geometry", "d", "num_facts", "min_width", "params", "params_per_fact", "rho",
                      "coherence"),  # ρ and μ of the values beside the cost (real vs spherical embeddings)
     aggregates=("params", "params_per_fact"),
+    view_metrics=("bits_per_param", "stored", "monotone"),
     trajectory=("width", "accuracy"),
     fits=(
         FitSpec("size", "num_facts", "params", over=("num_facts",)),
