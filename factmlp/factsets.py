@@ -1,7 +1,8 @@
 """Fact sets: keys K (F×d), values V (M×d) and a map f: [F] → [M] that an MLP must store.
 
-Only numpy: every source of fact sets (``factmlp.synthetic_geometries``, ``factmlp.embeddings``)
-depends on this module and on nothing else of the package, and ``factmlp.geometries`` names them.
+Only numpy: the sources of fact sets (``factmlp.synthetic_geometries``, ``factmlp.embeddings``) build
+on this module (and declare their options with ``factmlp.options``), never on each other, and
+``factmlp.geometries`` names them.
 Every builder ends with ``assemble`` (normalise rows, whiten values, draw the map), and every random
 draw of a fact set comes from ``stream(seed, purpose)``, one independent stream per purpose, so a
 fact set is a deterministic function of its arguments and changing one choice (the map, the rows

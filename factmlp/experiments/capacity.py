@@ -49,9 +49,13 @@ def check(cell: dict) -> None:
         raise ValueError(f"{method}_{err}") from None
 
 
+def _factset_key(cell: dict) -> tuple:
+    return (cell["geometry"], cell["d"], cell["num_facts"], cell["seed"],
+            tuple(sorted(geometry_options(cell).items())))
+
+
 def make(cell: dict) -> FactSet:
-    return _factset(cell["geometry"], cell["d"], cell["num_facts"], cell["seed"],
-                    tuple(sorted(geometry_options(cell).items())))
+    return _factset(*_factset_key(cell))
 
 
 @functools.lru_cache(maxsize=8)
@@ -93,8 +97,7 @@ def run_probes(cell: dict, probes: list[dict]) -> list[dict]:
     built = methods.build_fact_mlps(method, factset, widths, seed=cell["seed"],
                                     options=method_options(cell, method), device="auto")
     seconds = (time.perf_counter() - start) / len(widths)
-    geometry = _value_geometry(cell["geometry"], cell["d"], cell["num_facts"], cell["seed"],
-                               tuple(sorted(geometry_options(cell).items())))
+    geometry = _value_geometry(*_factset_key(cell))
     rows = []
     for width, (model, extra) in zip(widths, built):
         scores = evaluate(model, factset)

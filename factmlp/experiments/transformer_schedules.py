@@ -66,9 +66,18 @@ LABELS = {"params": "MLP parameters, W", "swap_recall": "recall after swap-in (p
           "method": "method", "width": "hidden width, m"}
 
 
+def variant(cell: dict) -> tuple[str, dict]:
+    """The method the cell's MLP is built with (the whitened variant's when ``whiten``) and the
+    options whitening fixes."""
+    if not cell["whiten"]:
+        return cell["method"], {}
+    whitened = methods.whitened(cell["method"])
+    return whitened.method, dict(whitened.options)
+
+
 def method_of(cell: dict) -> str:
-    """The method whose options the cell carries: the whitened variant's when ``whiten``."""
-    return methods.whitened(cell["method"]).method if cell["whiten"] else cell["method"]
+    """The method whose options the cell carries."""
+    return variant(cell)[0]
 
 
 def check(cell: dict) -> None:
@@ -94,10 +103,7 @@ def _attention_config(cell: dict) -> AttentionConfig:
 
 def build_mlp(cell: dict, factset: factsets.FactSet) -> torch.nn.Module:
     """The fact MLP of the cell's method (or its whitened variant) for this fact set, on the CPU."""
-    name, fixed = cell["method"], {}
-    if cell["whiten"]:
-        variant = methods.whitened(name)
-        name, fixed = variant.method, dict(variant.options)
+    name, fixed = variant(cell)
     options = {**method_options(cell, name), **fixed}
     return methods.build_fact_mlp(name, factset, cell["width"], seed=cell["seed"], options=options, device="cpu")
 
