@@ -17,10 +17,10 @@ import argparse
 import math
 import time
 
-from factmlp import constructions
 from factmlp.constructions.encoder_decoder import codebook
 from factmlp.evaluate import evaluate
-from factmlp.factsets import make_factset
+from factmlp.geometries import make_factset
+from factmlp.methods import build_fact_mlp
 
 
 def main() -> None:
@@ -50,7 +50,7 @@ def main() -> None:
         if args.only and label not in args.only:
             continue
         start = time.perf_counter()
-        model = constructions.build(method, fs, width, **options)
+        model = build_fact_mlp(method, fs, width, options=options)
         seconds = time.perf_counter() - start
         if label != "encoder_decoder_fit":
             worst = max(worst, seconds)

@@ -28,10 +28,10 @@ import time
 import numpy as np
 import torch
 
-from factmlp import constructions
 from factmlp.capacity import next_widths
 from factmlp.evaluate import evaluate
-from factmlp.factsets import make_factset
+from factmlp.geometries import make_factset
+from factmlp.methods import build_fact_mlp
 from factmlp.train import TrainConfig, train_batched
 
 D = 64
@@ -57,7 +57,7 @@ def probe(method: str, factset, widths: list[int], epochs: int) -> dict[int, tup
     else:
         if name == "encoder_decoder" and options.get("variant") == "fit":
             options = {**options, "fit_epochs": epochs}
-        models = [constructions.build(name, factset, w, **options) for w in widths]
+        models = [build_fact_mlp(name, factset, w, options=options) for w in widths]
     return {w: (evaluate(m, factset)["accuracy"] >= 1.0, m.param_count()) for w, m in zip(widths, models)}
 
 

@@ -16,7 +16,7 @@ import torch
 
 from factmlp.capacity import next_widths
 from factmlp.evaluate import evaluate
-from factmlp.factsets import make_factset
+from factmlp.geometries import make_factset
 from factmlp.train import TrainConfig, train_batched
 
 CELLS = ((32, 256), (64, 1024))

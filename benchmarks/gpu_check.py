@@ -42,13 +42,14 @@ import scipy  # noqa: E402
 import torch  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from factmlp import constructions  # noqa: E402
 from factmlp.constructions.encoder_decoder import codebook  # noqa: E402
 from factmlp.decodability import decodability  # noqa: E402
 from factmlp.evaluate import evaluate  # noqa: E402
 from factmlp.experiments.capacity import EXPERIMENT as CAPACITY  # noqa: E402
-from factmlp.factsets import make_factset  # noqa: E402
-from factmlp.train import TrainConfig, resolve_device, train_batched  # noqa: E402
+from factmlp.device import resolve_device  # noqa: E402
+from factmlp.geometries import make_factset  # noqa: E402
+from factmlp.methods import build_fact_mlp  # noqa: E402
+from factmlp.train import TrainConfig, train_batched  # noqa: E402
 
 METHODS = ("gd", "encoder_decoder", "hebbian_whitened")
 
@@ -250,8 +251,8 @@ def build_and_rho(device: torch.device, sizes: Sizes, budget: Budget) -> tuple[f
         book, code_seconds = timed(lambda: codebook(factset), device)
         width = book.dim * math.ceil(num_facts / d)
         reset_peak(device)
-        model, build_seconds = timed(lambda: constructions.build("encoder_decoder", factset, width, seed=0,
-                                                                 device=str(device)), device)
+        model, build_seconds = timed(lambda: build_fact_mlp("encoder_decoder", factset, width, seed=0,
+                                                            device=str(device)), device)
         scores, eval_seconds = timed(lambda: evaluate(model, factset), device)
         print(f"  build: {build_seconds:.2f} s (its code table alone: {code_seconds:.2f} s; code dimension "
               f"c={book.dim}, width {width}, {model.param_count()} params, accuracy {scores['accuracy']:.4f}; "
@@ -291,7 +292,7 @@ def capacity_cells(sizes: Sizes, d: int, facts: tuple[int, ...]) -> list[dict]:
     """Cells of capacity_isotropic profile=paper (spherical, tied, permutation, k-ary search of arity 3)."""
     epochs, lr = sizes.recipe
     return [CAPACITY.resolve({"method": method, "geometry": "spherical", "tied": True, "mapping": "permutation",
-                              "d": d, "num_facts": num_facts, "epochs": epochs, "lr": lr, "search_low": 1,
+                              "d": d, "num_facts": num_facts, "gd_epochs": epochs, "gd_lr": lr, "search_low": 1,
                               "search_high": sizes.search_high, "search_arity": 3, "threshold": 1.0})
             for num_facts in facts for method in METHODS]
 

@@ -1,7 +1,7 @@
 """Wall time of certified decodability ρ at F=16384, d=128 (spherical values, seeded).
 
 Run from the repo root: python3 benchmarks/rho_speed.py. Also prints ρ at F=4096 to compare with
-SCIENCE.md §3 (≈0.61 at d=128, F=4096; a bit lower at F=16384). The last line is the result.
+docs/science.md#decodability (≈0.61 at d=128, F=4096; a bit lower at F=16384). The last line is the result.
 """
 import os
 import sys

@@ -32,7 +32,7 @@ from orchestrator.store import Store  # noqa: E402
 SWEEP = """
 name: wallclock_{tag}
 experiment: capacity
-fixed: {{geometry: spherical, epochs: 1000, lr: 1.0e-2}}
+fixed: {{geometry: spherical, gd_epochs: 1000, gd_lr: 1.0e-2}}
 grid:
   method: [gd, hebbian_whitened, encoder_decoder]
   d: [32, 64]

@@ -21,7 +21,7 @@ import time
 import numpy as np
 import torch
 
-from factmlp.factsets import make_factset
+from factmlp.geometries import make_factset
 from factmlp.train import TrainConfig, _softmax_values, train_batched
 
 KS = (1, 4, 16, 64)

@@ -16,7 +16,8 @@ import time
 
 import torch
 
-from factmlp.experiments.transformer import CAPACITY, USABILITY
+from factmlp.experiments.transformer_capacity import EXPERIMENT as CAPACITY
+from factmlp.experiments.transformer_usability import EXPERIMENT as USABILITY
 
 # (method, whiten, width): GD near its capacity; the constructions at widths where they store F = 512.
 CELLS = [("gd", False, 16), ("gd", False, 64),

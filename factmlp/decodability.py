@@ -1,4 +1,4 @@
-"""Decodability ρ of a value table (SCIENCE.md §3): how well one unit direction per value separates
+"""Decodability ρ of a value table (docs/science.md#decodability): how well one unit direction per value separates
 it from every other value under dot-product decoding.
 
 ρ_i is the distance from the origin to conv{d_ij = (v_i − v_j)/‖v_i − v_j‖ : j ≠ i}; the min-norm

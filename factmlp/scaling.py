@@ -1,4 +1,4 @@
-"""Scaling-law fits (docs/science.md), each with a bootstrap confidence interval.
+"""Scaling-law fits (docs/science.md#scaling-fits), each with a bootstrap confidence interval.
 
 - size law   W = C·F·(log2 F + b): for each b, C is closed-form in log space; b is grid-searched.
 - power law  log2 F = s·log2 W + c: s ≈ 1 (slightly below) is linear-up-to-log storage.

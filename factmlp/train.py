@@ -1,4 +1,4 @@
-"""Gradient-descent MLPs, the reference for what training reaches (SCIENCE.md §6).
+"""Gradient-descent MLPs, the reference for what training reaches (docs/science.md#the-gd-recipe).
 
 ``train_batched`` trains K models of different widths on one fact set at once. Weights are
 zero-padded to the widest model (the zero rows stay exactly zero, so the padding is the mask), the
@@ -10,14 +10,17 @@ model still training.
 """
 from __future__ import annotations
 
+import dataclasses
 import math
-import os
 from dataclasses import dataclass
 
 import torch
 
+from factmlp.adam import Adam
+from factmlp.device import resolve_device
 from factmlp.factsets import FactSet
 from factmlp.mlp import ACTIVATION_DERIVATIVES, ACTIVATIONS, GatedMLP
+from factmlp.options import Method, Options, option
 
 # Logits held at once by default (512 MiB of float32), and on CPU the loss's smaller blocks, whose
 # 256 KiB stay in L2 between the matmul and the softmax.
@@ -26,40 +29,25 @@ _CPU_LOSS_BLOCK = 1 << 16
 _TINY = torch.finfo(torch.float32).tiny
 
 
-def resolve_device(name: str) -> torch.device:
-    """A torch device from a config string; 'auto' is a GPU when torch sees one, else the CPU.
-
-    'auto' is where sweeps run, so a task whose assigned GPU does not exist (a Ray task's
-    CUDA_VISIBLE_DEVICES naming a logical GPU on a CPU machine) falls back to the CPU. Setting
-    FACTMLP_DEVICE (e.g. ``cpu``) makes 'auto' that device instead: a GPU machine's probes on its CPU.
-    An explicit CUDA device that torch cannot see is an error here, not deep inside the first copy.
-    """
-    if name == "auto":
-        name = os.environ.get("FACTMLP_DEVICE") or ("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
-    if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
-        raise RuntimeError(f"device {name!r}: torch sees {torch.cuda.device_count()} CUDA device(s) "
-                           f"(CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES')!r}); "
-                           "use device 'auto' to fall back to the CPU")
-    return device
-
-
 @dataclass(frozen=True)
-class TrainConfig:
-    """The published recipe: Adam 1e-3, cosine to 1e-6 over 10k full-batch epochs, stop at loss 1e-7.
+class TrainConfig(Options):
+    """The GD recipe, one object for every experiment. Published defaults: Adam 1e-3, cosine to 1e-6
+    over 10k full-batch epochs, stop at loss 1e-7, bilinear gate, no biases.
 
-    ``check_every``: epochs between early-stop checks (the only host syncs on a GPU).
-    ``logits_block``: most logits (models × facts × values) held in memory at once; 0 means 2^27.
-    It bounds memory for large F and changes results only by float rounding.
+    The declared options are method gd's sweep parameters (``gd_epochs``, ``gd_lr``, ...). The plain
+    fields are not: ``check_every`` (epochs between early-stop checks, the only host syncs on a GPU),
+    Adam's constants, the init ``seed``, the ``device`` and ``logits_block`` (most logits, models ×
+    facts × values, held in memory at once; 0 means 2^27: it bounds memory for large F and changes
+    results only by float rounding).
     """
 
-    epochs: int = 10_000
-    lr: float = 1e-3
-    lr_min: float = 1e-6
-    loss_stop: float = 1e-7
+    epochs: int = option(10_000, "full-batch epochs", low=1)
+    lr: float = option(1e-3, "Adam learning rate at the start of the cosine schedule", low=0.0, low_open=True)
+    lr_min: float = option(1e-6, "learning rate at the end of the cosine schedule", low=0.0)
+    loss_stop: float = option(1e-7, "a model stops training once its loss is at most this", low=0.0)
+    activation: str = option("bilinear", "the gate's activation", choices=tuple(ACTIVATIONS))
+    bias: bool = option(False, "biases in both layers")
     check_every: int = 50
-    activation: str = "bilinear"
-    bias: bool = False
     beta1: float = 0.9
     beta2: float = 0.999
     eps: float = 1e-8
@@ -196,33 +184,6 @@ def _loss_and_grads(p: dict[str, torch.Tensor], keys: torch.Tensor, values: torc
     return loss, grads
 
 
-class _Adam:
-    """Adam over a dict of stacked tensors, as torch.optim.Adam computes it, in a few foreach kernels."""
-
-    def __init__(self, params: dict[str, torch.Tensor], config: TrainConfig):
-        self.config = config
-        self.m1 = {k: torch.zeros_like(v) for k, v in params.items()}
-        self.m2 = {k: torch.zeros_like(v) for k, v in params.items()}
-
-    def step(self, params: dict[str, torch.Tensor], grads: dict[str, torch.Tensor], step: int, lr: float):
-        c = self.config
-        names = list(params)
-        p, g = [params[k] for k in names], [grads[k] for k in names]
-        m1, m2 = [self.m1[k] for k in names], [self.m2[k] for k in names]
-        bias1, bias2 = 1 - c.beta1 ** (step + 1), 1 - c.beta2 ** (step + 1)
-        torch._foreach_lerp_(m1, g, 1 - c.beta1)
-        torch._foreach_mul_(m2, c.beta2)
-        torch._foreach_addcmul_(m2, g, g, value=1 - c.beta2)
-        denom = torch._foreach_sqrt(m2)
-        torch._foreach_div_(denom, math.sqrt(bias2))
-        torch._foreach_add_(denom, c.eps)
-        torch._foreach_addcdiv_(p, m1, denom, value=-lr / bias1)
-
-    def keep(self, rows: torch.Tensor, width: int):
-        """Keep only the models ``rows`` and the first ``width`` hidden units (see ``_select``)."""
-        self.m1, self.m2 = _select(self.m1, rows, width), _select(self.m2, rows, width)
-
-
 def _select(p: dict[str, torch.Tensor], rows: torch.Tensor, width: int) -> dict[str, torch.Tensor]:
     """The stacked tensors of models ``rows``, cut to ``width`` hidden units (padding only is cut)."""
     out = {}
@@ -271,7 +232,7 @@ def train_batched(factset: FactSet, widths: list[int], config: TrainConfig = Tra
     ids = torch.arange(len(widths))  # which original model each batch row is (host side)
     width_of = torch.tensor(widths)
     p = _stack(_init(factset.d, widths, config), max(widths), device)
-    adam = _Adam(p, config)
+    adam = Adam(p, betas=(config.beta1, config.beta2), eps=config.eps)
     done: dict[int, tuple[dict[str, torch.Tensor], float, int]] = {}
 
     def retire(rows: list[int], losses: torch.Tensor, epochs: int):
@@ -292,9 +253,9 @@ def train_batched(factset: FactSet, widths: list[int], config: TrainConfig = Tra
                 width = int(width_of[ids[rows]].max())
                 rows_dev = rows.to(device)
                 p, grads = _select(p, rows_dev, width), _select(grads, rows_dev, width)
-                adam.keep(rows_dev, width)
+                adam.moments(lambda m: _select(m, rows_dev, width))
                 ids = ids[rows]
-        adam.step(p, grads, step, config.lr_at(step))
+        adam.step(p, grads, config.lr_at(step))
     else:
         loss, _ = _loss_and_grads(p, *data, need_grads=False)
         retire(list(range(len(ids))), loss.cpu(), config.epochs)
@@ -309,3 +270,20 @@ def train_batched(factset: FactSet, widths: list[int], config: TrainConfig = Tra
 def train_gd(factset: FactSet, width: int, config: TrainConfig = TrainConfig()) -> GatedMLP:
     """Train a single gated MLP of the given width (the batched trainer with K = 1)."""
     return train_batched(factset, [width], config)[0]["model"]
+
+
+def _train_many(factset: FactSet, widths: list[int], *, seed: int, options: TrainConfig) -> list[tuple]:
+    """Method gd: the models of all widths trained as one batch, each with its final loss and epochs run."""
+    config = dataclasses.replace(options, seed=seed)
+    trained = train_batched(factset, widths, config)
+    for width, t in zip(widths, trained):
+        if not math.isfinite(t["loss"]):
+            raise FloatingPointError(f"GD loss is {t['loss']} at width {width}; lower gd_lr (now {config.lr})")
+    return [(t["model"], {"loss": t["loss"], "epochs_run": t["epochs"]}) for t in trained]
+
+
+def _train(factset: FactSet, width: int, *, seed: int, options: TrainConfig) -> GatedMLP:
+    return _train_many(factset, [width], seed=seed, options=options)[0][0]
+
+
+GD = Method("gd", _train, TrainConfig, build_many=_train_many)

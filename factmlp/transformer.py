@@ -1,4 +1,5 @@
-"""A fact MLP inside a Transformer: associative recall with a constrained one-layer model (SCIENCE.md §8).
+"""A fact MLP inside a Transformer: associative recall with a constrained one-layer model
+(docs/science.md#inside-a-transformer).
 
 Task: the sequence ``junk×L, k, junk×L, Q`` (L junk tokens drawn from J junk types, one fact token
 k, the query token Q); the label at Q's position is the value token f(k). Vocabulary: the F fact
@@ -29,13 +30,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from factmlp.evaluate import lipschitz_bound, margins, noise_directions
-from factmlp.factsets import FactSet
-from factmlp.mlp import ACTIVATION_DERIVATIVES, ACTIVATIONS, GatedMLP
-
-
-def _unit_rows(x: np.ndarray) -> np.ndarray:
-    return x / np.linalg.norm(x, axis=1, keepdims=True)
+from factmlp.adam import Adam
+from factmlp.evaluate import jacobian_norms, lipschitz_bound, margins, noise_directions
+from factmlp.factsets import FactSet, unit_rows
+from factmlp.mlp import GatedMLP
 
 
 @dataclass(frozen=True)
@@ -66,7 +64,7 @@ def make_vocab(factset: FactSet, num_junk: int = 9, seed: int = 0) -> Vocab:
         raise ValueError(f"num_junk must be >= 1, got {num_junk}")
     if len(factset.values) != factset.num_facts:
         raise ValueError("the Transformer task needs M = F (one token per fact, keys and values on the same tokens)")
-    extra = _unit_rows(np.random.default_rng([seed, 31]).standard_normal((num_junk + 1, factset.d)))
+    extra = unit_rows(np.random.default_rng([seed, 31]).standard_normal((num_junk + 1, factset.d)))
     return Vocab(np.vstack([factset.keys, extra]), np.vstack([factset.values, extra]), factset.num_facts, num_junk)
 
 
@@ -163,30 +161,6 @@ class AttentionConfig:
     seed: int = 0
 
 
-class AdamW:
-    """AdamW as torch.optim.AdamW computes it (decoupled decay, bias-corrected moments), for a few
-    tensors. Hand-written because torch's optimiser spends ~4 s on lazy imports at its first step,
-    which every sweep worker would pay."""
-
-    def __init__(self, params: list[torch.Tensor], lr: float, weight_decay: float, betas=(0.9, 0.999), eps=1e-8):
-        self.params, self.lr, self.weight_decay, self.betas, self.eps = params, lr, weight_decay, betas, eps
-        self.m1 = [torch.zeros_like(p) for p in params]
-        self.m2 = [torch.zeros_like(p) for p in params]
-        self.steps = 0
-
-    @torch.no_grad()
-    def step(self) -> None:
-        self.steps += 1
-        b1, b2 = self.betas
-        for p, m1, m2 in zip(self.params, self.m1, self.m2):
-            p.mul_(1 - self.lr * self.weight_decay)
-            m1.lerp_(p.grad, 1 - b1)
-            m2.mul_(b2).addcmul_(p.grad, p.grad, value=1 - b2)
-            denom = (m2 / (1 - b2 ** self.steps)).sqrt_().add_(self.eps)
-            p.addcdiv_(m1, denom, value=-self.lr / (1 - b1 ** self.steps))
-            p.grad = None
-
-
 @torch.no_grad()
 def recall(model: RecallTransformer, tokens: torch.Tensor, labels: torch.Tensor, chunk: int = 4096) -> float:
     """Fraction of rows whose argmax over the whole vocabulary is the label."""
@@ -206,14 +180,17 @@ def train_attention(model: RecallTransformer, mapping: np.ndarray, config: Atten
     labels_of = torch.as_tensor(np.asarray(mapping), dtype=torch.long)
     gen = torch.Generator().manual_seed(config.seed * 104_729 + 5)
     check_tokens, check_facts = eval_tokens(model.vocab, config.junk_len, 1, config.seed + 1)
-    optimizer = AdamW([model.wq, model.wk], lr=config.lr, weight_decay=config.weight_decay)
+    trained = {"wq": model.wq, "wk": model.wk}
+    optimizer = Adam(trained, weight_decay=config.weight_decay)
     loss, step, score = float("nan"), 0, recall(model, check_tokens, labels_of[check_facts])
     while score < config.stop_recall and step < config.steps:
         facts = torch.randint(model.vocab.num_facts, (config.batch,), generator=gen)
         out = torch.nn.functional.cross_entropy(model(contexts(model.vocab, facts, config.junk_len, gen)),
                                                 labels_of[facts])
         out.backward()
-        optimizer.step()
+        optimizer.step(trained, {k: p.grad for k, p in trained.items()}, config.lr)
+        for p in trained.values():
+            p.grad = None
         step, loss = step + 1, out.item()
         if not math.isfinite(loss):
             raise FloatingPointError(f"attention loss is {loss} at step {step}; lower lr (now {config.lr})")
@@ -236,30 +213,6 @@ def pretrain_attention(factset: FactSet, config: AttentionConfig, *, num_junk: i
                               decode=decode)
     stats = train_attention(model, np.arange(factset.num_facts), config)
     return model, stats
-
-
-@torch.no_grad()
-def gated_jacobian_norms(mlp: GatedMLP, points: np.ndarray, chunk: int = 16) -> np.ndarray:
-    """‖J(x)‖₂ of a gated MLP at each point, from the closed form
-    J(x) = D [diag(σ(g)) U + diag(u ⊙ σ'(g)) G] (u = Ux + b_u, g = Gx + b_g, D the effective down).
-
-    Equal to ``factmlp.evaluate.jacobian_norms`` (tested) but without torch.func, whose first call
-    costs seconds in every fresh worker, and one batched product per chunk instead of d backward passes.
-    """
-    up, gate, down = mlp.up.double(), mlp.gate.double(), mlp.effective_down().double()
-    x = torch.as_tensor(np.asarray(points), dtype=torch.float64)
-    out = []
-    for start in range(0, len(x), chunk):
-        xb = x[start:start + chunk]
-        u, g = xb @ up.T, xb @ gate.T
-        if mlp.up_bias is not None:
-            u = u + mlp.up_bias.double()
-        if mlp.gate_bias is not None:
-            g = g + mlp.gate_bias.double()
-        s, t = ACTIVATIONS[mlp.activation](g), u * ACTIVATION_DERIVATIVES[mlp.activation](g)
-        inner = s[:, :, None] * up + t[:, :, None] * gate  # (B, m, d)
-        out.append(torch.linalg.matrix_norm(down @ inner, ord=2))
-    return torch.cat(out).numpy()
 
 
 @torch.no_grad()
@@ -316,7 +269,7 @@ def usability(model: RecallTransformer, factset: FactSet, mlp_accuracy: float | 
         radius = float(np.linalg.norm(normed, axis=1).max())
         row["lipschitz_bound"] = lipschitz_bound(mlp, radius)
         sample = normed[:jacobian_keys]
-        norms = gated_jacobian_norms(mlp, sample)
+        norms = jacobian_norms(mlp, sample)
         out_norms = mlp(torch.as_tensor(sample, dtype=all_keys.dtype)).norm(dim=1).double().numpy()
         row.update(jacobian_norm_max=float(norms.max()), jacobian_norm_mean=float(norms.mean()),
                    jacobian_rel_max=float(np.max(norms * radius / np.maximum(out_norms, 1e-300))))

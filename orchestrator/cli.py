@@ -98,7 +98,7 @@ def ui_hint(spec) -> str:
 def _plan_rows(scope, plans) -> list[dict]:
     keys = [c for c in scope.experiment.summary_columns if c in scope.experiment.params]
     keys += [k for k in scope.spec.varying if k not in keys]
-    return [{**{c: p.config[c] for c in keys}, "state": p.state, "probes_recorded": len(p.results),
+    return [{**{c: p.config.get(c) for c in keys}, "state": p.state, "probes_recorded": len(p.results),
              "next": ",".join(str({k: v for k, v in q.items() if k != "probe_id"}) for q in p.next_probes)[:60]}
             for p in plans]
 

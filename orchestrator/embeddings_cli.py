@@ -7,7 +7,7 @@ from pathlib import Path
 
 from orchestrator.errors import SpecError
 
-# factmlp.llm names its errors by cell parameter; the CLI names the option the user typed.
+# factmlp.embeddings names its errors by cell parameter; the CLI names the option the user typed.
 OPTION = {"llm_model": "--model", "llm_layer": "--layer", "llm_rows": "--rows", "kind": "--kind",
           "table_path": "FILE"}
 
@@ -18,7 +18,7 @@ def _spec_error(command: str, err: ValueError) -> SpecError:
 
 
 def cmd_capture(args) -> int:
-    from factmlp import llm
+    from factmlp.embeddings import cache, capture, models, safetensors
 
     command = "embeddings capture"
     if args.out is not None and Path(args.out).suffix.lower() != ".safetensors":
@@ -30,15 +30,15 @@ def cmd_capture(args) -> int:
                                             "(the embedding table has no layer)")
     start = time.perf_counter()
     try:
-        llm.check_model(args.model)
+        models.check_model(args.model)
         if args.kind == "mlp_io":  # before any weights load (a hub model's config is small)
-            llm.resolve_layer(args.model, args.layer, llm.num_layers(args.model))
+            models.resolve_layer(args.model, args.layer, models.num_layers(args.model))
         if args.out is None:
-            path = llm.cached_capture(args.model, args.kind, args.layer, args.rows, args.seed)
+            path = cache.cached_capture(args.model, args.kind, args.layer, args.rows, args.seed)
         else:
-            arrays, meta = llm.capture(args.model, args.kind, args.layer, args.rows, args.seed)
-            path = llm.save_capture(args.out, arrays, meta)
-        meta = llm.read_metadata(path)
+            arrays, meta = capture.capture(args.model, args.kind, args.layer, args.rows, args.seed)
+            path = safetensors.write(args.out, arrays, meta)
+        meta = safetensors.metadata(str(path))
     except ValueError as err:
         raise _spec_error(command, err) from None
     print(f"{path}: {meta['rows']} rows x d={meta['d']} ({meta['kind']}) in {time.perf_counter() - start:.1f}s")
@@ -54,10 +54,10 @@ def _print_meta(meta: dict) -> None:
 
 
 def cmd_show(args) -> int:
-    from factmlp import llm
+    from factmlp.embeddings.geometries import table_info
 
     try:
-        shapes, meta = llm.table_info(args.file)
+        shapes, meta = table_info(args.file)
     except ValueError as err:
         raise _spec_error("embeddings show", err) from None
     print(f"{args.file}: " + ", ".join(f"{k} {tuple(v)}" for k, v in shapes.items()))
@@ -67,7 +67,8 @@ def cmd_show(args) -> int:
 
 def add_parser(sub) -> None:
     """Register ``embeddings capture`` and ``embeddings show`` on the main parser's subcommands."""
-    from factmlp.llm import KINDS, MODELS_ALLOWED
+    from factmlp.embeddings.capture import KINDS
+    from factmlp.embeddings.models import MODELS_ALLOWED
 
     emb = sub.add_parser("embeddings", help="capture real LLM embeddings as a table (geometries llm_*)")
     verbs = emb.add_subparsers(dest="verb", required=True)

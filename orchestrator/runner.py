@@ -15,7 +15,7 @@ from orchestrator.cluster import ensure_ray
 from orchestrator.progress import Progress
 from orchestrator.provenance import finish_invocation, new_invocation
 from orchestrator.scope import Scope
-from orchestrator.spec import Spec
+from orchestrator.spec import Spec, is_set
 from orchestrator.store import Store
 from orchestrator.tracking import Tracker, default_uri
 from orchestrator.worker import execute
@@ -88,8 +88,9 @@ def sync_tracking(spec: Spec, store: Store, tracker: Tracker) -> int:
 
 
 def _tracked(spec: Spec, row: dict) -> dict:
-    config = {k: row[k] for k in spec.experiment.params if k in row}
-    summary = {k: v for k, v in row.items() if k not in config and k not in ("cell_id", "experiment", "sweep")}
+    params = spec.experiment.params
+    config = {k: row[k] for k in params if is_set(row.get(k))}  # a cell's own parameters only
+    summary = {k: v for k, v in row.items() if k not in params and k not in ("cell_id", "experiment", "sweep")}
     return {"cell_id": row["cell_id"], "config": config, "summary": summary, "name_keys": name_keys(spec),
             "trajectory": spec.experiment.trajectory, "invocation_id": row.get("invocation_id"),
             "code_version": row.get("code_version")}
@@ -170,7 +171,7 @@ def run_sweep(spec: Spec, *, retry_failed: bool = False, progress: bool | str | 
                         row = cell_row(spec, cell, invocation)
                         store.append("cells", spec.name, [row])
                         tracker.log_cell(spec.name, _tracked(spec, row), _frame(cell.results))
-                        bar.cell_done({k: cell.config[k] for k in shown}, {k: row.get(k) for k in results})
+                        bar.cell_done({k: cell.config.get(k) for k in shown}, {k: row.get(k) for k in results})
         states = [c.state for c in plans]
         counts = {"cells_done": states.count(planning.DONE), "probes_run": probes_run, "probes_failed": probes_failed}
         store.append("invocations", spec.name, [finish_invocation(invocation, "finished", **counts)])

@@ -68,9 +68,15 @@ class Spec:
         return varying_keys(self.cells, self.experiment.params)
 
 
+def is_set(value) -> bool:
+    """False for a parameter a cell does not have (a method's own option, absent from other methods'
+    cells: missing or None, or NaN in a table; parameter values are always finite)."""
+    return value is not None and value == value
+
+
 def varying_keys(cells: list[dict], keys) -> tuple[str, ...]:
-    """Keys (in the order of ``keys``) that take more than one value across ``cells``."""
-    return tuple(k for k in keys if len({repr(c.get(k)) for c in cells}) > 1)
+    """Keys (in the order of ``keys``) that take more than one value across the cells that have them."""
+    return tuple(k for k in keys if len({repr(c.get(k)) for c in cells if is_set(c.get(k))}) > 1)
 
 
 TOP_LEVEL = {
@@ -185,6 +191,20 @@ def _section(source: str, raw: dict, name: str) -> dict:
     return value
 
 
+def _flatten(source: str, block: str, table: dict, namespaces: tuple[str, ...]) -> dict:
+    """A method's options may be nested under its name: ``encoder_decoder: {bucket_size: 8}`` is the
+    parameter ``encoder_decoder_bucket_size``."""
+    out = {}
+    for key, value in table.items():
+        nested = value.items() if key in namespaces and isinstance(value, dict) else [(None, value)]
+        for option, v in nested:
+            name = key if option is None else f"{key}_{option}"
+            if name in out:
+                raise SpecError(source, f"{block}.{name}", "given twice (nested and flat); allowed: one of them")
+            out[name] = v
+    return out
+
+
 def _search_cell(source: str, search: dict, experiment: Experiment) -> dict:
     out = {}
     for key, value in search.items():
@@ -248,7 +268,8 @@ def load_spec(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> 
     experiment = REGISTRY[kind]
     if not isinstance(raw.get("description", ""), str):
         raise SpecError(source, "description", f"got {raw['description']!r}; allowed: a string")
-    fixed, grid, zipped = (_section(source, raw, s) for s in ("fixed", "grid", "zip"))
+    fixed, grid, zipped = (_flatten(source, s, _section(source, raw, s), experiment.namespaces())
+                           for s in ("fixed", "grid", "zip"))
     seeds = [] if raw.get("seeds") is None else raw["seeds"]
     if not isinstance(seeds, list):
         raise SpecError(source, "seeds", f"got {seeds!r}; allowed: a list of integers")

@@ -30,8 +30,8 @@ name: {name}
 experiment: capacity
 fixed:
   geometry: spherical
-  epochs: 300
-  lr: 0.02
+  gd_epochs: 300
+  gd_lr: 0.02
 grid:
   method: [gd, hebbian_whitened]
   d: [8]

@@ -84,3 +84,17 @@ def test_rho_exponent_is_compared_with_two():
     text = capacity_findings(cells("gd", WIDE, 1.0, 4), [fit])
     assert "ρ predicts the cost (method = encoder_decoder" in text and "holds (cost rises as ρ falls)" in text
     assert "disagrees with p ≈ 2" in text
+
+
+def test_a_methods_own_options_do_not_set_its_cells_apart_from_the_others():
+    """gd cells carry gd_epochs and encoder_decoder cells do not (in a table: NaN); both are one setting."""
+    gd = [{**c, "gd_epochs": 3000} for c in cells("gd", WIDE, 1.0, 4)]
+    ed = [{**c, "gd_epochs": math.nan, "encoder_decoder_bucket_size": 0} for c in cells("encoder_decoder", WIDE, 1.0, 60)]
+    text = capacity_findings(gd + ed, [])
+    assert "matching asymptotics, encoder_decoder vs gd: holds" in text and "gd_epochs" not in text
+    # Two GD recipes in one sweep are two settings, never pooled as if they were seeds; the
+    # encoder_decoder cells are compared with each.
+    longer = [{**c, "gd_epochs": 10000} for c in cells("gd", WIDE, 2.0, 4)]
+    text = capacity_findings(gd + longer + ed, [])
+    assert "d = 32, gd_epochs = 3000: matching asymptotics, encoder_decoder vs gd: holds" in text
+    assert "d = 32, gd_epochs = 10000: matching asymptotics, encoder_decoder vs gd: does not hold" in text

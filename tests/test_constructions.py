@@ -15,13 +15,19 @@ from factmlp.constructions.data_dependent import fit_factor
 from factmlp.constructions.encoder_decoder import code_margins, codebook
 from factmlp.constructions.ntk import hermite, relu_hermite_coefficient
 from factmlp.evaluate import evaluate
+from factmlp.geometries import make_factset
+from factmlp.methods import build_fact_mlp
 
 GEOMETRIES = {"spherical": {}, "gaussian": {}, "spike": {"beta": 3.0}}
 SIZES = [(32, 256), (64, 512)]  # (d, F)
 
 
 def facts(geometry: str, d: int, num_facts: int, seed: int = 0) -> factsets.FactSet:
-    return factsets.make_factset(geometry, d, num_facts, seed, **GEOMETRIES[geometry])
+    return make_factset(geometry, d, num_facts, seed, **GEOMETRIES[geometry])
+
+
+def build(method: str, fs, width: int, *, seed: int = 0, **options):
+    return build_fact_mlp(method, fs, width, seed=seed, options=options)
 
 
 def encoder_output(model, keys: np.ndarray) -> np.ndarray:
@@ -41,7 +47,7 @@ def global_width(fs) -> int:
 @pytest.mark.parametrize("geometry", list(GEOMETRIES))
 def test_encoder_decoder_global_stores_at_design_width(geometry, d, num_facts):
     fs = facts(geometry, d, num_facts)
-    model = constructions.build("encoder_decoder", fs, global_width(fs))
+    model = build("encoder_decoder", fs, global_width(fs))
     assert model.up.dtype == torch.float64
     assert evaluate(model, fs)["accuracy"] == 1.0
 
@@ -50,7 +56,7 @@ def test_encoder_decoder_global_stores_at_design_width(geometry, d, num_facts):
 @pytest.mark.parametrize("geometry", list(GEOMETRIES))
 def test_encoder_decoder_local_stores_with_one_unit_per_key(geometry, d, num_facts):
     fs = facts(geometry, d, num_facts)
-    model = constructions.build("encoder_decoder", fs, num_facts, solve="local")
+    model = build("encoder_decoder", fs, num_facts, solve="local")
     assert evaluate(model, fs)["accuracy"] == 1.0
 
 
@@ -61,7 +67,7 @@ def test_closed_form_encoder_writes_the_designed_codes(geometry, options):
     book = codebook(fs)
     buckets = 16 if options.get("gate") == "random" else math.ceil(512 / 64) + 1  # random gates: cover every key
     width = 512 if options.get("solve") == "local" else book.dim * buckets
-    model = constructions.build("encoder_decoder", fs, width, **options)
+    model = build("encoder_decoder", fs, width, **options)
     want = book.codes[fs.mapping]
     got = encoder_output(model, fs.keys)
     assert np.abs(got - want).max() <= 1e-7 * np.abs(want).max()
@@ -71,7 +77,7 @@ def test_closed_form_encoder_writes_the_designed_codes(geometry, options):
 def test_local_gadgets_are_silent_off_their_bucket():
     """Isolation: each unit fires (gate > 0) only on the keys of its own bucket."""
     fs = facts("spherical", 64, 512)
-    model = constructions.build("encoder_decoder", fs, 512, solve="local", units_per_bucket=2)
+    model = build("encoder_decoder", fs, 512, solve="local", units_per_bucket=2)
     with torch.no_grad():
         firing = (torch.as_tensor(fs.keys) @ model.gate.T + model.gate_bias > 0).numpy()
     assert (firing.sum(axis=0) == 2).all()  # every unit: exactly its bucket's two keys
@@ -83,7 +89,7 @@ def test_encoder_decoder_parameter_count_is_exact(solve):
     fs = facts("spherical", 64, 512)
     c, d = codebook(fs).dim, 64
     width = 512 if solve == "local" else c * 9 + 5  # leftover units are not built
-    model = constructions.build("encoder_decoder", fs, width, solve=solve)
+    model = build("encoder_decoder", fs, width, solve=solve)
     units = 512 if solve == "local" else c * 9
     assert model.width == units
     assert model.param_count() == units * (2 * d + c) + units + c * d  # up, gate, down, gate bias, decoder
@@ -91,7 +97,7 @@ def test_encoder_decoder_parameter_count_is_exact(solve):
 
 def test_gradient_variant_stores_and_counts_its_parameters():
     fs = facts("spherical", 32, 128)
-    model = constructions.build("encoder_decoder", fs, 16, variant="fit", fit_epochs=400)
+    model = build("encoder_decoder", fs, 16, variant="fit", fit_epochs=400)
     c = codebook(fs).dim
     assert evaluate(model, fs)["accuracy"] == 1.0
     assert model.param_count() == 16 * (2 * 32 + c) + c * 32  # no biases
@@ -118,7 +124,7 @@ def test_whitening_decodes_in_the_whitened_geometry():
     """With whitening, <decoder z, v_k> = <z, P ṽ_k> + a constant, so facts are ranked in the
     whitened geometry; for linearly anisotropic values (condition number 10) that needs fewer
     code dimensions, and the MLP still stores."""
-    fs = factsets.make_factset("condition", 64, 512, 0, kappa=10.0)
+    fs = make_factset("condition", 64, 512, 0, kappa=10.0)
     book = codebook(fs, whiten=True, code_dim=40)
     centred = fs.values - fs.values.mean(axis=0)
     evals, evecs = np.linalg.eigh(centred.T @ centred / len(centred))
@@ -129,13 +135,13 @@ def test_whitening_decodes_in_the_whitened_geometry():
     assert np.allclose(direct - direct[:, :1], via - via[:, :1], atol=1e-8)
     small = codebook(fs, whiten=True).dim
     assert small < codebook(fs, whiten=False).dim
-    model = constructions.build("encoder_decoder", fs, small * 8, whiten=True)
+    model = build("encoder_decoder", fs, small * 8, code_whiten=True)
     assert evaluate(model, fs)["accuracy"] == 1.0
 
 
 def test_ustar_codes_store():
     fs = facts("spike", 32, 256)
-    model = constructions.build("encoder_decoder", fs, codebook(fs, codes="ustar").dim * 8, codes="ustar")
+    model = build("encoder_decoder", fs, codebook(fs, codes="ustar").dim * 8, codes="ustar")
     assert evaluate(model, fs)["accuracy"] == 1.0
 
 
@@ -145,7 +151,7 @@ def test_ustar_codes_store():
 @pytest.mark.parametrize("geometry", list(GEOMETRIES))
 def test_hebbian_whitened_interpolates_with_as_many_features_as_facts(geometry, d, num_facts):
     fs = facts(geometry, d, num_facts)
-    assert evaluate(constructions.build("hebbian_whitened", fs, num_facts), fs)["accuracy"] == 1.0
+    assert evaluate(build("hebbian_whitened", fs, num_facts), fs)["accuracy"] == 1.0
 
 
 @pytest.mark.parametrize("d,num_facts,width", [(32, 256, 240), (64, 512, 260)])
@@ -153,7 +159,7 @@ def test_hebbian_whitened_interpolates_with_as_many_features_as_facts(geometry, 
 def test_data_dependent_stores(geometry, d, num_facts, width):
     """Measured minimum widths are 61–159 (d=32) and 93–169 (d=64); sizes here leave room."""
     fs = facts(geometry, d, num_facts)
-    model = constructions.build("data_dependent", fs, width)
+    model = build("data_dependent", fs, width)
     assert evaluate(model, fs)["accuracy"] == 1.0
     assert model.param_count() == 3 * d * width
 
@@ -172,7 +178,7 @@ RANDOM_FEATURE_CASES = [
 @pytest.mark.parametrize("method,d,num_facts,geometry,width", RANDOM_FEATURE_CASES)
 def test_random_feature_constructions_store_at_large_width(method, d, num_facts, geometry, width):
     fs = facts(geometry, d, num_facts)
-    model = constructions.build(method, fs, width)
+    model = build(method, fs, width)
     assert evaluate(model, fs)["accuracy"] == 1.0
     assert model.param_count() == 3 * d * width
 
@@ -180,7 +186,7 @@ def test_random_feature_constructions_store_at_large_width(method, d, num_facts,
 def test_ntk_follows_its_formula():
     """U = (H ⊙ V_f D)ᵀ K / m with H = He_2(K Gᵀ)/√2, and the model is D[(Ux) ⊙ relu(Gx)]."""
     fs = facts("spherical", 16, 24)
-    model = constructions.build("ntk", fs, 40, degree=2)
+    model = build("ntk", fs, 40, degree=2)
     g, down = model.gate.detach().numpy(), model.down.detach().numpy()
     assert np.allclose(np.linalg.norm(down, axis=0), 1.0)
     proj = fs.keys @ g.T
@@ -203,7 +209,7 @@ def test_hermite_features_are_orthonormal_and_relu_coefficients_match_quadrature
 @pytest.mark.parametrize("degree", [3, 4, 5])
 def test_ntk_rejects_degrees_without_positive_signal(degree):
     with pytest.raises(ValueError, match="Hermite coefficient"):
-        constructions.build("ntk", facts("spherical", 16, 16), 32, degree=degree)
+        build("ntk", facts("spherical", 16, 16), 32, degree=degree)
 
 
 def test_fit_factor_solves_the_ridge_normal_equations():
@@ -237,7 +243,7 @@ def test_fit_factor_solves_the_ridge_normal_equations():
 def test_too_small_is_reported_as_accuracy_below_one(method, options, widths):
     fs = facts("spherical", 32, 256)
     for width in widths:
-        scores = evaluate(constructions.build(method, fs, width, **options), fs)
+        scores = evaluate(build(method, fs, width, **options), fs)
         assert 0.0 <= scores["accuracy"] < 1.0
 
 
@@ -248,7 +254,7 @@ def test_equal_keys_with_different_values_are_rejected():
     bad = factsets.FactSet(keys, fs.values, fs.mapping)
     for method in constructions.CONSTRUCTIONS:
         with pytest.raises(ValueError, match="keys 3 and 7 are equal"):
-            constructions.build(method, bad, 64)
+            build(method, bad, 64)
 
 
 def test_equal_keys_with_the_same_value_are_allowed():
@@ -265,7 +271,7 @@ def test_value_inside_the_hull_of_the_others_is_rejected(geometry):
     values[5] = 0.3 * values[1] + 0.3 * values[2] + 0.4 * values[3]  # ρ_5 = 0
     bad = factsets.FactSet(fs.keys, values, fs.mapping)
     with pytest.raises(ValueError, match="convex hull"):
-        constructions.build("encoder_decoder", bad, 64)
+        build("encoder_decoder", bad, 64)
     unused = factsets.FactSet(fs.keys[:-1], values, np.delete(fs.mapping, np.flatnonzero(fs.mapping == 5)))
     check_factset(unused)  # an interior value no key maps to is harmless
 
@@ -275,7 +281,7 @@ def test_duplicated_target_value_is_rejected():
     values = fs.values.copy()
     values[9] = values[4]
     with pytest.raises(ValueError, match="identical"):
-        constructions.build("hebbian", factsets.FactSet(fs.keys, values, fs.mapping), 64)
+        build("hebbian", factsets.FactSet(fs.keys, values, fs.mapping), 64)
 
 
 def test_vertex_check_uses_the_lp_when_cheap_certificates_fail():
@@ -293,27 +299,28 @@ def test_vertex_check_uses_the_lp_when_cheap_certificates_fail():
 
 @pytest.mark.parametrize("options,match", [
     ({"variant": "exact"}, "variant"), ({"solve": "both"}, "solve"), ({"gate": "sigmoid"}, "gate"),
-    ({"codes": "w"}, "codes"), ({"units_per_bucket": 3}, "units_per_bucket"), ({"code_dim": 0}, "code_dim"),
-    ({"solve": "local", "gate": "random"}, "gate"), ({"bucket_size": 0}, "bucket_size"),
+    ({"codes": "w"}, "codes"), ({"units_per_bucket": 3}, "units_per_bucket"), ({"code_dim": 17}, "code_dim"),
+    ({"solve": "local", "gate": "random"}, "gate"), ({"bucket_size": -1}, "bucket_size"),
+    ({"bucket": 4}, "bucket: unknown option"),
 ])
 def test_encoder_decoder_rejects_bad_knobs(options, match):
     with pytest.raises(ValueError, match=match):
-        constructions.build("encoder_decoder", facts("spherical", 16, 32), 64, **options)
+        build("encoder_decoder", facts("spherical", 16, 32), 64, **options)
 
 
 def test_unknown_method_and_bad_width_are_rejected():
     fs = facts("spherical", 16, 32)
     with pytest.raises(ValueError, match="allowed"):
-        constructions.build("magic", fs, 8)
+        build("magic", fs, 8)
     with pytest.raises(ValueError, match="width"):
-        constructions.build("hebbian", fs, 0)
+        build("hebbian", fs, 0)
 
 
 @pytest.mark.skipif(not os.environ.get("FACTSWEEP_SLOW"), reason="larger case; set FACTSWEEP_SLOW=1")
 @pytest.mark.parametrize("geometry", list(GEOMETRIES))
 def test_encoder_decoder_stores_1024_facts(geometry):
     fs = facts(geometry, 64, 1024)
-    assert evaluate(constructions.build("encoder_decoder", fs, global_width(fs)), fs)["accuracy"] == 1.0
+    assert evaluate(build("encoder_decoder", fs, global_width(fs)), fs)["accuracy"] == 1.0
 
 
 def test_random_features_are_nested_across_widths():
@@ -325,9 +332,9 @@ def test_random_features_are_nested_across_widths():
     for a, b in zip(wide, narrow):
         np.testing.assert_array_equal(a[:25], b)
     assert not np.array_equal(wide[0][:25], random_features(16, 25, seed=4)[0])
-    factset = factsets.make_factset("spherical", 16, 64, 0)
-    big, small = (constructions.build("ntk", factset, w, seed=2) for w in (40, 25))
+    factset = make_factset("spherical", 16, 64, 0)
+    big, small = (build("ntk", factset, w, seed=2) for w in (40, 25))
     np.testing.assert_array_equal(big.gate.detach().numpy()[:25], small.gate.detach().numpy())
     np.testing.assert_array_equal(big.down.detach().numpy()[:, :25], small.down.detach().numpy())
-    hw_big, hw_small = (constructions.build("hebbian_whitened", factset, w, seed=2) for w in (40, 25))
+    hw_big, hw_small = (build("hebbian_whitened", factset, w, seed=2) for w in (40, 25))
     np.testing.assert_array_equal(hw_big.gate.detach().numpy()[:25], hw_small.gate.detach().numpy())

@@ -1,4 +1,4 @@
-"""Decodability ρ (SCIENCE.md §3): exact cases, a slow independent reference, the certificate.
+"""Decodability ρ (docs/science.md#decodability): exact cases, a slow independent reference, the certificate.
 
 Note: for M orthonormal values the exact ρ_i is sqrt(M/(2(M−1))), not 1/√2; 1/√2 is the margin of
 the trivial direction u = v_i (the lower bound) and the limit as M → ∞.

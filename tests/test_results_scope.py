@@ -14,7 +14,7 @@ from orchestrator.spec import load_spec
 from orchestrator.store import Store, UnknownResults, load
 
 SEEDS = "seeds: [0, 1, 2]\n"
-OTHER = ["fixed.epochs=50", "grid.method=[gd]", "grid.num_facts=[8]"]
+OTHER = ["fixed.gd_epochs=50", "grid.method=[gd]", "grid.num_facts=[8]"]
 
 
 def test_a_file_covers_only_its_cells_and_the_others_can_be_listed_and_set_aside(ray_session, tiny_sweep, capsys):
@@ -42,9 +42,9 @@ def test_a_file_covers_only_its_cells_and_the_others_can_be_listed_and_set_aside
 
     assert main(["extra-cells", str(path)]) == 0
     listing = capsys.readouterr().out
-    assert "epochs" in listing.splitlines()[0] and listing.count(" 50 ") == 3
+    assert "gd_epochs" in listing.splitlines()[0] and listing.count(" 50 ") == 3
     others = Scope.of_spec(spec).others(store)
-    assert len(others) == 3 and set(others["epochs"]) == {50}
+    assert len(others) == 3 and set(others["gd_epochs"]) == {50}
     assert main(["extra-cells", str(path), "--move-aside"]) == 0
     assert "moved 3 cell rows" in capsys.readouterr().out
     assert len(store.load("cells", "mixed")) == 12 and len(Scope.of_spec(spec).others(store)) == 0

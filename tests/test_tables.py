@@ -1,4 +1,4 @@
-"""Loading user tables (.npy, hand-written .safetensors, Parquet) and turning them into fact sets."""
+"""Loading user tables (.npy, hand-written .safetensors, Parquet) and drawing fact sets from them."""
 import json
 import struct
 
@@ -6,7 +6,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from factmlp.tables import factset_from_tables, load_table
+from factmlp.embeddings import safetensors
+from factmlp.embeddings.tables import load_table
+from factmlp.factsets import assemble
+from factmlp.geometries import make_factset
 
 RNG = np.random.default_rng(0)
 TABLE = RNG.standard_normal((12, 5))
@@ -158,49 +161,53 @@ def test_unknown_format_and_unreadable_files(tmp_path):
         load_table(tmp_path / "t.parquet")
 
 
-# ---- fact sets from tables
+def test_written_safetensors_read_back_with_their_metadata(tmp_path):
+    arrays = {"inputs": TABLE, "outputs": TABLE.astype(np.float32), "ids": np.arange(12)[:, None]}
+    path = safetensors.write(tmp_path / "sub" / "c.safetensors", arrays, {"kind": "mlp_io", "rows": 12})
+    for name, array in arrays.items():
+        np.testing.assert_array_equal(load_table(path, name=name), array)
+    assert safetensors.metadata(str(path)) == {"kind": "mlp_io", "rows": "12"}
+    assert not [p for p in path.parent.iterdir() if p.name.endswith(".tmp")]  # written atomically
 
 
-def test_tied_first_rows_with_identity_map():
-    fs = factset_from_tables(TABLE, num_facts=8, mapping="identity")
-    np.testing.assert_array_equal(fs.keys, TABLE[:8])
-    np.testing.assert_array_equal(fs.values, TABLE[:8])
-    np.testing.assert_array_equal(fs.mapping, np.arange(8))
+# ---- fact sets from tables (geometries llm_*, table_path) and the shared assemble step
 
 
-def test_random_sample_is_seeded_distinct_and_keeps_pairs():
-    values = TABLE * 2 + 1  # row i of values pairs with row i of keys
-    a = factset_from_tables(TABLE, values, 6, sample="random", seed=3)
-    b = factset_from_tables(TABLE, values, 6, sample="random", seed=3)
-    c = factset_from_tables(TABLE, values, 6, sample="random", seed=4)
-    np.testing.assert_array_equal(a.keys, b.keys)
+def test_assemble_normalises_whitens_and_draws_the_map_from_its_own_stream():
+    fs = assemble(TABLE, TABLE * 2, 7, normalize=True, whiten_values=True)
+    np.testing.assert_allclose(np.linalg.norm(fs.keys, axis=1), 1.0)
+    centred = fs.values - fs.values.mean(axis=0)
+    np.testing.assert_allclose(centred.T @ centred / 12, np.eye(5), atol=1e-9)
+    np.testing.assert_array_equal(fs.mapping, assemble(TABLE[::-1], TABLE, 7).mapping)  # rows never move the map
+    assert not np.array_equal(fs.mapping, assemble(TABLE, TABLE, 7, map_stream="rows_map").mapping)
+    np.testing.assert_array_equal(assemble(TABLE, TABLE, 7, mapping="identity").mapping, np.arange(12))
+    zero = TABLE.copy()
+    zero[4] = 0
+    with pytest.raises(ValueError, match="keys: row 4 is zero"):
+        assemble(zero, TABLE, 0, normalize=True)
+    with pytest.raises(ValueError, match="mapping: got 'shuffle'"):
+        assemble(TABLE, TABLE, 0, mapping="shuffle")
+
+
+def test_a_table_fact_set_is_a_seeded_sample_that_keeps_pairs(tmp_path):
+    values = TABLE * 2 + 1  # row i of the outputs pairs with row i of the inputs
+    path = safetensors.write(tmp_path / "io.safetensors", {"inputs": TABLE, "outputs": values}, {"kind": "mlp_io"})
+    draw = lambda seed, **kw: make_factset("llm_mlp_io", 5, 6, seed, table_path=str(path), llm_normalize=False, **kw)
+    a, c = draw(3), draw(4)
+    np.testing.assert_array_equal(a.keys, draw(3).keys)
     assert not np.array_equal(a.keys, c.keys)
     rows = [int(np.flatnonzero((TABLE == k).all(axis=1))[0]) for k in a.keys]
     assert len(set(rows)) == 6 and rows == sorted(rows)
     np.testing.assert_array_equal(a.values, values[rows])
+    assert sorted(a.mapping) == list(range(6)) and draw(3, mapping="identity").mapping.tolist() == list(range(6))
+    unit = make_factset("llm_mlp_io", 5, 6, 3, table_path=str(path))
+    np.testing.assert_allclose(unit.keys * np.linalg.norm(a.keys, axis=1, keepdims=True), a.keys, atol=1e-12)
 
 
-def test_permutation_map_is_seeded_and_independent_of_the_sample():
-    a = factset_from_tables(TABLE, num_facts=10, seed=1)
-    assert sorted(a.mapping) == list(range(10)) and (a.mapping != np.arange(10)).any()
-    np.testing.assert_array_equal(a.mapping, factset_from_tables(TABLE, num_facts=10, seed=1).mapping)
-    np.testing.assert_array_equal(a.keys, factset_from_tables(TABLE, num_facts=10, seed=2).keys)  # 'first'
-
-
-def test_normalize_and_loaded_tables_become_float64_factsets(tmp_path):
-    np.save(tmp_path / "k.npy", TABLE.astype(np.float32))
-    fs = factset_from_tables(load_table(tmp_path / "k.npy", num_facts=10), num_facts=10, normalize=True)
+def test_untied_token_embeddings_draw_keys_and_values_from_disjoint_rows(tmp_path):
+    np.save(tmp_path / "tokens.npy", TABLE.astype(np.float32))
+    fs = make_factset("llm_token_embeddings", 5, 6, 0, table_path=str(tmp_path / "tokens.npy"), tied=False)
     assert fs.keys.dtype == np.float64
-    np.testing.assert_allclose(np.linalg.norm(fs.keys, axis=1), 1.0, atol=1e-12)
-    np.testing.assert_allclose(fs.keys * np.linalg.norm(TABLE[:10], axis=1, keepdims=True), TABLE[:10], atol=1e-6)
-
-
-@pytest.mark.parametrize("kwargs, match", [
-    (dict(num_facts=13), "num_facts=13 must be between 1 and the 12 rows"),
-    (dict(values=np.ones((12, 3))), "keys have d=5 but values d=3"),
-    (dict(sample="last"), "unknown sample"),
-    (dict(mapping="shuffle"), "unknown mapping"),
-])
-def test_factset_from_tables_rejects(kwargs, match):
-    with pytest.raises(ValueError, match=match):
-        factset_from_tables(TABLE, **kwargs)
+    assert not (np.abs(fs.keys @ fs.values.T) > 1 - 1e-6).any()
+    with pytest.raises(ValueError, match="num_facts: .* has 12 rows, too few for num_facts=7 with tied=false"):
+        make_factset("llm_token_embeddings", 5, 7, 0, table_path=str(tmp_path / "tokens.npy"), tied=False)

@@ -1,4 +1,5 @@
-"""The fact MLP inside the constrained one-layer Transformer (factmlp/transformer.py, SCIENCE.md §8)."""
+"""The fact MLP inside the constrained one-layer Transformer (factmlp/transformer.py,
+docs/science.md#inside-a-transformer)."""
 from __future__ import annotations
 
 import textwrap
@@ -7,14 +8,16 @@ import numpy as np
 import pytest
 import torch
 
-from factmlp import constructions, factsets
-from factmlp.evaluate import evaluate, jacobian_norms
-from factmlp.mlp import GatedMLP
+from factmlp import factsets
+from factmlp.evaluate import evaluate
 from factmlp.experiments import REGISTRY
-from factmlp.experiments.transformer import CAPACITY, USABILITY, largest_facts
+from factmlp.experiments.transformer_capacity import EXPERIMENT as CAPACITY
+from factmlp.experiments.transformer_capacity import largest_facts
+from factmlp.experiments.transformer_usability import EXPERIMENT as USABILITY
+from factmlp.geometries import make_factset
+from factmlp.methods import build_fact_mlp
 from factmlp.transformer import (AttentionConfig, RecallTransformer, contexts, eval_tokens, fresh_permutation,
-                                 gated_jacobian_norms, make_vocab, pretrain_attention, recall, train_attention,
-                                 usability)
+                                 make_vocab, pretrain_attention, recall, train_attention, usability)
 
 torch.set_num_threads(1)
 D, F = 32, 64
@@ -23,12 +26,12 @@ FAST = AttentionConfig(steps=400, lr=1e-2, batch=128, check_every=25, stop_recal
 
 @pytest.fixture(scope="module")
 def factset():
-    return factsets.make_factset("spherical", D, F, 0)
+    return make_factset("spherical", D, F, 0)
 
 
 @pytest.fixture(scope="module")
 def mlp(factset):
-    return constructions.build("hebbian_whitened", factset, 256)
+    return build_fact_mlp("hebbian_whitened", factset, 256)
 
 
 @pytest.fixture(scope="module")
@@ -60,7 +63,7 @@ def test_attention_is_a_convex_combination_of_embeddings(factset, mlp):
 @pytest.mark.parametrize("decode", ["facts", "vocab"])
 def test_exact_key_recall_is_the_standalone_accuracy(factset, decode):
     """Fed the exact key, the Transformer's answer is the MLP's own decoding (over the same tokens)."""
-    weak = constructions.build("hebbian", factset, 64)  # an MLP that gets some facts wrong
+    weak = build_fact_mlp("hebbian", factset, 64)  # an MLP that gets some facts wrong
     model = RecallTransformer(make_vocab(factset), weak, decode=decode)
     row = usability(model, factset, eps=(0.0,), jacobians=False)
     table = factset.values if decode == "facts" else model.vocab.outputs
@@ -99,13 +102,13 @@ def test_swap_changes_recall_to_the_new_map(factset, pretrained):
     assert stats["train_recall"] >= 0.97
     fresh = factsets.FactSet(factset.keys, factset.values, fresh_permutation(F, 0))
     assert (fresh.mapping != factset.mapping).mean() > 0.9
-    new_mlp = constructions.build("hebbian_whitened", fresh, 256)
+    new_mlp = build_fact_mlp("hebbian_whitened", fresh, 256)
     swapped = model.with_mlp(new_mlp, make_vocab(fresh))
     assert torch.equal(swapped.wq, model.wq) and torch.equal(swapped.wk, model.wk)
     tokens, facts = eval_tokens(swapped.vocab, 9, 2, 3)
     assert recall(swapped, tokens, torch.as_tensor(fresh.mapping)[facts]) >= 0.97
     assert recall(swapped, tokens, torch.as_tensor(factset.mapping)[facts]) < 0.1
-    old = model.with_mlp(constructions.build("hebbian_whitened", factset, 256), make_vocab(factset))
+    old = model.with_mlp(build_fact_mlp("hebbian_whitened", factset, 256), make_vocab(factset))
     assert recall(old, tokens, torch.as_tensor(factset.mapping)[facts]) >= 0.97
 
 
@@ -118,14 +121,6 @@ def test_attention_noise_floor_and_query_noise(factset, pretrained, mlp):
     assert row["noise_scale"] == pytest.approx(np.sqrt(D / (F * np.log(F))))
     # The Lipschitz bound holds the measured Jacobian norms from above.
     assert row["jacobian_norm_max"] <= row["lipschitz_bound"] + 1e-9
-
-
-@pytest.mark.parametrize("activation", ["bilinear", "silu"])
-def test_closed_form_jacobian_norms_match_autodiff(activation):
-    gen = torch.Generator().manual_seed(3)
-    mlp = GatedMLP.random(6, 20, activation=activation, bias=True, generator=gen, dtype=torch.float64)
-    points = np.random.default_rng(0).standard_normal((5, 6))
-    assert np.allclose(gated_jacobian_norms(mlp, points, chunk=2), jacobian_norms(mlp, points), rtol=1e-10)
 
 
 def test_largest_facts_search_is_a_mirrored_bisection():
@@ -171,6 +166,24 @@ def test_bad_cells_fail_with_the_key_named():
     with pytest.raises(ValueError, match="search_high"):
         CAPACITY.resolve({"method": "hebbian", "d": 8, "width": 8, "search_low": 64, "search_high": 32})
     assert {"transformer_usability", "transformer_capacity"} <= set(REGISTRY)
+
+
+def test_whiten_builds_the_variant_each_method_declares(factset):
+    """hebbian → the hebbian_whitened method (with its options); encoder_decoder → its code_whiten option,
+    which whiten alone sets (the experiments have no encoder_decoder_code_whiten)."""
+    from factmlp.experiments.transformer_schedules import build_mlp
+
+    base = {"d": D, "num_facts": F, "width": 96}
+    plain = USABILITY.resolve({**base, "method": "hebbian", "hebbian_whitened_ridge": 1e-3})
+    white = USABILITY.resolve({**base, "method": "hebbian", "whiten": True, "hebbian_whitened_ridge": 1e-3})
+    assert "hebbian_whitened_ridge" not in plain and white["hebbian_whitened_ridge"] == 1e-3
+    expected = build_fact_mlp("hebbian_whitened", factset, 96, options={"ridge": 1e-3})
+    assert torch.equal(build_mlp(white, factset).down, expected.down)
+    assert "encoder_decoder_code_whiten" not in USABILITY.params
+    cell = USABILITY.resolve({**base, "method": "encoder_decoder", "whiten": True})
+    expected = build_fact_mlp("encoder_decoder", factset, 96, options={"code_whiten": True})
+    assert torch.equal(build_mlp(cell, factset).decoder, expected.decoder)
+    assert not torch.equal(build_mlp({**cell, "whiten": False}, factset).decoder, expected.decoder)
 
 
 SWEEP = """

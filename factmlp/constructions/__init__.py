@@ -1,44 +1,22 @@
-"""Explicit weight constructions, registered by name so a sweep selects them as ``method``.
+"""Explicit weight constructions, by name: each module declares its function, its typed options and
+(where it has one) its whitened variant as a ``Method`` (docs/science.md#constructions).
 
-Each entry maps (fact set, hidden width, seed, options) to a ``GatedMLP`` that the common
-evaluation code scores. ``build`` first rejects fact sets that no MLP can store (``check_factset``),
-so a degenerate input fails loudly instead of yielding a silently wrong MLP.
+``factmlp.methods.build_fact_mlp`` builds any of them, and GD, by name. ``check_factset`` rejects
+fact sets that no MLP can store, so a degenerate input fails loudly instead of yielding a silently
+wrong MLP.
 """
 from __future__ import annotations
 
 import numpy as np
 
-from factmlp.constructions.data_dependent import data_dependent
-from factmlp.constructions import encoder_decoder as _encoder_decoder
-from factmlp.constructions.encoder_decoder import encoder_decoder
-from factmlp.constructions.hebbian import hebbian, hebbian_whitened
-from factmlp.constructions.ntk import ntk
+from factmlp.constructions.data_dependent import DATA_DEPENDENT
+from factmlp.constructions.encoder_decoder import ENCODER_DECODER
+from factmlp.constructions.hebbian import HEBBIAN, HEBBIAN_WHITENED
+from factmlp.constructions.ntk import NTK
 from factmlp.factsets import FactSet
+from factmlp.options import Method
 
-CONSTRUCTIONS = {
-    "data_dependent": data_dependent,
-    "encoder_decoder": encoder_decoder,
-    "hebbian": hebbian,
-    "hebbian_whitened": hebbian_whitened,
-    "ntk": ntk,
-}
-
-# Allowed values of encoder_decoder's string knobs, for sweep parameter validation.
-ENCODER_DECODER_CHOICES = {
-    "variant": _encoder_decoder.VARIANTS, "solve": _encoder_decoder.SOLVES, "codes": _encoder_decoder.CODES,
-    "gate": _encoder_decoder.GATES, "fit_loss": _encoder_decoder.FIT_LOSSES,
-}
-
-
-def build(method: str, factset: FactSet, width: int, *, seed: int = 0, check: bool = True, **options):
-    """Build the named construction; unknown names fail with the list of allowed ones."""
-    if method not in CONSTRUCTIONS:
-        raise ValueError(f"unknown construction {method!r}; allowed: {', '.join(sorted(CONSTRUCTIONS))}")
-    if isinstance(width, bool) or not isinstance(width, (int, np.integer)) or width < 1:
-        raise ValueError(f"width must be a positive integer, got {width!r}")
-    if check:
-        check_factset(factset)
-    return CONSTRUCTIONS[method](factset, int(width), seed=seed, **options)
+CONSTRUCTIONS: dict[str, Method] = {m.name: m for m in (DATA_DEPENDENT, ENCODER_DECODER, HEBBIAN, HEBBIAN_WHITENED, NTK)}
 
 
 def check_factset(factset: FactSet, *, chunk: int = 2048) -> None:

@@ -1,4 +1,4 @@
-"""The revised paper's data-dependent bilinear construction (SCIENCE.md §5.3).
+"""The revised paper's data-dependent bilinear construction (docs/science.md#data_dependent).
 
 Random features φ(x) = (A0 x) ⊙ (A1 x)/√m store little per unit because A0, A1 ignore the keys.
 Here the features are fitted to the facts by two ridge least-squares solves, each linear because
@@ -11,11 +11,14 @@ As a gated MLP: up = A0/√m, gate = A1, bilinear gate, down = W, so W = 3·d·m
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from factmlp.constructions.hebbian import as_mlp, features, random_features, ridge_readout
 from factmlp.factsets import FactSet
 from factmlp.mlp import GatedMLP
+from factmlp.options import Method, Options, option
 
 
 def fit_factor(partner: np.ndarray, keys: np.ndarray, targets: np.ndarray, readout: np.ndarray,
@@ -58,13 +61,26 @@ def fit_factor(partner: np.ndarray, keys: np.ndarray, targets: np.ndarray, reado
     return b
 
 
-def data_dependent(factset: FactSet, width: int, *, seed: int = 0, ridge: float = 1e-6,
-                   cg_iters: int = 25, cg_tol: float = 1e-6) -> GatedMLP:
+@dataclass(frozen=True)
+class DataDependentOptions(Options):
+    """``cg_tol``: relative residual at which a factor's conjugate gradient stops early."""
+
+    ridge: float = option(1e-6, "ridge λ of the factor fits and the readout", low=0.0)
+    cg_iters: int = option(25, "conjugate-gradient steps per factor fit", low=0)
+    cg_tol: float = 1e-6
+
+
+def data_dependent(factset: FactSet, width: int, *, seed: int = 0,
+                   options: DataDependentOptions = DataDependentOptions()) -> GatedMLP:
     """Fit A1 then A0 by ridge least squares against a frozen Hebbian readout, then ridge readout."""
     keys, targets = factset.keys, factset.targets
+    ridge, iters, tol = options.ridge, options.cg_iters, options.cg_tol
     scale = 1.0 / np.sqrt(width)
     a0, a1 = random_features(factset.d, width, seed)
     readout = targets.T @ features(keys, a0, a1) / factset.num_facts  # Hebbian W0, d×m
-    a1 = fit_factor(keys @ a0.T * scale, keys, targets, readout, a1, ridge, cg_iters, cg_tol)
-    a0 = fit_factor(keys @ a1.T * scale, keys, targets, readout, a0, ridge, cg_iters, cg_tol)
+    a1 = fit_factor(keys @ a0.T * scale, keys, targets, readout, a1, ridge, iters, tol)
+    a0 = fit_factor(keys @ a1.T * scale, keys, targets, readout, a0, ridge, iters, tol)
     return as_mlp(a0, a1, ridge_readout(features(keys, a0, a1), targets, ridge))
+
+
+DATA_DEPENDENT = Method("data_dependent", data_dependent, DataDependentOptions)

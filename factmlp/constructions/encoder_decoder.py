@@ -1,10 +1,10 @@
-"""The encoder–decoder construction (SCIENCE.md §5.1, reconstructed; design and proof in
+"""The encoder–decoder construction (docs/science.md#encoder_decoder, reconstructed; design and proof in
 docs/construction.md).
 
 Decoder: a Johnson–Lindenstrauss projection. Value j gets the code z_j = P u_j ∈ R^c (P = the first
 c rows of a random rotation, scaled; u_j = v_j or the ρ-optimal u_j*), and the decoder is Pᵀ, so an
 encoder that outputs z_f(i) for key i makes the MLP output PᵀP u_f(i), which decodes to f(i) once the
-projection's distortion is below the margin. ``code_dim=None`` picks the smallest c for which the
+projection's distortion is below the margin. ``code_dim`` 0 picks the smallest c for which the
 code table itself decodes every fact with normalised margin ≥ ``code_margin``.
 
 Encoder: keys are randomly partitioned into buckets; each bucket owns a gadget of ReLU-gated units
@@ -31,9 +31,10 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from factmlp.factsets import FactSet
+from factmlp.device import resolve_device
+from factmlp.factsets import FactSet, whitener
 from factmlp.mlp import GatedMLP
-from factmlp.train import resolve_device
+from factmlp.options import Method, Options, Whitened, option
 
 VARIANTS = ("closed", "fit")
 SOLVES = ("global", "local")
@@ -58,15 +59,6 @@ class Codebook:
 def _rotation(d: int, seed: int) -> np.ndarray:
     q, r = np.linalg.qr(np.random.default_rng([seed, 23]).standard_normal((d, d)))
     return q.T * np.sign(np.diag(r))[:, None]  # rows: a Haar-random orthonormal basis
-
-
-def _whitener(values: np.ndarray, rtol: float = 1e-10) -> tuple[np.ndarray, np.ndarray]:
-    """(W, μ) with W = Σ^{-1/2} of the centred covariance (pseudo-inverse on a rank-deficient Σ)."""
-    mean = values.mean(axis=0)
-    centred = values - mean
-    evals, evecs = np.linalg.eigh(centred.T @ centred / len(values))
-    keep = evals > rtol * max(evals.max(), 0.0)
-    return (evecs[:, keep] / np.sqrt(evals[keep])) @ evecs[:, keep].T, mean
 
 
 def code_margins(codes: np.ndarray, decoder: np.ndarray, scored: np.ndarray, targets: np.ndarray,
@@ -105,7 +97,7 @@ def codebook(factset: FactSet, *, code_dim: int | None = None, codes: str = "aut
     values = np.asarray(factset.values, dtype=np.float64)
     d = factset.d
     if whiten:
-        w, mean = _whitener(values)
+        w, mean = whitener(values)
         geometry = (values - mean) @ w
     else:
         w, geometry = np.eye(d), values
@@ -297,7 +289,7 @@ def _global_encoder(keys: np.ndarray, target_codes: np.ndarray, width: int, *, s
     return up, gate_rows, down, bias, ("bilinear" if gate == "bilinear" else "relu")
 
 
-def _local_encoder(keys: np.ndarray, target_codes: np.ndarray, width: int, *, seed: int, gate: str,
+def _local_encoder(keys: np.ndarray, target_codes: np.ndarray, width: int, *, seed: int,
                    threshold: float | None, units_per_bucket: int | None, bucket_size: int | None):
     """Isolated gadgets: bucket β (b keys) gets p units that fire only where g_β·x > θ_β.
 
@@ -307,9 +299,6 @@ def _local_encoder(keys: np.ndarray, target_codes: np.ndarray, width: int, *, se
     so with p ≥ b units it reproduces the b codes exactly (U = dual basis of the bucket's keys,
     E = the codes); with p < b it writes their best rank-p approximation.
     """
-    if gate != "bucket":
-        raise ValueError(f"gate: got {gate!r} with solve='local'; allowed: bucket (isolation needs a "
-                         "thresholded gate solved on the bucket)")
     num_facts, d = keys.shape
     c = target_codes.shape[1]
     p = 1 if units_per_bucket is None else units_per_bucket
@@ -397,41 +386,72 @@ def _adam(k, up, gate, down, target, readout, goal, epochs: int, lr: float):
     return as64(up), as64(gate), as64(down), None, "bilinear"
 
 
-def encoder_decoder(factset: FactSet, width: int, *, seed: int = 0, variant: str = "closed",
-                    solve: str = "global", code_dim: int | None = None, codes: str = "auto",
-                    whiten: bool = False, code_margin: float = 0.01, gate: str = "bucket",
-                    threshold: float | None = None, bucket_size: int | None = None,
-                    units_per_bucket: int | None = None, ridge: float = 1e-14, fit_loss: str = "ce",
-                    fit_epochs: int = 2000, fit_lr: float = 1e-2, device: str = "cpu") -> GatedMLP:
+@dataclass(frozen=True)
+class EncoderDecoderOptions(Options):
+    """The design's knobs (module docstring); 0 or a negative value means the design's default.
+
+    ``device``: where the global solve runs ('auto': a GPU when there is one). ``solve_ridge``: the
+    jitter, relative to the mean diagonal, that keeps the global solve's Cholesky factorable.
+    """
+
+    variant: str = option("closed", "closed form or gradient fit of the encoder", choices=VARIANTS)
+    solve: str = option("global", "closed form: one global solve (fewest params) or isolated gadgets (fast)",
+                        choices=SOLVES)
+    code_dim: int = option(0, "code dimension c; 0 = smallest adequate c <= d", low=0)
+    codes: str = option("auto", "code directions v, the rho-optimal u*, or auto", choices=CODES)
+    code_margin: float = option(0.01, "margin the code table must decode with", low=0.0, high=1.0)
+    code_whiten: bool = option(False, "codes and decoder in the whitened value geometry")
+    gate: str = option("bucket", "gate form", choices=GATES)
+    gate_threshold: float = option(-1.0, "gate threshold θ; negative = the design's default")
+    bucket_size: int = option(0, "keys per bucket; 0 = as the width allows", low=0)
+    units_per_bucket: int = option(0, "local solve: units per gadget; 0 = 1", low=0)
+    fit_loss: str = option("ce", "fit: cross-entropy through the decoder or squared error onto codes",
+                           choices=FIT_LOSSES)
+    fit_epochs: int = option(2000, "fit: Adam epochs", low=1)
+    fit_lr: float = option(1e-2, "fit: Adam learning rate", low=0.0, low_open=True)
+    device: str = "cpu"
+    solve_ridge: float = 1e-14
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.variant == "closed" and self.solve == "global" and self.units_per_bucket:
+            raise ValueError("units_per_bucket: solve='global' uses exactly one unit per code coordinate "
+                             "(c per bucket); allowed: 0, or solve='local' (set code_dim to size the gadgets)")
+        if self.variant == "closed" and self.solve == "local" and self.gate != "bucket":
+            raise ValueError(f"gate: got {self.gate!r} with solve='local'; allowed: bucket (isolation needs a "
+                             "thresholded gate solved on the bucket)")
+
+
+def encoder_decoder(factset: FactSet, width: int, *, seed: int = 0,
+                    options: EncoderDecoderOptions = EncoderDecoderOptions()) -> GatedMLP:
     """Encoder d→m→c (gated) plus a fixed JL decoder c→d; see the module docstring for the knobs.
 
     width m: closed/global uses ⌊m/c⌋ buckets of c units; closed/local ⌊m/p⌋ buckets of p units
     (p = units_per_bucket, default 1); fit uses all m units. Only units that are built are counted:
     W = units·(2d + c) + units (gate biases, ReLU gates) + c·d.
     """
-    for name, value, allowed in (("variant", variant, VARIANTS), ("solve", solve, SOLVES),
-                                 ("gate", gate, GATES), ("fit_loss", fit_loss, FIT_LOSSES)):
-        if value not in allowed:
-            raise ValueError(f"{name}: got {value!r}; allowed: {', '.join(allowed)}")
-    for name, value in (("bucket_size", bucket_size), ("units_per_bucket", units_per_bucket)):
-        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1):
-            raise ValueError(f"{name}: got {value!r}; allowed: a positive integer or None")
-    if units_per_bucket is not None and variant == "closed" and solve == "global":
-        raise ValueError("units_per_bucket: solve='global' uses exactly one unit per code coordinate "
-                         "(c per bucket); set code_dim instead, or use solve='local'")
+    o = options
+    threshold = None if o.gate_threshold < 0 else o.gate_threshold
+    bucket_size = o.bucket_size or None
     keys = np.asarray(factset.keys, dtype=np.float64)
-    book = codebook(factset, code_dim=code_dim, codes=codes, whiten=whiten, code_margin=code_margin, seed=seed)
+    book = codebook(factset, code_dim=o.code_dim or None, codes=o.codes, whiten=o.code_whiten,
+                    code_margin=o.code_margin, seed=seed)
     target_codes = book.codes[factset.mapping]
-    if variant == "fit":
-        parts = _fit_encoder(keys, book, factset, width, seed=seed, loss=fit_loss, epochs=fit_epochs,
-                             lr=fit_lr, device=device)
-    elif solve == "global":
-        parts = _global_encoder(keys, target_codes, width, seed=seed, gate=gate, threshold=threshold,
-                                bucket_size=bucket_size, ridge=ridge, device=device)
+    if o.variant == "fit":
+        parts = _fit_encoder(keys, book, factset, width, seed=seed, loss=o.fit_loss, epochs=o.fit_epochs,
+                             lr=o.fit_lr, device=o.device)
+    elif o.solve == "global":
+        parts = _global_encoder(keys, target_codes, width, seed=seed, gate=o.gate, threshold=threshold,
+                                bucket_size=bucket_size, ridge=o.solve_ridge, device=o.device)
     else:
-        parts = _local_encoder(keys, target_codes, width, seed=seed, gate=gate, threshold=threshold,
-                               units_per_bucket=units_per_bucket, bucket_size=bucket_size)
+        parts = _local_encoder(keys, target_codes, width, seed=seed, threshold=threshold,
+                               units_per_bucket=o.units_per_bucket or None, bucket_size=bucket_size)
     up, gate_rows, down, gate_bias, activation = parts
     t = lambda x: None if x is None else torch.as_tensor(np.ascontiguousarray(x), dtype=torch.float64)
     return GatedMLP(t(up), t(gate_rows), t(down), decoder=t(book.decoder), gate_bias=t(gate_bias),
                     activation=activation)
+
+
+# How the Transformer studies whiten this construction: its codes, in the whitened value geometry.
+ENCODER_DECODER = Method("encoder_decoder", encoder_decoder, EncoderDecoderOptions,
+                         whitened=Whitened("encoder_decoder", {"code_whiten": True}))

@@ -1,9 +1,11 @@
-"""The revised paper's bilinear-feature constructions (SCIENCE.md §5.3).
+"""The revised paper's bilinear-feature constructions (docs/science.md#hebbian-and-hebbian_whitened).
 
 Features φ(x) = (A0 x) ⊙ (A1 x)/√m with Gaussian A0, A1; a readout W maps them to values. As a
 gated MLP: up = A0/√m, gate = A1, bilinear gate, down = W, so W = 3·d·m parameters.
 """
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 import scipy.linalg
@@ -11,6 +13,7 @@ import torch
 
 from factmlp.factsets import FactSet
 from factmlp.mlp import GatedMLP
+from factmlp.options import Method, Options, Whitened, option
 
 
 def random_features(d: int, width: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -38,7 +41,7 @@ def as_mlp(a0: np.ndarray, a1: np.ndarray, readout: np.ndarray) -> GatedMLP:
     return GatedMLP(t(a0 / np.sqrt(len(a0))), t(a1), t(readout), activation="bilinear")
 
 
-def hebbian(factset: FactSet, width: int, *, seed: int = 0) -> GatedMLP:
+def hebbian(factset: FactSet, width: int, *, seed: int = 0, options: Options = Options()) -> GatedMLP:
     """Hebbian readout W = V_fᵀ Φ / F: each fact adds its value times its feature vector."""
     a0, a1 = random_features(factset.d, width, seed)
     phi = features(factset.keys, a0, a1)
@@ -46,7 +49,7 @@ def hebbian(factset: FactSet, width: int, *, seed: int = 0) -> GatedMLP:
 
 
 def ridge_readout(phi: np.ndarray, targets: np.ndarray, ridge: float) -> np.ndarray:
-    """W = V_fᵀ Φ (ΦᵀΦ + λF·I)⁻¹ when m ≤ F, else the dual form V_fᵀ (ΦΦᵀ + λI)⁻¹ Φ (SCIENCE.md §5.3)."""
+    """W = V_fᵀ Φ (ΦᵀΦ + λF·I)⁻¹ when m ≤ F, else the dual form V_fᵀ (ΦΦᵀ + λI)⁻¹ Φ."""
     num_facts, width = phi.shape
     if width <= num_facts:
         return _solve_pd(_gram(phi, ridge * num_facts), phi.T @ targets).T
@@ -78,8 +81,18 @@ def _solve_pd(gram: np.ndarray, rhs: np.ndarray) -> np.ndarray:
         return np.linalg.lstsq(gram, rhs, rcond=None)[0]
 
 
-def hebbian_whitened(factset: FactSet, width: int, *, seed: int = 0, ridge: float = 1e-6) -> GatedMLP:
+@dataclass(frozen=True)
+class HebbianWhitenedOptions(Options):
+    ridge: float = option(1e-6, "ridge λ of the readout", low=0.0)
+
+
+def hebbian_whitened(factset: FactSet, width: int, *, seed: int = 0,
+                     options: HebbianWhitenedOptions = HebbianWhitenedOptions()) -> GatedMLP:
     """Ridge-regression readout on the same features: decorrelating them raises capacity."""
     a0, a1 = random_features(factset.d, width, seed)
     phi = features(factset.keys, a0, a1)
-    return as_mlp(a0, a1, ridge_readout(phi, factset.targets, ridge))
+    return as_mlp(a0, a1, ridge_readout(phi, factset.targets, options.ridge))
+
+
+HEBBIAN = Method("hebbian", hebbian, whitened=Whitened("hebbian_whitened"))
+HEBBIAN_WHITENED = Method("hebbian_whitened", hebbian_whitened, HebbianWhitenedOptions)

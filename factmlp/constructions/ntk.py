@@ -1,4 +1,4 @@
-"""The prior explicit construction (Nichani–Lee–Bietti style NTK/Hermite), SCIENCE.md §5.2.
+"""The prior explicit construction (Nichani–Lee–Bietti style NTK/Hermite), docs/science.md#ntk.
 
 g(x) = D[(U x) ⊙ relu(G x)], zero biases, with
   G ∈ R^{m×d} ~ N(0, 1)                      gate rows,
@@ -16,6 +16,7 @@ Zero biases are omitted, so W = 3·d·m. Degree 1 gives H = K Gᵀ.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -23,6 +24,7 @@ import torch
 from factmlp.constructions.hebbian import nested_gaussian
 from factmlp.factsets import FactSet
 from factmlp.mlp import GatedMLP
+from factmlp.options import Method, Options, option
 
 
 def hermite(degree: int, z: np.ndarray) -> np.ndarray:
@@ -49,20 +51,27 @@ def relu_hermite_coefficient(degree: int) -> float:
     return he0 / math.sqrt(2 * math.pi) / math.sqrt(math.factorial(degree))
 
 
-def ntk(factset: FactSet, width: int, *, seed: int = 0, degree: int = 1, chunk: int = 4096) -> GatedMLP:
-    """The NTK/Hermite construction at hidden width m; ``degree`` is the Hermite degree of H.
+@dataclass(frozen=True)
+class NtkOptions(Options):
+    """``chunk``: units whose features are held at once (F × chunk floats), bounding memory at large m."""
+
+    degree: int = option(1, "Hermite degree of the features (0, 1, 2, 6, 10, ...)", low=0, high=64)
+    chunk: int = 4096
+
+
+def ntk(factset: FactSet, width: int, *, seed: int = 0, options: NtkOptions = NtkOptions()) -> GatedMLP:
+    """The NTK/Hermite construction at hidden width m; ``options.degree`` is the Hermite degree of H.
 
     Degrees where relu's Hermite coefficient c_n is not positive are rejected: each unit's expected
     contribution to its own fact is c_n·v_f(i), so c_n = 0 (odd n ≥ 3) stores nothing and c_n < 0
     (n = 4, 8, 12, …) points every output away from its value.
     """
-    if isinstance(degree, bool) or not isinstance(degree, int) or degree < 0:
-        raise ValueError(f"degree must be a non-negative integer, got {degree!r}")
+    degree, chunk = options.degree, options.chunk
     coefficient = relu_hermite_coefficient(degree)
     if coefficient <= 0.0:
-        raise ValueError(f"degree {degree}: relu's Hermite coefficient is {coefficient:.3g}, so each unit's "
-                         "expected pull toward its own value is not positive and nothing is stored; "
-                         "allowed degrees: 0, 1, 2, 6, 10, ... (c_n > 0)")
+        raise ValueError(f"degree: got {degree}, where relu's Hermite coefficient is {coefficient:.3g}, so each "
+                         "unit's expected pull toward its own value is not positive and nothing is stored; "
+                         "allowed: 0, 1, 2, 6, 10, ... (c_n > 0)")
     keys = np.asarray(factset.keys, dtype=np.float64)
     d = factset.d
     gate = nested_gaussian(width, d, [seed, 11, 0])  # nested across widths (see hebbian.random_features)
@@ -77,3 +86,6 @@ def ntk(factset: FactSet, width: int, *, seed: int = 0, degree: int = 1, chunk: 
         up[cols] = feats.T @ keys / width
     t = lambda x: torch.as_tensor(x, dtype=torch.float64)
     return GatedMLP(t(up), t(gate), t(down), activation="relu")
+
+
+NTK = Method("ntk", ntk, NtkOptions)

@@ -1,13 +1,14 @@
-"""Fact editing by swapping the whole fact MLP, against fine-tuning and a rank-one edit (SCIENCE.md §9).
+"""Fact editing by swapping the whole fact MLP, against fine-tuning and a rank-one edit
+(docs/science.md#fact-editing).
 
 task: the synthetic book → author language; model: the one-layer Transformer whose MLP is the fact
 store, and its training; edits: the three edit methods and the bench that scores them; metrics.
 """
-from factmlp.editing.edits import Bench, batch_rank_one, build_fact_mlp, choose_edits, fine_tune, rank_one, rank_one_update, swap
+from factmlp.editing.edits import Bench, batch_rank_one, choose_edits, fine_tune, rank_one, rank_one_update, swap
 from factmlp.editing.metrics import Readout, edit_metrics, harmonic_mean
 from factmlp.editing.model import FactLM, LMConfig, train_lm
 from factmlp.editing.task import FactTask, make_task, render, sample
 
-__all__ = ["Bench", "batch_rank_one", "FactLM", "FactTask", "LMConfig", "Readout", "build_fact_mlp", "choose_edits", "edit_metrics",
+__all__ = ["Bench", "batch_rank_one", "FactLM", "FactTask", "LMConfig", "Readout", "choose_edits", "edit_metrics",
            "fine_tune", "harmonic_mean", "make_task", "rank_one", "rank_one_update", "render", "sample", "swap",
            "train_lm"]

@@ -27,13 +27,12 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from factmlp import constructions
 from factmlp.editing.metrics import (Readout, attribute_logits, correct, edit_metrics, target_log_prob,
                                      text_nll)
 from factmlp.editing.model import FactLM
 from factmlp.editing.task import FactTask, non_fact_mask, render, sample
+from factmlp.methods import build_fact_mlp
 from factmlp.mlp import GatedMLP
-from factmlp.train import TrainConfig, train_gd
 
 
 def choose_edits(task: FactTask, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -47,15 +46,6 @@ def choose_edits(task: FactTask, fraction: float, seed: int) -> tuple[np.ndarray
     mapping = task.mapping.copy()
     mapping[edited] = (task.mapping[edited] + shift) % task.num_attributes
     return edited, mapping
-
-
-def build_fact_mlp(task: FactTask, mapping: np.ndarray, method: str, width: int, seed: int,
-                   gd: TrainConfig | None = None, **options) -> GatedMLP:
-    """A fact MLP storing subject keys → attribute values under ``mapping``: a construction or GD."""
-    factset = task.factset(mapping)
-    if method == "gd":
-        return train_gd(factset, width, gd or TrainConfig(seed=seed))
-    return constructions.build(method, factset, width, seed=seed, **options)
 
 
 @dataclass
@@ -174,10 +164,11 @@ def _readout(model: FactLM, tokens: np.ndarray, query_pos, chunk: int, mask: np.
 
 # --- the three edit methods -------------------------------------------------------------------------
 
-def swap(task: FactTask, mapping: np.ndarray, method: str, width: int, seed: int,
-         gd: TrainConfig | None = None, **options) -> GatedMLP:
-    """A new fact MLP for the edited map, built exactly as the original was; the caller drops it in."""
-    return build_fact_mlp(task, mapping, method, width, seed, gd, **options)
+def swap(task: FactTask, mapping: np.ndarray, method: str, width: int, seed: int, options=None,
+         device: str | None = None) -> GatedMLP:
+    """A new fact MLP for the edited map, built exactly as the original was (``factmlp.methods``: the
+    same method, width, seed, options and device); the caller drops it in."""
+    return build_fact_mlp(method, task.factset(mapping), width, seed=seed, options=options, device=device)
 
 
 def _edit_prompts(bench: Bench, edited: np.ndarray, mapping: np.ndarray) -> tuple[Readout, torch.Tensor]:

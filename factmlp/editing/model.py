@@ -6,7 +6,7 @@ The *learned* part (width ``model_dim``) carries everything else: learned embedd
 one shared by all subjects, one shared by all attributes, so no learned weight depends on how many
 facts there are) and learned positions.
 
-One layer, two kinds of heads (SCIENCE.md §8 extended with language):
+One layer, two kinds of heads (docs/science.md#inside-a-transformer, extended with language):
 - the **fact head** (queries and keys learned from the whole stream) has value and output
   projections frozen to the identity on the fact part, and feeds the MLP only (no bypass): the
   MLP input is z_t = Σ_s α_ts k(w_s). Where it attends to the subject, z_t ≈ that subject's key;
@@ -29,7 +29,7 @@ from torch import nn
 
 from factmlp.editing.task import ATTRIBUTE, SUBJECT, FactTask, sample
 from factmlp.mlp import GatedMLP
-from factmlp.train import resolve_device
+from factmlp.device import resolve_device
 
 
 class FactLM(nn.Module):

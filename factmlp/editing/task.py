@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from factmlp.factsets import FactSet
+from factmlp.factsets import FactSet, unit_rows
 
 S, A = "<subject>", "<attribute>"
 
@@ -121,10 +121,6 @@ class FactTask:
                 else word[t] for t in self.templates[template]]
 
 
-def _unit_rows(x: np.ndarray) -> np.ndarray:
-    return x / np.linalg.norm(x, axis=1, keepdims=True)
-
-
 def make_task(num_facts: int = 512, num_attributes: int = 0, d: int = 64, seed: int = 0, *,
               num_edit_templates: int = 6, num_filler_words: int = 32, filler_length: int = 12,
               filler_branching: int = 3, word_fact_embeddings: str = "random") -> FactTask:
@@ -148,8 +144,8 @@ def make_task(num_facts: int = 512, num_attributes: int = 0, d: int = 64, seed: 
     template_words = sorted({w for t in TEMPLATES for w in t if w not in (S, A)} - {END})
     fillers = [f"w{i}" for i in range(num_filler_words)]
     words = (BOS, END, *template_words, *fillers)
-    keys = _unit_rows(rng["keys"].standard_normal((num_facts, d)))
-    values = _unit_rows(rng["values"].standard_normal((num_attributes, d)))
+    keys = unit_rows(rng["keys"].standard_normal((num_facts, d)))
+    values = unit_rows(rng["values"].standard_normal((num_attributes, d)))
     # Every author gets books as evenly as possible; a permutation when there are as many authors as books.
     mapping = rng["map"].permutation(num_facts) % num_attributes
     order = rng["split"].permutation(len(TEMPLATES))
@@ -159,7 +155,7 @@ def make_task(num_facts: int = 512, num_attributes: int = 0, d: int = 64, seed: 
     for i in range(num_filler_words):
         nxt = rng["filler"].choice(num_filler_words, size=branching, replace=False)
         transitions[i, nxt] = rng["filler"].dirichlet(np.ones(branching))
-    word_emb = (_unit_rows(rng["words"].standard_normal((len(words), d))) if word_fact_embeddings == "random"
+    word_emb = (unit_rows(rng["words"].standard_normal((len(words), d))) if word_fact_embeddings == "random"
                 else np.zeros((len(words), d)))
     return FactTask(words=words, keys=keys, values=values, mapping=mapping, edit_templates=tuple(edit),
                     paraphrase_templates=tuple(para), filler_start=len(words) - num_filler_words,

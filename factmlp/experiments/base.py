@@ -6,57 +6,20 @@ and how to summarise a finished cell. The orchestrator knows experiments only th
 """
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-REQUIRED = object()
-
+from factmlp.options import REQUIRED, Option
 
 @dataclass(frozen=True)
-class Param:
-    """One cell parameter: its type comes from ``kind``; ``choices`` or bounds restrict its values."""
+class Param(Option):
+    """One cell parameter: a typed value (its type, default, allowed values or bounds, doc).
 
-    kind: type
-    default: Any = REQUIRED
-    choices: tuple | None = None
-    low: float | None = None
-    high: float | None = None
-    low_open: bool = False
-    doc: str = ""
+    ``methods``: the methods whose cells carry it (an option of those methods); None: every cell.
+    """
 
-    def allowed(self) -> str:
-        if self.choices is not None:
-            return "one of " + ", ".join(map(str, self.choices))
-        if self.low is not None or self.high is not None:
-            left = "(" if self.low_open else "["
-            return f"{self.kind.__name__} in {left}{self.low if self.low is not None else '-inf'}, " \
-                   f"{self.high if self.high is not None else 'inf'}]"
-        return f"a {self.kind.__name__}"
-
-    def coerce(self, key: str, value: Any) -> Any:
-        """Return ``value`` as this parameter's type, or raise ValueError naming key and what is allowed."""
-        bad = ValueError(f"{key}: got {value!r}; allowed: {self.allowed()}")
-        if self.kind is bool:
-            if not isinstance(value, bool):
-                raise bad
-        elif self.kind is int:
-            if isinstance(value, bool) or not isinstance(value, int):
-                raise bad
-        elif self.kind is float:
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-                raise bad
-            value = float(value)
-        elif not isinstance(value, self.kind):
-            raise bad
-        if self.choices is not None and value not in self.choices:
-            raise bad
-        if self.low is not None and (value < self.low or (self.low_open and value == self.low)):
-            raise bad
-        if self.high is not None and value > self.high:
-            raise bad
-        return value
+    methods: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -116,22 +79,36 @@ class Experiment:
     findings: Callable[[list[dict], list[dict]], str] | None = None
     cell_note: Callable[[dict], str] | None = None  # a short remark on a finished cell a reader must see
     labels: Mapping[str, str] = field(default_factory=dict)  # column -> words for axes and legends
+    method_of: Callable[[dict], str] | None = None  # whose options a cell carries (see Param.methods)
 
     def resolve(self, cell: Mapping[str, Any]) -> dict:
-        """Fill defaults, coerce types and check values; raise ValueError('key: ...') on bad input."""
+        """Fill defaults, coerce types and check values; raise ValueError('key: ...') on bad input.
+
+        Every given value is checked, but a parameter of other methods than the cell's (``method_of``)
+        does not apply to the cell and is left out of it, so it never enters the cell's id.
+        """
         unknown = sorted(set(cell) - set(self.params))
         if unknown:
             raise KeyError(unknown[0])
-        out = {}
-        for key, param in self.params.items():
-            if key in cell:
-                out[key] = param.coerce(key, cell[key])
-            elif param.default is REQUIRED:
-                raise ValueError(f"{key}: required but not set; allowed: {param.allowed()}")
-            else:
-                out[key] = param.default
+        given = {key: self.params[key].coerce(key, value) for key, value in cell.items()}
+        out = {key: self._value(key, given) for key, param in self.params.items() if param.methods is None}
+        method = self.method_of(out) if self.method_of else None
+        out = {key: out[key] if param.methods is None else self._value(key, given)
+               for key, param in self.params.items() if param.methods is None or method in param.methods}
         self.check(out)
         return out
+
+    def _value(self, key: str, given: dict) -> Any:
+        param = self.params[key]
+        if key in given:
+            return given[key]
+        if param.default is REQUIRED:
+            raise ValueError(f"{key}: required but not set; allowed: {param.allowed()}")
+        return param.default
+
+    def namespaces(self) -> tuple[str, ...]:
+        """The methods that have parameters of their own: a sweep file may nest their options under them."""
+        return tuple(dict.fromkeys(m for p in self.params.values() for m in p.methods or ()))
 
 
 def parameter_table(experiment: Experiment) -> str:
@@ -139,5 +116,6 @@ def parameter_table(experiment: Experiment) -> str:
     rows = [f"### `{experiment.name}`", "", "| parameter | type | default | allowed | doc |", "|---|---|---|---|---|"]
     for name, p in experiment.params.items():
         default = "required" if p.default is REQUIRED else f"`{p.default!r}`"
-        rows.append(f"| `{name}` | {p.kind.__name__} | {default} | {p.allowed()} | {p.doc} |".replace("\n", " "))
+        doc = f"{'/'.join(p.methods)} only: {p.doc}" if p.methods else p.doc
+        rows.append(f"| `{name}` | {p.kind.__name__} | {default} | {p.allowed()} | {doc} |".replace("\n", " "))
     return "\n".join(rows)

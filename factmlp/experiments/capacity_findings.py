@@ -1,6 +1,6 @@
 """The paper's capacity claims, judged only as far as a sweep's cells support them.
 
-Claims (docs/science.md): constructed and GD MLPs have matching asymptotics (power-law slopes); GD
+Claims (docs/science.md#the-papers-claims-and-where-they-are-tested): constructed and GD MLPs have matching asymptotics (power-law slopes); GD
 has the smaller constant; the prior (NTK) construction scales worse; ρ predicts the cost.
 
 Rules a verdict must pass, else the finding says "inconclusive" and why:
@@ -15,6 +15,7 @@ Works on plain row dicts so factmlp stays free of dataframe libraries.
 """
 from __future__ import annotations
 
+import itertools
 import math
 from collections import defaultdict
 
@@ -39,15 +40,30 @@ def _stored(c: dict) -> bool:
     return p is not None and not (isinstance(p, float) and math.isnan(p))
 
 
-def _setting_keys(cells: list[dict], params) -> list[str]:
-    """The cell parameters (other than method, F and seed) that vary: each value is its own setting."""
+def _value(c: dict, key: str):
+    """A cell's parameter, None where the cell has none (another method's option: absent, or NaN in a table)."""
+    v = c.get(key)
+    return None if isinstance(v, float) and math.isnan(v) else v
+
+
+def _settings(cells: list[dict], params) -> dict[tuple, list[dict]]:
+    """Cells by setting: one per combination of the parameters (other than method, F and seed) that
+    vary among the cells that have them. A method's own option (other methods' cells lack it) that
+    varies sets its values apart, and the cells without it belong to each of them."""
     keys = [k for k in params if k not in ROW_KEYS]
-    return [k for k in keys if len({repr(c.get(k)) for c in cells}) > 1]
+    values = {k: sorted({repr(_value(c, k)) for c in cells if _value(c, k) is not None}) for k in keys}
+    keys = [k for k in keys if len(values[k]) > 1]
+    settings = defaultdict(list)
+    for c in cells:
+        for combo in itertools.product(*([repr(_value(c, k))] if _value(c, k) is not None else values[k]
+                                         for k in keys)):
+            settings[tuple(zip(keys, combo))].append(c)
+    return settings
 
 
-def _label(c: dict, keys: list[str]) -> str:
+def _label(c: dict, setting: tuple) -> str:
     base = f"{c.get('geometry', '?')}, d = {c.get('d', '?')}"
-    extra = [f"{k} = {c.get(k)}" for k in keys if k not in ("geometry", "d")]
+    extra = [k + " = " + v.strip("'") for k, v in setting if k not in ("geometry", "d")]  # v: a repr
     return ", ".join([base] + extra)
 
 
@@ -248,13 +264,11 @@ def _slopes(fits: list[dict]) -> list[str]:
 
 def capacity_findings(cells: list[dict], fits: list[dict], *, params) -> str:
     """The findings text; ``params`` are the experiment's parameter names (the rest of a row is results)."""
-    keys = _setting_keys(cells, params)
-    settings = defaultdict(list)
-    for c in cells:
-        settings[tuple(repr(c.get(k)) for k in keys)].append(c)
+    settings = _settings(cells, params)
     sections = defaultdict(list)
-    for rows in (settings[k] for k in sorted(settings)):
-        label = _label(rows[0], keys)
+    for setting in sorted(settings):
+        rows = settings[setting]
+        label = _label(rows[0], setting)
         methods = {}
         for name in sorted({r["method"] for r in rows}):
             methods[name] = Method(name, [r for r in rows if r["method"] == name])

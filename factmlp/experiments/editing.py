@@ -1,9 +1,11 @@
-"""Fact editing: MLP swap against fine-tuning and a rank-one edit (SCIENCE.md §9, docs/editing.md).
+"""Fact editing: MLP swap against fine-tuning and a rank-one edit (docs/science.md#fact-editing,
+docs/editing.md).
 
-A cell is (task, model, fact-MLP method and width, edit method, edit fraction); a probe is one random
-draw of the edited facts (``draw``), the same draw for every edit method. The trained base model is
-cached per worker process, so the probes and cells that share it train it once per process; the
-training is seeded and single-threaded, so every process gets the same model.
+A cell is (task, model, fact-MLP method, its options and width, edit method, edit fraction); a probe
+is one random draw of the edited facts (``draw``), the same draw for every edit method. The trained
+base model is cached per worker process, so the probes and cells that share it train it once per
+process; the training is seeded, so processes with the same thread count (the worker sets it from
+the task's CPUs) get the same model.
 """
 from __future__ import annotations
 
@@ -11,17 +13,14 @@ import functools
 import time
 
 import numpy as np
-import torch
 
-from factmlp import constructions
-from factmlp.editing import (Bench, LMConfig, batch_rank_one, build_fact_mlp, choose_edits, fine_tune, make_task,
-                             rank_one, swap, train_lm)
+from factmlp.editing import Bench, LMConfig, batch_rank_one, choose_edits, fine_tune, make_task, rank_one, swap, train_lm
 from factmlp.editing.task import TEMPLATES
 from factmlp.experiments.base import Experiment, Param
-from factmlp.train import TrainConfig
+from factmlp.experiments.sweep_params import method_options, method_params
+from factmlp.methods import METHODS
 
 EDIT_METHODS = ("swap", "fine_tune", "rank_one", "batch_rank_one")
-FACT_MLPS = ("gd",) + tuple(sorted(constructions.CONSTRUCTIONS))
 
 PARAMS = {
     "edit_method": Param(str, choices=EDIT_METHODS,
@@ -38,11 +37,8 @@ PARAMS = {
                                   doc="fact embeddings of non-subject tokens: random unit vectors or none"),
     "filler_words": Param(int, 32, low=2, high=4096),
     "filler_length": Param(int, 12, low=0, high=4096, doc="filler tokens per sequence"),
-    "fact_mlp": Param(str, "gd", choices=FACT_MLPS, doc="how fact MLPs are made, for the base model and the swap"),
+    "fact_mlp": Param(str, "gd", choices=tuple(METHODS), doc="how fact MLPs are made, for the base model and the swap"),
     "width": Param(int, 24, low=1, high=1 << 20, doc="hidden width of the fact MLP"),
-    "gd_epochs": Param(int, 3000, low=1, doc="fact_mlp gd: full-batch epochs"),
-    "gd_lr": Param(float, 1e-2, low=0.0, low_open=True, doc="fact_mlp gd: Adam learning rate"),
-    "ridge": Param(float, 1e-6, low=0.0, doc="ridge λ of hebbian_whitened / data_dependent"),
     "lm_steps": Param(int, 600, low=1, doc="training steps of the Transformer (fact MLP frozen)"),
     "lm_batch": Param(int, 64, low=1),
     "lm_lr": Param(float, 3e-3, low=0.0, low_open=True),
@@ -60,30 +56,30 @@ PARAMS = {
                        doc="rank_one: target-output optimisation stops when p(new) reaches this"),
     "batch_rtol": Param(float, 1e-2, low=0.0, high=1.0,
                         doc="batch_rank_one: relative eigenvalue cut of the pseudo-inverse"),
-    "device": Param(str, "cpu", choices=("cpu", "auto"), doc="where the base model and GD fact MLPs train"),
+    "device": Param(str, "cpu", choices=("cpu", "auto"),
+                    doc="where the base model trains and fact MLPs are built (GD, the encoder–decoder's solve)"),
+    **method_params(METHODS, defaults={"gd_epochs": 3000, "gd_lr": 1e-2}),
 }
 
 BASE_KEYS = ("num_facts", "num_attributes", "d", "seed", "num_edit_templates", "word_fact_embeddings",
-             "filler_words", "filler_length", "fact_mlp", "width", "gd_epochs", "gd_lr", "ridge", "lm_steps",
-             "lm_batch", "lm_lr", "model_dim", "heads", "head_dim", "text_sequences", "device")
+             "filler_words", "filler_length", "fact_mlp", "width", "lm_steps", "lm_batch", "lm_lr", "model_dim",
+             "heads", "head_dim", "text_sequences", "device")
 
 
-def _mlp_recipe(cell: dict) -> tuple[TrainConfig, dict]:
-    gd = TrainConfig(epochs=cell["gd_epochs"], lr=cell["gd_lr"], seed=cell["seed"], device=cell["device"])
-    options = {"ridge": cell["ridge"]} if cell["fact_mlp"] in ("hebbian_whitened", "data_dependent") else {}
-    return gd, options
+def _base_key(cell: dict) -> tuple[tuple, tuple]:
+    """What the base model depends on: the task, the model, and the fact MLP's method and options."""
+    return tuple(cell[k] for k in BASE_KEYS), tuple(sorted(method_options(cell, cell["fact_mlp"]).items()))
 
 
 @functools.lru_cache(maxsize=2)
-def _base(*values) -> tuple[Bench, dict]:
+def _base(values: tuple, options: tuple) -> tuple[Bench, dict]:
     """The trained base model and its bench, once per worker process for each base configuration."""
     cell = dict(zip(BASE_KEYS, values))
     start = time.perf_counter()
     task = make_task(cell["num_facts"], cell["num_attributes"], cell["d"], cell["seed"],
                      num_edit_templates=cell["num_edit_templates"], num_filler_words=cell["filler_words"],
                      filler_length=cell["filler_length"], word_fact_embeddings=cell["word_fact_embeddings"])
-    gd, options = _mlp_recipe(cell)
-    mlp = build_fact_mlp(task, task.mapping, cell["fact_mlp"], cell["width"], cell["seed"], gd, **options)
+    mlp = swap(task, task.mapping, cell["fact_mlp"], cell["width"], cell["seed"], dict(options), device=cell["device"])
     config = LMConfig(steps=cell["lm_steps"], batch=cell["lm_batch"], lr=cell["lm_lr"], seed=cell["seed"],
                       model_dim=cell["model_dim"], heads=cell["heads"], head_dim=cell["head_dim"], device=cell["device"])
     model, history = train_lm(task, mlp, config)
@@ -104,9 +100,7 @@ def next_probes(cell: dict, results: list[dict]) -> list[dict]:
 
 def run_probes(cell: dict, probes: list[dict]) -> list[dict]:
     """Edit a fresh copy of the base model's MLP per probe and score it; the base model never changes."""
-    torch.set_num_threads(1)
-    bench, info = _base(*(cell[k] for k in BASE_KEYS))
-    gd, options = _mlp_recipe(cell)
+    bench, info = _base(*_base_key(cell))
     rows = []
     for probe in probes:
         draw = int(probe["draw"])
@@ -114,7 +108,8 @@ def run_probes(cell: dict, probes: list[dict]) -> list[dict]:
         start = time.perf_counter()
         extra = {}
         if cell["edit_method"] == "swap":
-            mlp = swap(bench.task, mapping, cell["fact_mlp"], cell["width"], cell["seed"], gd, **options)
+            mlp = swap(bench.task, mapping, cell["fact_mlp"], cell["width"], cell["seed"],
+                       method_options(cell, cell["fact_mlp"]), device=cell["device"])
         elif cell["edit_method"] == "fine_tune":
             mlp, steps = fine_tune(bench, edited, mapping, steps=cell["ft_steps"], lr=cell["ft_lr"],
                                    weights=cell["ft_weights"])
@@ -174,4 +169,5 @@ EXPERIMENT = Experiment(
                      "specificity", "ppl_ratio", "edits", "base_accuracy"),
     trajectory=("draw", "score"),
     findings=findings,
+    method_of=lambda cell: cell["fact_mlp"],
 )

@@ -24,7 +24,7 @@ KILLS = 5
 SWEEP = """
 name: {name}
 experiment: capacity
-fixed: {{geometry: spherical, epochs: 3000, lr: 0.02}}
+fixed: {{geometry: spherical, gd_epochs: 3000, gd_lr: 0.02}}
 grid: {{method: [gd], d: [8], num_facts: [12, 24, 36, 48]}}  # GD probes take ~0.7 s: a kill lands mid-sweep
 search: {{low: 1, high: 96, strategy: binary}}
 packing: {{probes_per_task: 1}}

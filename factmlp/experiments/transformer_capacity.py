@@ -1,0 +1,149 @@
+"""transformer_capacity: the most facts a fixed-width MLP stores alone and inside the Transformer
+(docs/science.md#inside-a-transformer, docs/transformer.md).
+
+A cell fixes the width; a probe is one number of facts F (in one of two settings, the Transformer
+schedule or the MLP standalone), and a pure search finds the largest F that each setting stores at
+the threshold. Capacity in the Transformer against capacity alone shows the capacity–usability
+tradeoff in one number per cell.
+"""
+from __future__ import annotations
+
+import time
+
+from factmlp.capacity import check_search_range
+from factmlp.evaluate import evaluate
+from factmlp.experiments.base import Experiment, FigureSpec, Param
+from factmlp.experiments.transformer_schedules import (COMMON, LABELS, SCHEDULES, build_mlp, check, factset_of,
+                                                      method_of, run_schedule)
+
+SETTINGS = ("transformer", "standalone")
+
+PARAMS = {
+    **COMMON,
+    "schedule": Param(str, "pretrain_then_swap", choices=SCHEDULES, doc="the Transformer setting's schedule"),
+    "threshold": Param(float, 0.99, low=0.0, high=1.0, low_open=True, doc="recall that counts as stored"),
+    "standalone_threshold": Param(float, 0.99, low=0.0, high=1.0, low_open=True,
+                                  doc="standalone accuracy that counts as stored (as threshold by default, so "
+                                      "usable_fraction compares like with like; 1.0 is the standalone definition)"),
+    "search_low": Param(int, 64, low=2, doc="smallest F searched"),
+    "search_high": Param(int, 4096, low=2, high=1 << 22, doc="largest F searched"),
+    "search_arity": Param(int, 1, low=1, high=64, doc="values of F probed per round and setting"),
+    "facts_step": Param(int, 16, low=1, doc="F is searched on multiples of this step (within the range)"),
+}
+
+
+def _check(cell: dict) -> None:
+    check(cell)
+    check_search_range(cell)
+
+
+def _grid(cell: dict) -> tuple[int, int]:
+    """The search runs over indices n with F = n·step (F ≥ 2); the index range inside [low, high]."""
+    step = cell["facts_step"]
+    lo = max(-(-cell["search_low"] // step), -(-2 // step))
+    return lo, max(lo, cell["search_high"] // step)
+
+
+def largest_facts(observations: dict[int, bool], cell: dict) -> tuple[list[int], int | None]:
+    """(next F to probe, largest F stored so far) for one setting: a pure k-ary bisection for the
+    largest F on the grid that succeeds, assuming success falls monotonically with F.
+
+    The bracket is [largest success, smallest failure above it); while nothing succeeded the round
+    probes the smallest F (if even that fails the answer is None) and ``arity − 1`` points above it.
+    Observations off the grid or out of range are ignored, so a resumed cell continues exactly.
+    """
+    step, arity = cell["facts_step"], cell["search_arity"]
+    lo, hi = _grid(cell)
+    seen = {int(f) // step: bool(ok) for f, ok in observations.items() if int(f) % step == 0}
+    seen = {n: ok for n, ok in seen.items() if lo <= n <= hi}
+    successes = [n for n, ok in seen.items() if ok]
+    best = max(successes) if successes else None
+    if best is None and seen.get(lo) is False:
+        return [], None
+    bottom = lo - 1 if best is None else best
+    failures = [n for n, ok in seen.items() if not ok and n > bottom]
+    end = min(failures) - 1 if failures else hi  # largest index not known to fail
+    if bottom >= end:
+        return [], None if best is None else best * step
+    span = end - bottom
+    if best is None:
+        picks = {lo} | {lo + (end - lo) * i // arity for i in range(1, arity)}
+    else:
+        picks = {bottom + -(-span * i // (arity + 1)) for i in range(1, arity + 1)}
+    picks = sorted(n for n in picks if n not in seen and bottom < n <= end)
+    return [n * step for n in picks], None if best is None else best * step
+
+
+def _observations(results: list[dict], setting: str, threshold: float) -> dict[int, bool]:
+    key = "recall" if setting == "transformer" else "mlp_accuracy"
+    return {int(r["num_facts"]): r[key] >= threshold for r in results if r["setting"] == setting}
+
+
+def _threshold(cell: dict, setting: str) -> float:
+    return cell["threshold"] if setting == "transformer" else cell["standalone_threshold"]
+
+
+def capacity_next(cell: dict, results: list[dict]) -> list[dict]:
+    probes = []
+    for setting in SETTINGS:
+        nxt, _ = largest_facts(_observations(results, setting, _threshold(cell, setting)), cell)
+        probes += [{"setting": setting, "num_facts": f} for f in nxt]
+    return probes
+
+
+def capacity_run(cell: dict, probes: list[dict]) -> list[dict]:
+    rows = []
+    for p in probes:
+        num_facts = int(p["num_facts"])
+        if p["setting"] == "transformer":
+            row = run_schedule(cell, cell["schedule"], num_facts, metrics=False)
+            row["success"] = row["recall"] >= cell["threshold"]
+        elif p["setting"] == "standalone":
+            start = time.perf_counter()
+            factset = factset_of(cell, num_facts)
+            mlp = build_mlp(cell, factset)
+            scores = evaluate(mlp, factset)
+            row = {"params": sum(q.numel() for q in mlp.parameters()), "mlp_accuracy": scores["accuracy"],
+                   "margin_min": scores["margin_min"], "seconds": time.perf_counter() - start,
+                   "success": scores["accuracy"] >= cell["standalone_threshold"]}
+        else:
+            raise ValueError(f"setting: got {p['setting']!r}; allowed: {', '.join(SETTINGS)}")
+        rows.append(row)
+    return rows
+
+
+def capacity_summary(cell: dict, results: list[dict]) -> dict:
+    out = {}
+    for setting, name in (("transformer", "max_facts"), ("standalone", "max_facts_standalone")):
+        _, best = largest_facts(_observations(results, setting, _threshold(cell, setting)), cell)
+        out[name] = best
+    # Constructions may build fewer units than the width allows (encoder_decoder): the parameters of
+    # the MLP at the largest F stored in the Transformer, else at any probe.
+    at_best = [r for r in results if r["setting"] == "transformer" and int(r["num_facts"]) == out["max_facts"]]
+    params = [r["params"] for r in at_best + results if r.get("params") == r.get("params") and "params" in r]
+    out["params"] = int(params[0]) if params else None
+    out["usable_fraction"] = (out["max_facts"] / out["max_facts_standalone"]
+                              if out["max_facts"] and out["max_facts_standalone"] else None)
+    out["num_probes"] = len(results)
+    return out
+
+
+EXPERIMENT = Experiment(
+    name="transformer_capacity",
+    params=PARAMS,
+    next_probes=capacity_next,
+    run_probes=capacity_run,
+    summarize=capacity_summary,
+    check=_check,
+    method_of=method_of,
+    summary_columns=("method", "whiten", "d", "width", "schedule", "params", "max_facts_standalone", "max_facts",
+                     "usable_fraction"),
+    trajectory=("num_facts", "success"),
+    figures=(
+        FigureSpec("facts_in_transformer_vs_params", "params", "max_facts", "method", "whiten",
+                   title="facts recalled inside the Transformer vs MLP parameters"),
+        FigureSpec("facts_standalone_vs_params", "params", "max_facts_standalone", "method", "whiten",
+                   title="facts stored standalone vs MLP parameters"),
+    ),
+    labels=LABELS,
+)

@@ -1,0 +1,90 @@
+"""Synthetic embedding geometries: keys and values sampled here (docs/science.md#fact-sets-and-geometries).
+
+spherical (Gaussian rows on the unit sphere, the default), gaussian (N(0, I/d) rows, not
+normalised), uniform (U(0,1)^d rows on the sphere: all-positive, strongly anisotropic), spike (a
+rank-one anisotropy of strength β on keys, values or both) and condition (singular values replaced
+by a ramp from 1 to 1/κ). M = F values; a fact set is a deterministic function of (geometry, d, F,
+seed, options), so every method in a sweep sees exactly the same embeddings.
+"""
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+
+import numpy as np
+
+from factmlp.factsets import MAPPINGS, FactSet, Geometry, assemble, stream, unit_rows
+from factmlp.options import Options, option
+
+NAMES = ("spherical", "gaussian", "uniform", "spike", "condition")
+SPIKE_TARGETS = ("keys", "values", "both")
+
+
+@dataclass(frozen=True)
+class SyntheticOptions(Options):
+    tied: bool = option(True, "keys and values are the same table")
+    mapping: str = option("permutation", choices=MAPPINGS)
+    beta: float = option(0.0, "spike strength (geometry spike)", low=0.0, high=1e3)
+    spike_on: str = option("both", choices=SPIKE_TARGETS)
+    kappa: float = option(10.0, "condition number (geometry condition)", low=1.0, high=1e12)
+    whiten: bool = option(False, "whiten the values")
+
+
+def sample_table(geometry: str, rows: int, d: int, rng: np.random.Generator, *, kappa: float = 10.0) -> np.ndarray:
+    """One embedding table of the named base geometry (spike is applied separately, see ``spike``)."""
+    if geometry in ("spherical", "spike"):
+        return unit_rows(rng.standard_normal((rows, d)))
+    if geometry == "gaussian":
+        return rng.standard_normal((rows, d)) / np.sqrt(d)
+    if geometry == "uniform":
+        return unit_rows(rng.uniform(0.0, 1.0, (rows, d)))
+    if geometry == "condition":
+        return condition(unit_rows(rng.standard_normal((rows, d))), kappa)
+    raise ValueError(f"geometry: got {geometry!r}; allowed: {', '.join(NAMES)}")
+
+
+def spike_direction(d: int, seed: int) -> np.ndarray:
+    """The fixed random unit vector u of the spike of every fact set with this (d, seed)."""
+    return unit_rows(stream(seed, "spike").standard_normal((1, d)))[0]
+
+
+def spike(table: np.ndarray, direction: np.ndarray, beta: float) -> np.ndarray:
+    """Rank-one anisotropy e' = (I + β u uᵀ) e, rows renormalised to the unit sphere."""
+    return unit_rows(table + beta * np.outer(table @ direction, direction))
+
+
+def condition(table: np.ndarray, kappa: float) -> np.ndarray:
+    """Replace the singular values by a linear ramp from 1 to 1/κ, keeping the Frobenius norm."""
+    if kappa < 1:
+        raise ValueError(f"kappa: got {kappa}; allowed: >= 1")
+    u, s, vt = np.linalg.svd(table, full_matrices=False)
+    ramp = np.linspace(1.0, 1.0 / kappa, len(s))
+    ramp *= np.linalg.norm(s) / np.linalg.norm(ramp)
+    return (u * ramp) @ vt
+
+
+def check(geometry: str, d: int, num_facts: int, options: SyntheticOptions) -> None:
+    if options.beta and geometry != "spike":
+        raise ValueError(f"beta: got {options.beta} with geometry {geometry!r}; allowed: 0 unless geometry spike")
+    if d < 1 or num_facts < 1:
+        raise ValueError(f"d: d and num_facts must be positive, got d={d}, num_facts={num_facts}")
+
+
+def build(geometry: str, d: int, num_facts: int, seed: int, options: SyntheticOptions) -> FactSet:
+    """Keys and values of the geometry (tied: one table, as with tied LM embeddings; else two draws;
+    a spike on one side only, or whitened values, then makes them differ), then the map."""
+    check(geometry, d, num_facts, options)
+    keys = sample_table(geometry, num_facts, d, stream(seed, "keys"), kappa=options.kappa)
+    values = keys.copy() if options.tied else sample_table(geometry, num_facts, d, stream(seed, "values"),
+                                                           kappa=options.kappa)
+    if geometry == "spike" and options.beta:
+        direction = spike_direction(d, seed)
+        if options.spike_on in ("keys", "both"):
+            keys = spike(keys, direction, options.beta)
+        if options.spike_on in ("values", "both"):
+            values = spike(values, direction, options.beta)
+    return assemble(keys, values, seed, mapping=options.mapping, whiten_values=options.whiten)
+
+
+GEOMETRIES = {name: Geometry(name, functools.partial(build, name), SyntheticOptions, functools.partial(check, name))
+              for name in NAMES}
