@@ -28,7 +28,7 @@ import time
 import numpy as np
 import torch
 
-from factmlp.capacity import next_widths
+from orchestrator.search import SmallestSuccess
 from factmlp.evaluate import evaluate
 from factmlp.geometries import make_factset
 from factmlp.methods import build_fact_mlp
@@ -79,12 +79,12 @@ def min_width(method: str, num_facts: int, epochs: int) -> dict:
             break
         width = min(high, 2 * max(observed))
     while True:
-        step = next_widths(observed, 1, high, arity)
+        step = SmallestSuccess("width").step(observed, 1, high, arity)
         if step.done:
             break
-        for w, (ok, p) in probe(method, factset, list(step.next_widths), epochs).items():
+        for w, (ok, p) in probe(method, factset, list(step.next), epochs).items():
             observed[w], params[w] = ok, p
-    best = step.min_width
+    best = step.answer
     return {"method": method, "num_facts": num_facts, "width": best,
             "params": params.get(best) if best else None,
             "widest_params": params[max(params)], "widest": max(params),

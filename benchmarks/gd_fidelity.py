@@ -14,7 +14,7 @@ import time
 
 import torch
 
-from factmlp.capacity import next_widths
+from orchestrator.search import SmallestSuccess
 from factmlp.evaluate import evaluate
 from factmlp.geometries import make_factset
 from factmlp.train import TrainConfig, train_batched
@@ -32,20 +32,20 @@ def min_width(d: int, num_facts: int, high: int, arity: int, config: TrainConfig
     factset = make_factset("spherical", d, num_facts, seed=0, tied=True, mapping="permutation")
     observations, log = {}, []
     while True:
-        step = next_widths(observations, 1, high, arity)
+        step = SmallestSuccess("width").step(observations, 1, high, arity)
         if step.done:
             if not step.monotone:
                 print(f"  warning: non-monotone observations at d={d}, F={num_facts}: {sorted(observations.items())}")
-            return step.min_width, log
+            return step.answer, log
         start = time.perf_counter()
-        trained = train_batched(factset, list(step.next_widths), config)
+        trained = train_batched(factset, list(step.next), config)
         seconds = time.perf_counter() - start
-        for width, result in zip(step.next_widths, trained):
+        for width, result in zip(step.next, trained):
             accuracy = evaluate(result["model"], factset)["accuracy"]
             observations[width] = accuracy >= 1.0
             log.append((width, accuracy, result["loss"], result["epochs"]))
             print(f"  d={d} F={num_facts} width={width:4d} accuracy={accuracy:.4f} loss={result['loss']:.2e} "
-                  f"epochs={result['epochs']} (round of {len(step.next_widths)} took {seconds:.0f} s)", flush=True)
+                  f"epochs={result['epochs']} (round of {len(step.next)} took {seconds:.0f} s)", flush=True)
 
 
 def main() -> None:

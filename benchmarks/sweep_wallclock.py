@@ -22,8 +22,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch  # noqa: E402
 
-from factmlp.capacity import next_widths  # noqa: E402
-from factmlp.experiments import REGISTRY  # noqa: E402
+from orchestrator.search import SmallestSuccess  # noqa: E402
+from orchestrator.registry import every  # noqa: E402
 from orchestrator.cluster import ensure_ray  # noqa: E402
 from orchestrator.runner import run_sweep  # noqa: E402
 from orchestrator.spec import load_spec  # noqa: E402
@@ -57,20 +57,20 @@ def sequential(root: Path, arity: int, threads: int) -> tuple[float, dict]:
     """The search loop a researcher would write: each proposed width trained or built alone, in turn."""
     path = root / "sequential.yaml"
     path.write_text(SWEEP.format(tag="sequential", strategy="kary", arity=arity, per_task=1, root=root / "unused"))
-    spec, experiment = load_spec(path), REGISTRY["capacity"]
+    spec, experiment = load_spec(path), every()["capacity"]
     torch.set_num_threads(threads)
     start = time.perf_counter()
     found = {}
     for cell in spec.cells:
         observations: dict[int, bool] = {}
         while True:
-            step = next_widths(observations, cell["search_low"], cell["search_high"], arity)
+            step = SmallestSuccess("width").step(observations, cell["search_low"], cell["search_high"], arity)
             if step.done:
                 break
-            for width in step.next_widths:
+            for width in step.next:
                 (result,) = experiment.run_probes(cell, [{"width": width}])
                 observations[width] = result["success"]
-        found[(cell["method"], cell["d"], cell["num_facts"])] = step.min_width
+        found[(cell["method"], cell["d"], cell["num_facts"])] = step.answer
     return time.perf_counter() - start, found
 
 

@@ -23,6 +23,15 @@ REQUIRED = object()
 _OPTION = "factmlp.option"
 
 
+class OptionError(ValueError):
+    """A bad value for a named option or parameter: ``key`` and a ``message`` that says what is
+    allowed, printed as 'key: message' (a sweep file's error names the same key)."""
+
+    def __init__(self, key: str, message: str):
+        super().__init__(f"{key}: {message}")
+        self.key, self.message = key, message
+
+
 @dataclass(frozen=True)
 class Option:
     """A typed value: its type, default (or ``REQUIRED``), allowed values or bounds, and what it means."""
@@ -34,6 +43,10 @@ class Option:
     high: float | None = None
     low_open: bool = False
     doc: str = ""
+
+    @property
+    def required(self) -> bool:
+        return self.default is REQUIRED
 
     def allowed(self) -> str:
         if self.choices is not None:
@@ -49,7 +62,7 @@ class Option:
 
         An integer is accepted for a float; nothing else is converted.
         """
-        bad = ValueError(f"{key}: got {value!r}; allowed: {self.allowed()}")
+        bad = OptionError(key, f"got {value!r}; allowed: {self.allowed()}")
         if self.kind is bool:
             if not isinstance(value, bool):
                 raise bad
@@ -103,7 +116,7 @@ class Options:
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(values) - names)
         if unknown:
-            raise ValueError(f"{unknown[0]}: unknown option of {cls.__name__}; allowed: {', '.join(sorted(names))}")
+            raise OptionError(unknown[0], f"unknown option of {cls.__name__}; allowed: {', '.join(sorted(names))}")
         return cls(**values)
 
     @classmethod

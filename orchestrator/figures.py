@@ -22,8 +22,8 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from matplotlib.ticker import FixedLocator, FuncFormatter, MaxNLocator, NullLocator  # noqa: E402
 
-from factmlp.experiments import REGISTRY  # noqa: E402
-from factmlp.experiments.base import Experiment, FigureSpec  # noqa: E402
+from orchestrator import registry  # noqa: E402
+from orchestrator.experiment import Experiment, FigureSpec  # noqa: E402
 
 MARKERS = "osD^vP*Xh<>pHd8"
 SIZES = (8, 16, 32, 48, 64, 90, 96, 128, 192, 256, 384, 512, 768, 1024)  # one marker each
@@ -36,7 +36,7 @@ NOTES = ["fitted law, 95% band", "stored nothing up to this size", "one seed (sm
 def _series_values() -> list[str]:
     """Every value any experiment declares for a figure's series, in registry order: the colour key."""
     seen = []
-    for experiment in REGISTRY.values():
+    for experiment in registry.every().values():
         for spec in experiment.figures:
             param = experiment.params.get(spec.series)
             for value in (param.choices or ()) if param else ():

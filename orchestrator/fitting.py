@@ -5,7 +5,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from factmlp.experiments.base import FitSpec
+from orchestrator.experiment import FitSpec
 from factmlp.scaling import Fit, fit
 from orchestrator.identity import digest
 from orchestrator.replicates import REPLICATE

@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from factmlp.experiments import REGISTRY, Experiment
+from orchestrator import registry
+from orchestrator.experiment import Experiment
 from orchestrator.identity import cell_id
 from orchestrator.spec import Spec, varying_keys
 from orchestrator.store import Store
@@ -43,10 +44,10 @@ class Scope:
         store.load("probes", sweep)  # UnknownResults (with a did-you-mean) when nothing was ever recorded
         rows = [store.load(t, sweep, missing_ok=True) for t in ("cells", "probes")]
         kinds = sorted({k for r in rows if "experiment" in r for k in r["experiment"].dropna()})
-        if len(kinds) != 1 or kinds[0] not in REGISTRY:
+        if len(kinds) != 1 or kinds[0] not in registry.names():
             raise LookupError(f"sweep {sweep!r} under {root} holds cells of experiments {kinds}; allowed: "
                               "exactly one known experiment kind per sweep name")
-        return cls(sweep, Path(root), REGISTRY[kinds[0]], None, f"every cell recorded under the name {sweep!r} "
+        return cls(sweep, Path(root), registry.get(kinds[0]), None, f"every cell recorded under the name {sweep!r} "
                    "(give the sweep file instead to cover only the cells it defines)")
 
     def split(self, frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:

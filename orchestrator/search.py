@@ -18,6 +18,14 @@ from dataclasses import dataclass
 
 
 @dataclass(frozen=True)
+class Prediction:
+    """Where a search expects its answer: ``value`` within a factor (1 + ``spread``) either way."""
+
+    value: float
+    spread: float = 0.25
+
+
+@dataclass(frozen=True)
 class Step:
     """``next`` empty means done. ``answer`` None when nothing in range succeeded. ``stable``: the
     smallest probed value from which every probed value succeeds (SmallestSuccess with verification)."""
@@ -75,16 +83,17 @@ class SmallestSuccess:
     param: str  # the probe key it searches, e.g. "width"
 
     def step(self, observations: Mapping[int, bool], low: int, high: int, arity: int = 1, *, verify: bool = False,
-             predicted: float | None = None) -> Step:
+             predicted: Prediction | None = None) -> Step:
         """The bracket is (largest failure below the smallest success, smallest success]. Values are
         spread geometrically over a wide bracket and evenly over a narrow one; the top of the range is
         probed only once the bracket below it is narrow (a value far above the answer is never tried).
         Non-monotone observations are flagged and the search still brackets the smallest success.
 
-        ``predicted`` (e.g. from the cells already finished): the first round probes ⌊0.8·p⌋ and
-        ⌈1.25·p⌉ (and arity − 2 values between); a side that misses widens by doubling until a failure
-        lies below a success, then the plain search takes over. The answer is the same smallest
-        success with a failure just below it, so a bad prediction costs probes, never correctness.
+        ``predicted`` (e.g. from the cells already finished): the first round probes ⌊p/(1+s)⌋ and
+        ⌈p·(1+s)⌉ (s = its spread; 0.25 gives 0.8·p and 1.25·p) and arity − 2 values between; a side
+        that misses widens by doubling until a failure lies below a success, then the plain search
+        takes over. The answer is the same smallest success with a failure just below it, so a bad
+        prediction costs probes, never correctness.
 
         ``verify``: once the answer m is found, ``verification_values(m)`` are probed too, and if one
         fails, the same above the highest failure, until some value w and its verification values all
@@ -105,7 +114,7 @@ class SmallestSuccess:
                 return Step((), best, monotone, _stable(observations))
             want, stable = _verify(observations, best, high)
             return Step(tuple(sorted(want)), best, monotone, stable)
-        if predicted is not None and predicted > 0:
+        if predicted is not None and predicted.value > 0:
             picks = _predicted(inside, low, high, arity, predicted, best, below)
         elif best is not None:
             picks = _spread(start, top, arity)
@@ -118,10 +127,13 @@ class SmallestSuccess:
         return Step(tuple(picks), best, monotone)
 
 
-def _predicted(inside: dict[int, bool], low: int, high: int, arity: int, predicted: float, best, below) -> set[int]:
+def _predicted(inside: dict[int, bool], low: int, high: int, arity: int, predicted: Prediction, best,
+               below) -> set[int]:
     """The next values of a search opened around a prediction (see ``SmallestSuccess.step``)."""
     if not inside:  # the first round: a bracket around the prediction
-        lo, hi = max(low, math.floor(0.8 * predicted)), min(high, max(math.ceil(1.25 * predicted), low))
+        factor = 1 + max(predicted.spread, 0.0)
+        lo = max(low, math.floor(predicted.value / factor))
+        hi = min(high, max(math.ceil(predicted.value * factor), low))
         inner = _spread(lo, hi, arity - 2) if arity > 2 and hi > lo + 1 else set()
         return {lo, hi} | inner
     if best is None:  # everything failed: double above the highest failure

@@ -19,12 +19,13 @@ import yaml
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from factmlp.experiments import REGISTRY, Experiment
+from orchestrator import registry
+from orchestrator.experiment import Experiment, ParamError
 from orchestrator.errors import SpecError
 
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 SEARCH_KEYS = {"param": None, "low": "search_low", "high": "search_high", "arity": "search_arity",
-               "strategy": None, "threshold": "threshold", "verify": "search_verify"}
+               "strategy": None, "threshold": "threshold", "verify": "search_verify", "predict": None}
 STRATEGIES = ("binary", "kary")
 
 
@@ -60,6 +61,7 @@ class Spec:
     overrides: tuple[str, ...] = ()
     profile: str | None = None
     file_sha256: str = ""
+    predict: bool = True  # open each cell's search around a prediction from the finished cells
 
     @property
     def varying(self) -> tuple[str, ...]:
@@ -206,12 +208,18 @@ def _flatten(source: str, block: str, table: dict, namespaces: tuple[str, ...]) 
 
 
 def _search_cell(source: str, search: dict, experiment: Experiment) -> dict:
+    """The search block as cell parameters (``predict`` is operational: it changes which probes run,
+    never an answer, so it stays out of the cell)."""
+    searched = getattr(experiment.search, "param", None)
     out = {}
     for key, value in search.items():
         if key not in SEARCH_KEYS:
             raise _unknown(source, f"search.{key}", SEARCH_KEYS)
-        if key == "param" and value != "width":
-            raise SpecError(source, "search.param", f"got {value!r}; allowed: width")
+        if key == "param" and value != searched:
+            raise SpecError(source, "search.param", f"got {value!r}; allowed: "
+                                                    f"{searched or f'none (experiment {experiment.name} has no search)'}")
+        if key == "predict" and not isinstance(value, bool):
+            raise SpecError(source, "search.predict", f"got {value!r}; allowed: true or false")
         if key == "strategy":
             if value not in STRATEGIES:
                 raise SpecError(source, "search.strategy", f"got {value!r}; allowed: {', '.join(STRATEGIES)}")
@@ -222,7 +230,7 @@ def _search_cell(source: str, search: dict, experiment: Experiment) -> dict:
         elif SEARCH_KEYS[key]:
             out[SEARCH_KEYS[key]] = value
     if search.get("strategy") == "binary" and search.get("arity", 1) != 1:
-        raise SpecError(source, "search.arity", "binary search probes one width per round; allowed: 1, or strategy kary")
+        raise SpecError(source, "search.arity", "binary search probes one value per round; allowed: 1, or strategy kary")
     return out
 
 
@@ -263,9 +271,9 @@ def load_spec(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> 
     if not isinstance(name, str) or not NAME_PATTERN.match(name) or ".." in name:
         raise SpecError(source, "name", f"got {name!r}; allowed: letters, digits, '_', '-', '.' (no path separators or '..')")
     kind = raw.get("experiment")
-    if not isinstance(kind, str) or kind not in REGISTRY:
-        raise SpecError(source, "experiment", f"got {kind!r}; allowed: {', '.join(sorted(REGISTRY))}")
-    experiment = REGISTRY[kind]
+    if not isinstance(kind, str) or kind not in registry.names():
+        raise SpecError(source, "experiment", f"got {kind!r}; allowed: {', '.join(registry.names())}")
+    experiment = registry.get(kind)
     if not isinstance(raw.get("description", ""), str):
         raise SpecError(source, "description", f"got {raw['description']!r}; allowed: a string")
     fixed, grid, zipped = (_flatten(source, s, _section(source, raw, s), experiment.namespaces())
@@ -273,7 +281,8 @@ def load_spec(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> 
     seeds = [] if raw.get("seeds") is None else raw["seeds"]
     if not isinstance(seeds, list):
         raise SpecError(source, "seeds", f"got {seeds!r}; allowed: a list of integers")
-    search = _search_cell(source, _section(source, raw, "search"), experiment)
+    search_block = _section(source, raw, "search")
+    search = _search_cell(source, search_block, experiment)
     sections = {s: _section(source, raw, s) for s in SECTIONS}
     for block, table in (("fixed", fixed), ("grid", grid), ("zip", zipped)):
         for key in table:
@@ -285,9 +294,8 @@ def load_spec(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> 
             cell = experiment.resolve({**fixed, **search, **point})
         except KeyError as e:
             raise _unknown(source, str(e.args[0]), experiment.params) from None
-        except ValueError as e:
-            key, _, message = str(e).partition(": ")
-            raise SpecError(source, _where(key, grid, zipped, search, seeds), message) from None
+        except ParamError as e:
+            raise SpecError(source, _where(e.key, grid, zipped, search, seeds), e.message) from None
         frozen = tuple(sorted(cell.items()))
         if frozen not in seen:
             seen.add(frozen)
@@ -312,4 +320,5 @@ def load_spec(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> 
         tracking_uri=sections["tracking"].get("uri"), tracking_experiment=sections["tracking"].get("experiment"),
         results_root=sections["storage"].get("root", "results"), cluster_address=sections["cluster"].get("address"),
         raw=raw, overrides=tuple(overrides), profile=profile, file_sha256=file_sha256,
+        predict=search_block.get("predict", True),
     )

@@ -10,7 +10,7 @@ import socket
 import time
 import traceback
 
-from factmlp.experiments import REGISTRY
+from orchestrator import registry
 
 
 def execute(kind: str, config: dict, probes: list[dict]) -> list[dict]:
@@ -18,7 +18,7 @@ def execute(kind: str, config: dict, probes: list[dict]) -> list[dict]:
     where = {"host": socket.gethostname(), "pid": os.getpid(), **_placement(), "task_started_at": time.time()}
     params = [{k: v for k, v in p.items() if k != "probe_id"} for p in probes]
     try:
-        results = REGISTRY[kind].run_probes(config, params)
+        results = registry.get(kind).run_probes(config, params)
         if len(results) != len(probes):
             raise RuntimeError(f"experiment {kind} returned {len(results)} results for {len(probes)} probes")
         rows = [{**p, **r, "status": "ok", "error": None} for p, r in zip(probes, results)]

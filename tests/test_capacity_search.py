@@ -1,10 +1,12 @@
-"""Minimum-width search against a brute-force oracle on monotone threshold functions."""
+"""The smallest-success search (minimum width) against a brute-force oracle on monotone threshold functions."""
 import math
 
 import numpy as np
 import pytest
 
-from factmlp.capacity import is_monotone, next_widths
+from orchestrator.search import SmallestSuccess, is_monotone
+
+next_widths = SmallestSuccess("width").step
 
 
 def run_search(threshold, low, high, arity):
@@ -15,8 +17,8 @@ def run_search(threshold, low, high, arity):
         if step.done:
             return step, rounds, observations
         rounds += 1
-        assert 1 <= len(step.next_widths) <= max(arity, 1)
-        for w in step.next_widths:
+        assert 1 <= len(step.next) <= max(arity, 1)
+        for w in step.next:
             assert type(w) is int and low <= w <= high
             assert w not in observations  # never re-proposed
             observations[w] = w >= threshold
@@ -35,7 +37,7 @@ def test_found_width_equals_the_true_minimum_on_random_thresholds(arity):
         high = low + int(rng.integers(0, 300))
         threshold = int(rng.integers(low - 3, high + 5))  # below, inside and above the range
         step, rounds, observations = run_search(threshold, low, high, arity)
-        assert step.min_width == oracle(threshold, low, high)
+        assert step.answer == oracle(threshold, low, high)
         assert step.monotone
         span = high - low + 1  # a linear phase plus a geometric one over log2 of the span
         assert rounds <= math.ceil(math.log(span, arity + 1)) + math.ceil(math.log(math.log2(span) + 1, arity + 1)) + 2
@@ -61,19 +63,19 @@ def test_widths_far_above_the_answer_are_never_probed(arity):
     """GD's cost grows with width: a wide range must not make the search train huge models."""
     for threshold in (3, 40, 300, 2000):
         step, _, observations = run_search(threshold, 1, 65_536, arity)
-        assert step.min_width == threshold
+        assert step.answer == threshold
         assert max(observations) <= max(16 * threshold, 256)
 
 
 def test_nothing_succeeds_gives_none_after_probing_the_top():
     step, rounds, observations = run_search(10**9, 1, 500, 3)
-    assert step.min_width is None and step.done and rounds <= 5  # log log of the range
+    assert step.answer is None and step.done and rounds <= 5  # log log of the range
     assert observations[500] is False and all(not ok for ok in observations.values())
 
 
 def test_everything_succeeds_gives_low():
     step, _, observations = run_search(0, 5, 80, 2)
-    assert step.min_width == 5 and observations[5] is True
+    assert step.answer == 5 and observations[5] is True
 
 
 def test_non_monotone_observations_are_flagged_not_hidden():
@@ -81,16 +83,16 @@ def test_non_monotone_observations_are_flagged_not_hidden():
     assert not is_monotone(observations)
     step = next_widths(observations, 1, 16)
     assert not step.monotone
-    assert step.min_width == 4 and set(step.next_widths) <= {1, 2, 3}  # still searching below the first success
+    assert step.answer == 4 and set(step.next) <= {1, 2, 3}  # still searching below the first success
     final = next_widths({**observations, 3: False}, 1, 16)
-    assert final.done and final.min_width == 4 and not final.monotone
+    assert final.done and final.answer == 4 and not final.monotone
 
 
 def test_integer_widths_only():
     step = next_widths({12.0: True, 3.0: False}, 1.0, 64, 2)
-    assert all(type(w) is int for w in step.next_widths) and type(step.min_width) is int
+    assert all(type(w) is int for w in step.next) and type(step.answer) is int
     for bad in (dict(observations={12.5: True}, low=1, high=64), dict(observations={}, low=1, high=64.5)):
-        with pytest.raises(ValueError, match="integer width"):
+        with pytest.raises(ValueError, match="must be an integer"):
             next_widths(bad["observations"], bad["low"], bad["high"])
     with pytest.raises(ValueError, match="arity"):
         next_widths({}, 1, 64, 1.5)
@@ -104,7 +106,7 @@ def test_bad_ranges_are_rejected():
 
 def test_observations_outside_the_range_do_not_move_the_answer():
     step = next_widths({200: True, 0: False, 7: False, 8: True}, 1, 100)
-    assert step.done and step.min_width == 8
+    assert step.done and step.answer == 8
 
 
 def run_verified(stores, low, high, arity):
@@ -114,7 +116,7 @@ def run_verified(stores, low, high, arity):
         step = next_widths(observations, low, high, arity, verify=True)
         if step.done:
             return step, observations
-        for w in step.next_widths:
+        for w in step.next:
             assert w not in observations
             observations[w] = stores(w)
 
@@ -126,8 +128,8 @@ def test_verification_keeps_the_answer_and_confirms_monotone_success(arity):
         threshold = int(rng.integers(1, 400))
         plain, _, _ = run_search(threshold, 1, 1024, arity)
         verified, observations = run_verified(lambda w: w >= threshold, 1, 1024, arity)
-        assert verified.min_width == plain.min_width == threshold
-        assert verified.stable_width == threshold and verified.monotone
+        assert verified.answer == plain.answer == threshold
+        assert verified.stable == threshold and verified.monotone
         expected = {w for w in (threshold + 1, threshold + 2, math.ceil(1.05 * threshold), math.ceil(1.1 * threshold))
                     if w <= min(1024, 2 * threshold)}
         assert expected <= set(observations)  # every verification width was probed
@@ -140,8 +142,8 @@ def test_verification_walks_past_widths_that_fail_above_the_answer():
 
     plain = run_search(10, 1, 256, 1)[0]
     step, observations = run_verified(stores, 1, 256, 1)
-    assert step.min_width == plain.min_width == 10
-    assert not step.monotone and step.stable_width == 15
+    assert step.answer == plain.answer == 10
+    assert not step.monotone and step.stable == 15
     assert observations[12] is False and observations[14] is False
     assert all(ok for w, ok in observations.items() if w >= 15)
 
@@ -149,6 +151,6 @@ def test_verification_walks_past_widths_that_fail_above_the_answer():
 def test_verification_gives_up_above_twice_the_answer():
     observations = {9: False, 10: True, **{w: False for w in range(11, 21)}}
     step = next_widths(observations, 1, 256, verify=True)
-    assert step.done and step.min_width == 10 and step.stable_width is None and not step.monotone
+    assert step.done and step.answer == 10 and step.stable is None and not step.monotone
     pending = next_widths({9: False, 10: True, 11: False, 12: False}, 1, 256, verify=True)
-    assert set(pending.next_widths) == {13, 14} and pending.stable_width is None  # verifying above 12
+    assert set(pending.next) == {13, 14} and pending.stable is None  # verifying above 12

@@ -11,7 +11,7 @@ from factmlp.editing import Bench, LMConfig, choose_edits, fine_tune, make_task,
 from factmlp.editing.edits import batch_update, key_covariance, rank_one_update, target_outputs
 from factmlp.editing.metrics import Readout, correct, edit_metrics, harmonic_mean, target_log_prob, text_nll
 from factmlp.editing.task import A, S, TEMPLATES, non_fact_mask, render
-from factmlp.experiments import REGISTRY
+from orchestrator.registry import every
 
 torch.set_num_threads(1)
 TINY = dict(num_facts=24, d=16, width=48, method="hebbian_whitened")
@@ -175,7 +175,7 @@ def test_fine_tune_reaches_the_edit_and_leaves_the_base_model_alone(tiny):
 
 
 def test_a_cell_carries_the_options_of_its_fact_mlp_only():
-    experiment = REGISTRY["fact_editing"]
+    experiment = every()["fact_editing"]
     gd = experiment.resolve({"edit_method": "swap", "hebbian_whitened_ridge": 1e-3})
     assert (gd["gd_epochs"], gd["gd_lr"]) == (3000, 1e-2) and "hebbian_whitened_ridge" not in gd
     memory = experiment.resolve({"edit_method": "swap", "fact_mlp": "hebbian_whitened", "hebbian_whitened_ridge": 1e-3})
@@ -183,7 +183,7 @@ def test_a_cell_carries_the_options_of_its_fact_mlp_only():
 
 
 def test_bad_parameters_are_rejected_with_the_key():
-    experiment = REGISTRY["fact_editing"]
+    experiment = every()["fact_editing"]
     assert experiment.resolve({"edit_method": "swap"})["edit_fraction"] == 0.1
     for bad in ({"edit_method": "rome"}, {"edit_method": "swap", "edit_fraction": 0.0},
                 {"edit_method": "swap", "num_edit_templates": len(TEMPLATES)},

@@ -21,7 +21,7 @@ pytest.importorskip("transformers")
 from factmlp.embeddings import cache as capture_cache  # noqa: E402
 from factmlp.embeddings import capture, models, safetensors  # noqa: E402
 from factmlp.geometries import make_factset  # noqa: E402
-from factmlp.experiments import REGISTRY  # noqa: E402
+from orchestrator.registry import every  # noqa: E402
 from orchestrator.cli import main  # noqa: E402
 
 MODEL = "all-MiniLM-L6-v2"
@@ -96,7 +96,7 @@ def test_token_embeddings_are_rows_of_the_table():
 def test_capacity_cells_on_real_and_spherical_embeddings(mlp_io):
     """A cell of the capacity experiment runs on the captured rows and records ρ and μ; real MLP
     outputs are far more coherent than spherical values of the same d (the point of the geometry)."""
-    experiment = REGISTRY["capacity"]
+    experiment = every()["capacity"]
     base = {"method": "hebbian_whitened", "d": 384, "num_facts": 128, "mapping": "identity", "tied": False,
             "threshold": 0.98, "llm_layer": 2, "llm_rows": 400}
     real = experiment.resolve({**base, "geometry": "llm_mlp_io"})
@@ -120,7 +120,7 @@ def test_cli_capture_writes_a_table_that_a_cell_reads(tmp_path, capsys):
     assert f"{out}: 64 rows x d=384 (mlp_io)" in printed and "layer: 1" in printed
     assert main(["embeddings", "show", str(out)]) == 0
     assert "inputs (64, 384), outputs (64, 384)" in capsys.readouterr().out
-    experiment = REGISTRY["capacity"]
+    experiment = every()["capacity"]
     cell = experiment.resolve({"method": "hebbian_whitened", "geometry": "llm_mlp_io", "table_path": str(out),
                                "d": 384, "num_facts": 32, "mapping": "identity", "threshold": 0.98})
     (row,) = experiment.run_probes(cell, [{"width": 64}])
@@ -190,5 +190,5 @@ def test_a_packaged_model_whose_package_is_missing(monkeypatch):
     monkeypatch.setitem(models.PACKAGED, "tiny-missing", models.Packaged("no_such_module_xyz", "no-such-dist", d=8, layers=2))
     with pytest.raises(ValueError, match=r"^llm_model: tiny-missing is packaged in no-such-dist, which is not "
                                          r"installed; allowed: pip install 'factsweep\[llm\]'"):
-        REGISTRY["capacity"].resolve({"method": "gd", "geometry": "llm_mlp_io", "llm_model": "tiny-missing", "d": 8,
+        every()["capacity"].resolve({"method": "gd", "geometry": "llm_mlp_io", "llm_model": "tiny-missing", "d": 8,
                                       "num_facts": 4})

@@ -3,7 +3,7 @@ prediction, and with fewer probes when the prediction is close."""
 import numpy as np
 import pytest
 
-from orchestrator.search import SmallestSuccess
+from orchestrator.search import Prediction, SmallestSuccess
 
 SEARCH = SmallestSuccess("width")
 
@@ -11,7 +11,8 @@ SEARCH = SmallestSuccess("width")
 def run(threshold: int, high: int, arity: int, predicted: float | None) -> tuple[int | None, int]:
     observations = {}
     while True:
-        step = SEARCH.step(observations, 1, high, arity, verify=True, predicted=predicted)
+        hint = None if predicted is None else Prediction(predicted)
+        step = SEARCH.step(observations, 1, high, arity, verify=True, predicted=hint)
         if step.done:
             return step.answer, len(observations)
         for w in step.next:

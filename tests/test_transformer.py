@@ -10,7 +10,7 @@ import torch
 
 from factmlp import factsets
 from factmlp.evaluate import evaluate
-from factmlp.experiments import REGISTRY
+from orchestrator.registry import every
 from factmlp.experiments.transformer_capacity import EXPERIMENT as CAPACITY
 from factmlp.experiments.transformer_capacity import largest_facts
 from factmlp.experiments.transformer_usability import EXPERIMENT as USABILITY
@@ -165,7 +165,7 @@ def test_bad_cells_fail_with_the_key_named():
         CAPACITY.resolve({"method": "hebbian", "d": 8, "width": 8, "geometry": "gaussian"})
     with pytest.raises(ValueError, match="search_high"):
         CAPACITY.resolve({"method": "hebbian", "d": 8, "width": 8, "search_low": 64, "search_high": 32})
-    assert {"transformer_usability", "transformer_capacity"} <= set(REGISTRY)
+    assert {"transformer_usability", "transformer_capacity"} <= set(every())
 
 
 def test_whiten_builds_the_variant_each_method_declares(factset):

@@ -19,7 +19,7 @@ from factmlp.embeddings.capture import TENSORS
 from factmlp.embeddings.models import check_model, resolve_layer
 from factmlp.embeddings.tables import load_table
 from factmlp.factsets import MAPPINGS, FactSet, Geometry, assemble, stream
-from factmlp.options import Options, option
+from factmlp.options import OptionError, Options, option
 
 NAMES = ("llm_token_embeddings", "llm_mlp_io")
 TABLE_SUFFIXES = (".safetensors", ".npy")
@@ -42,7 +42,7 @@ class EmbeddingOptions(Options):
 
 def kind_of(geometry: str) -> str:
     if geometry not in NAMES:
-        raise ValueError(f"geometry: got {geometry!r}; allowed: {', '.join(NAMES)}")
+        raise OptionError('geometry', f"got {geometry!r}; allowed: {', '.join(NAMES)}")
     return geometry[len("llm_"):]
 
 
@@ -55,21 +55,21 @@ def table_info(path: str) -> tuple[dict[str, tuple[int, int]], dict]:
     """Shapes of the 2-D tensors of a captured table and its metadata, from the header alone."""
     suffix = os.path.splitext(path)[1].lower()
     if suffix not in TABLE_SUFFIXES:
-        raise ValueError(f"table_path: got {path!r}; allowed: a .safetensors file from `factsweep embeddings "
+        raise OptionError('table_path', f"got {path!r}; allowed: a .safetensors file from `factsweep embeddings "
                          "capture` or a .npy table (token embeddings)")
     if not os.path.isfile(path):
-        raise ValueError(f"table_path: no such file {path!r}; allowed: an existing .safetensors or .npy file")
+        raise OptionError('table_path', f"no such file {path!r}; allowed: an existing .safetensors or .npy file")
     if suffix == ".npy":
         try:
             shape = np.load(path, mmap_mode="r", allow_pickle=False).shape
         except (ValueError, OSError, EOFError) as err:
-            raise ValueError(f"table_path: {path} is not a readable .npy array ({err}); "
+            raise OptionError('table_path', f"{path} is not a readable .npy array ({err}); "
                              "allowed: a 2-D .npy table") from None
         return {"embeddings": shape}, {"kind": "token_embeddings"}
     try:
         header, _ = safetensors.read_header(path)
     except ValueError as err:
-        raise ValueError(f"table_path: {err}; allowed: a file written by `factsweep embeddings capture`") from None
+        raise OptionError('table_path', f"{err}; allowed: a file written by `factsweep embeddings capture`") from None
     shapes = {k: tuple(header[k].get("shape", ())) for k in safetensors.tensor_names(header)
               if isinstance(header[k], dict)}
     return shapes, dict(header.get("__metadata__") or {})
@@ -84,32 +84,32 @@ def check(geometry: str, d: int, num_facts: int, options: EmbeddingOptions) -> N
     if path:
         shapes, meta = table_info(path)
         if meta.get("kind", kind) != kind:
-            raise ValueError(f"table_path: {path} holds a {meta['kind']} capture; allowed: a {kind} capture "
+            raise OptionError('table_path', f"{path} holds a {meta['kind']} capture; allowed: a {kind} capture "
                              f"for geometry {geometry}")
         missing = [t for t in TENSORS[kind] if t not in shapes]
         if missing:
-            raise ValueError(f"table_path: {path} lacks tensor {missing[0]!r}; allowed: a file with "
+            raise OptionError('table_path', f"{path} lacks tensor {missing[0]!r}; allowed: a file with "
                              f"{', '.join(TENSORS[kind])}")
         shape = shapes[TENSORS[kind][0]]
         if len(shape) != 2 or any(shapes[t] != shape for t in TENSORS[kind]):
             got = ", ".join(f"{t} {shapes[t]}" for t in TENSORS[kind])
-            raise ValueError(f"table_path: {path} has {got}; allowed: 2-D tables of one shape")
+            raise OptionError('table_path', f"{path} has {got}; allowed: 2-D tables of one shape")
         if shape[0] < need:
-            raise ValueError(f"num_facts: {path} has {shape[0]} rows, too few for {what}; "
+            raise OptionError('num_facts', f"{path} has {shape[0]} rows, too few for {what}; "
                              f"allowed: at most {shape[0] if need == num_facts else shape[0] // 2}")
         if d != shape[1]:
-            raise ValueError(f"d: got {d} but {path} has d={shape[1]}; allowed: {shape[1]}")
+            raise OptionError('d', f"got {d} but {path} has d={shape[1]}; allowed: {shape[1]}")
         return
     model = options.llm_model
     info = check_model(model)
     if options.llm_rows and options.llm_rows < need:
-        raise ValueError(f"llm_rows: got {options.llm_rows}, too few for {what}; allowed: >= {need}, or 0 "
+        raise OptionError('llm_rows', f"got {options.llm_rows}, too few for {what}; allowed: >= {need}, or 0 "
                          "(exactly as many)")
     if info is not None:
         if kind == "mlp_io":
             resolve_layer(model, options.llm_layer, info.layers)
         if d != info.d:
-            raise ValueError(f"d: got {d} but {model} has d={info.d}; allowed: {info.d}")
+            raise OptionError('d', f"got {d} but {model} has d={info.d}; allowed: {info.d}")
 
 
 @functools.lru_cache(maxsize=2)
@@ -137,9 +137,9 @@ def build(geometry: str, d: int, num_facts: int, seed: int, options: EmbeddingOp
                                                           seed))
     tables = _tables(path, kind)
     if tables[0].shape[1] != d:
-        raise ValueError(f"d: got {d} but {model} has d={tables[0].shape[1]}; allowed: {tables[0].shape[1]}")
+        raise OptionError('d', f"got {d} but {model} has d={tables[0].shape[1]}; allowed: {tables[0].shape[1]}")
     if len(tables[0]) < need:
-        raise ValueError(f"num_facts: the capture has {len(tables[0])} rows, too few for num_facts={num_facts}; "
+        raise OptionError('num_facts', f"the capture has {len(tables[0])} rows, too few for num_facts={num_facts}; "
                          f"allowed: at most {len(tables[0])}")
     index = stream(seed, "rows").choice(len(tables[0]), need, replace=False)
     if kind == "mlp_io":

@@ -11,14 +11,17 @@ import functools
 import math
 import time
 
+import numpy as np
+
 from factmlp import geometries, methods
-from factmlp.capacity import check_search_range, next_widths
 from factmlp.decodability import coherence, decodability
 from factmlp.evaluate import evaluate
-from factmlp.experiments.base import Experiment, FigureSpec, FitSpec, Param
 from factmlp.experiments.capacity_findings import capacity_findings
-from factmlp.experiments.sweep_params import GEOMETRY_PARAMS, geometry_options, method_options, method_params
+from factmlp.experiments.sweep_params import GEOMETRY_PARAMS, Param, geometry_options, method_options, method_params
 from factmlp.factsets import FactSet
+from factmlp.options import OptionError
+from orchestrator.experiment import Experiment, FigureSpec, FitSpec
+from orchestrator.search import Prediction, SmallestSuccess
 
 PARAMS = {
     "method": Param(str, choices=tuple(methods.METHODS), doc="gd or a construction"),
@@ -40,13 +43,12 @@ PARAMS = {
 def check(cell: dict) -> None:
     """What can be known before anything runs: the search range, the fact set (an llm_* cell's model,
     layer, rows and d, without loading a model) and the method's options together."""
-    check_search_range(cell)
     geometries.check(cell["geometry"], cell["d"], cell["num_facts"], **geometry_options(cell))
     method = cell["method"]
     try:
         methods.options_of(method, method_options(cell, method))
-    except ValueError as err:
-        raise ValueError(f"{method}_{err}") from None
+    except OptionError as err:
+        raise OptionError(f"{method}_{err.key}", err.message) from None
 
 
 def _factset_key(cell: dict) -> tuple:
@@ -75,13 +77,46 @@ def _observations(results: list[dict]) -> dict[int, bool]:
     return {int(r["width"]): bool(r["success"]) for r in results}
 
 
-def _search(cell: dict, results: list[dict]):
-    return next_widths(_observations(results), cell["search_low"], cell["search_high"], cell["search_arity"],
-                       verify=cell["search_verify"])
+SEARCH = SmallestSuccess("width")
+# What a prediction extrapolates over: cells that differ only in these are the same setting.
+FREE_IN_PREDICTION = ("num_facts", "d", "seed", "search_low", "search_high", "search_arity", "search_verify")
 
 
-def next_probes(cell: dict, results: list[dict]) -> list[dict]:
-    return [{"width": w} for w in _search(cell, results).next_widths]
+def _search(cell: dict, results: list[dict], hint: Prediction | None = None):
+    return SEARCH.step(_observations(results), cell["search_low"], cell["search_high"], cell["search_arity"],
+                       verify=cell["search_verify"], predicted=hint)
+
+
+def next_probes(cell: dict, results: list[dict], hint: Prediction | None = None) -> list[dict]:
+    return [{"width": w} for w in _search(cell, results, hint).next]
+
+
+def predict(cell: dict, finished: list[dict]) -> Prediction | None:
+    """The minimum width expected from the finished cells of the same setting (equal in every
+    parameter but F, d, seed and the search range): it grows close to linearly in F/d, so
+    log m = a + b·log(F/d) is fitted (b = 1 from a single cell). The bracket's spread is twice the
+    leave-one-out error of that fit (between 6% and 25%; 25% with fewer than three cells)."""
+    same = [c for c in finished if c.get("stored") is True and _number(c.get("min_width"))
+            and all(c.get(k) == v for k, v in cell.items() if k not in FREE_IN_PREDICTION)]
+    if not same:
+        return None
+    x = np.log([c["num_facts"] / c["d"] for c in same])
+    y = np.log([float(c["min_width"]) for c in same])
+    target = math.log(cell["num_facts"] / cell["d"])
+    value = math.exp(_loglinear(x, y, target))
+    errors = [_loglinear(np.delete(x, i), np.delete(y, i), x[i]) - y[i] for i in range(len(x))] if len(x) >= 3 else []
+    spread = min(0.25, max(0.06, 2 * float(np.sqrt(np.mean(np.square(errors)))))) if errors else 0.25
+    return Prediction(value, spread)
+
+
+def _number(value) -> bool:
+    return value is not None and value == value
+
+
+def _loglinear(x: np.ndarray, y: np.ndarray, at: float) -> float:
+    """log m at log(F/d) = ``at`` from a line through (x, y): slope 1 while x does not vary."""
+    slope = 1.0 if np.ptp(x) < 1e-9 else float(np.clip(np.polyfit(x, y, 1)[0], 0.5, 2.0))
+    return float(np.mean(y) + slope * (at - np.mean(x)))
 
 
 def run_probes(cell: dict, probes: list[dict]) -> list[dict]:
@@ -114,16 +149,17 @@ def bits_per_param(num_facts: int, params: float) -> float:
 def summarize(cell: dict, results: list[dict]) -> dict:
     step = _search(cell, results)
     at = {int(r["width"]): r for r in results}
-    best, stable = at.get(step.min_width), at.get(step.stable_width)
+    best, stable = at.get(step.answer), at.get(step.stable)
     facts = cell["num_facts"]
+    predicted = next((r["predicted_width"] for r in results if _number(r.get("predicted_width"))), None)
     return {
-        "min_width": step.min_width,
+        "min_width": step.answer,
         "params": None if best is None else int(best["params"]),
         "params_per_fact": None if best is None else best["params"] / facts,
         "bits_per_param": None if best is None else bits_per_param(facts, best["params"]),
         "accuracy": None if best is None else float(best["accuracy"]),
         "margin_min": None if best is None else float(best["margin_min"]),
-        "stable_width": step.stable_width,
+        "stable_width": step.stable,
         "stable_params": None if stable is None else int(stable["params"]),
         "rho": results[0]["rho"] if results else None,
         "coherence": results[0]["coherence"] if results else None,
@@ -133,6 +169,7 @@ def summarize(cell: dict, results: list[dict]) -> dict:
         "stored": best is not None,
         "monotone": step.monotone,
         "num_probes": len(results),
+        "predicted_width": predicted,  # where the search opened its first bracket (None: plain search)
     }
 
 
@@ -154,6 +191,9 @@ EXPERIMENT = Experiment(
     run_probes=run_probes,
     summarize=summarize,
     check=check,
+    search=SEARCH,
+    predict=predict,
+    order=lambda cell: (cell["num_facts"] / cell["d"], cell["num_facts"]),  # small F/d first: predictions early
     summary_columns=("method", "geometry", "d", "num_facts", "min_width", "params", "params_per_fact", "rho",
                      "coherence"),  # ρ and μ of the values beside the cost (real vs spherical embeddings)
     aggregates=("params", "params_per_fact"),

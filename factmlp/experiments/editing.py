@@ -16,8 +16,8 @@ import numpy as np
 
 from factmlp.editing import Bench, LMConfig, batch_rank_one, choose_edits, fine_tune, make_task, rank_one, swap, train_lm
 from factmlp.editing.task import TEMPLATES
-from factmlp.experiments.base import Experiment, Param
-from factmlp.experiments.sweep_params import method_options, method_params
+from orchestrator.experiment import Experiment
+from factmlp.experiments.sweep_params import Param, method_options, method_params
 from factmlp.methods import METHODS
 
 EDIT_METHODS = ("swap", "fine_tune", "rank_one", "batch_rank_one")

@@ -7,13 +7,23 @@ wire; a geometry's options keep their own names (``beta``, ``llm_model``) and ev
 from __future__ import annotations
 
 import dataclasses
+from dataclasses import dataclass
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from factmlp.experiments.base import Param
 from factmlp.geometries import GEOMETRIES
 from factmlp.methods import METHODS
-from factmlp.options import declared
+from factmlp.options import Option, declared
+
+
+@dataclass(frozen=True)
+class Param(Option):
+    """One cell parameter: a typed value (its type, default, allowed values or bounds, doc).
+
+    ``methods``: the methods whose cells carry it (an option of those methods); None: every cell.
+    """
+
+    methods: tuple[str, ...] | None = None
 
 
 def params_of(options: type, *, prefix: str = "", methods: tuple[str, ...] | None = None) -> dict[str, Param]:

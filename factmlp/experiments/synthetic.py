@@ -11,7 +11,8 @@ import time
 
 import numpy as np
 
-from factmlp.experiments.base import Experiment, Param
+from factmlp.experiments.sweep_params import Param
+from orchestrator.experiment import Experiment
 
 FAILURES = ("exception", "nan", "singular", "oom")
 

@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import time
 
-from factmlp.capacity import check_search_range
 from factmlp.evaluate import evaluate
-from factmlp.experiments.base import Experiment, FigureSpec, Param
+from factmlp.experiments.sweep_params import Param
 from factmlp.experiments.transformer_schedules import (COMMON, LABELS, SCHEDULES, build_mlp, check, factset_of,
                                                       method_of, run_schedule)
+from factmlp.options import OptionError
+from orchestrator.experiment import Experiment, FigureSpec
+from orchestrator.search import LargestSuccess
 
 SETTINGS = ("transformer", "standalone")
 
@@ -32,46 +34,14 @@ PARAMS = {
 }
 
 
-def _check(cell: dict) -> None:
-    check(cell)
-    check_search_range(cell)
-
-
-def _grid(cell: dict) -> tuple[int, int]:
-    """The search runs over indices n with F = n·step (F ≥ 2); the index range inside [low, high]."""
-    step = cell["facts_step"]
-    lo = max(-(-cell["search_low"] // step), -(-2 // step))
-    return lo, max(lo, cell["search_high"] // step)
+SEARCH = LargestSuccess("num_facts")
 
 
 def largest_facts(observations: dict[int, bool], cell: dict) -> tuple[list[int], int | None]:
-    """(next F to probe, largest F stored so far) for one setting: a pure k-ary bisection for the
-    largest F on the grid that succeeds, assuming success falls monotonically with F.
-
-    The bracket is [largest success, smallest failure above it); while nothing succeeded the round
-    probes the smallest F (if even that fails the answer is None) and ``arity − 1`` points above it.
-    Observations off the grid or out of range are ignored, so a resumed cell continues exactly.
-    """
-    step, arity = cell["facts_step"], cell["search_arity"]
-    lo, hi = _grid(cell)
-    seen = {int(f) // step: bool(ok) for f, ok in observations.items() if int(f) % step == 0}
-    seen = {n: ok for n, ok in seen.items() if lo <= n <= hi}
-    successes = [n for n, ok in seen.items() if ok]
-    best = max(successes) if successes else None
-    if best is None and seen.get(lo) is False:
-        return [], None
-    bottom = lo - 1 if best is None else best
-    failures = [n for n, ok in seen.items() if not ok and n > bottom]
-    end = min(failures) - 1 if failures else hi  # largest index not known to fail
-    if bottom >= end:
-        return [], None if best is None else best * step
-    span = end - bottom
-    if best is None:
-        picks = {lo} | {lo + (end - lo) * i // arity for i in range(1, arity)}
-    else:
-        picks = {bottom + -(-span * i // (arity + 1)) for i in range(1, arity + 1)}
-    picks = sorted(n for n in picks if n not in seen and bottom < n <= end)
-    return [n * step for n in picks], None if best is None else best * step
+    """(next F to probe, largest F stored so far) for one setting, on multiples of facts_step."""
+    step = SEARCH.step(observations, cell["search_low"], cell["search_high"], cell["search_arity"],
+                       step=cell["facts_step"])
+    return list(step.next), step.answer
 
 
 def _observations(results: list[dict], setting: str, threshold: float) -> dict[int, bool]:
@@ -107,7 +77,7 @@ def capacity_run(cell: dict, probes: list[dict]) -> list[dict]:
                    "margin_min": scores["margin_min"], "seconds": time.perf_counter() - start,
                    "success": scores["accuracy"] >= cell["standalone_threshold"]}
         else:
-            raise ValueError(f"setting: got {p['setting']!r}; allowed: {', '.join(SETTINGS)}")
+            raise OptionError('setting', f"got {p['setting']!r}; allowed: {', '.join(SETTINGS)}")
         rows.append(row)
     return rows
 
@@ -134,7 +104,8 @@ EXPERIMENT = Experiment(
     next_probes=capacity_next,
     run_probes=capacity_run,
     summarize=capacity_summary,
-    check=_check,
+    check=check,
+    search=SEARCH,
     method_of=method_of,
     summary_columns=("method", "whiten", "d", "width", "schedule", "params", "max_facts_standalone", "max_facts",
                      "usable_fraction"),

@@ -8,7 +8,8 @@ recall under query noise, the attention noise floor).
 """
 from __future__ import annotations
 
-from factmlp.experiments.base import Experiment, FigureSpec, Param
+from factmlp.experiments.sweep_params import Param
+from orchestrator.experiment import Experiment, FigureSpec
 from factmlp.experiments.transformer_schedules import COMMON, EPS, LABELS, SCHEDULES, check, method_of, run_schedule
 
 SHORT = {"insert_then_train": "insert", "pretrain_then_swap": "swap"}

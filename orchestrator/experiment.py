@@ -1,25 +1,54 @@
 """The contract between an experiment kind and the generic sweep machinery.
 
-An experiment declares its parameters (with defaults, types and allowed values) and three pure
-functions: which probes a cell needs next given the results so far, how to run a batch of probes,
-and how to summarise a finished cell. The orchestrator knows experiments only through this.
+An experiment declares its cell parameters (typed values, see ``Param``), its search (what a cell
+probes, see ``orchestrator.search``) and pure functions: which probes a cell needs next given its
+results so far, how to run a batch of probes, how to summarise a finished cell. It may also declare
+the fits, figures and findings its reports show. Kinds are registered by name through the
+``factsweep.experiments`` entry-point group (``orchestrator.registry``); the orchestrator knows
+them only through this module, and bad values cross it as a ``ParamError`` (key, message).
 """
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
-from factmlp.options import REQUIRED, Option
 
-@dataclass(frozen=True)
-class Param(Option):
-    """One cell parameter: a typed value (its type, default, allowed values or bounds, doc).
+class ParamError(ValueError):
+    """A bad cell parameter: its ``key`` and a ``message`` naming what is allowed."""
+
+    def __init__(self, key: str, message: str):
+        super().__init__(f"{key}: {message}")
+        self.key, self.message = key, message
+
+
+def as_param_error(err: ValueError, key: str | None = None) -> ParamError:
+    """A science-side error carrying ``key`` and ``message`` (factmlp's OptionError) as a ParamError;
+    any other ValueError is blamed on ``key``."""
+    if isinstance(err, ParamError):
+        return err
+    if hasattr(err, "key") and hasattr(err, "message"):
+        return ParamError(err.key, err.message)
+    return ParamError(key or "-", (str(err).splitlines() or [type(err).__name__])[0])
+
+
+class Param(Protocol):
+    """What the orchestrator needs of a cell parameter (``factmlp.options.Option`` is one).
 
     ``methods``: the methods whose cells carry it (an option of those methods); None: every cell.
     """
 
-    methods: tuple[str, ...] | None = None
+    kind: type
+    default: Any
+    doc: str
+    methods: tuple[str, ...] | None
+
+    @property
+    def required(self) -> bool: ...
+
+    def allowed(self) -> str: ...
+
+    def coerce(self, key: str, value: Any) -> Any: ...
 
 
 @dataclass(frozen=True)
@@ -62,14 +91,24 @@ class FigureSpec:
 
 @dataclass(frozen=True)
 class Experiment:
-    """An experiment kind as the registry exposes it (see module docstring)."""
+    """An experiment kind (see the module docstring).
+
+    ``next_probes(cell, results[, hint])``: the probes the cell needs next (``hint``: the search's
+    prediction for this cell, from ``predict(cell, finished)`` over the rows of the cells already
+    finished, or None; only experiments that declare ``predict`` take it). ``search``: the search,
+    whose ``param`` is the probe key a sweep file's ``search.param`` names; its range and arity are
+    the cell parameters ``search_low``, ``search_high``, ``search_arity`` (and ``search_verify``).
+    """
 
     name: str
     params: Mapping[str, Param]
-    next_probes: Callable[[dict, list[dict]], list[dict]]
+    next_probes: Callable[..., list[dict]]
     run_probes: Callable[[dict, list[dict]], list[dict]]
     summarize: Callable[[dict, list[dict]], dict]
     check: Callable[[dict], None] = lambda cell: None
+    search: Any = None
+    predict: Callable[[dict, list[dict]], Any] | None = None
+    order: Callable[[dict], Any] | None = None  # the order cells start in (e.g. small F first)
     summary_columns: tuple[str, ...] = ()
     aggregates: tuple[str, ...] = ()  # results summarised over seeds (median, range, 95% interval)
     view_metrics: tuple[str, ...] = ()  # results the MLflow runs table shows beside the summary columns
@@ -82,7 +121,8 @@ class Experiment:
     method_of: Callable[[dict], str] | None = None  # whose options a cell carries (see Param.methods)
 
     def resolve(self, cell: Mapping[str, Any]) -> dict:
-        """Fill defaults, coerce types and check values; raise ValueError('key: ...') on bad input.
+        """Fill defaults, coerce types and check values; raise ParamError on bad input (KeyError for
+        an unknown key).
 
         Every given value is checked, but a parameter of other methods than the cell's (``method_of``)
         does not apply to the cell and is left out of it, so it never enters the cell's id.
@@ -90,20 +130,29 @@ class Experiment:
         unknown = sorted(set(cell) - set(self.params))
         if unknown:
             raise KeyError(unknown[0])
-        given = {key: self.params[key].coerce(key, value) for key, value in cell.items()}
+        try:
+            given = {key: self.params[key].coerce(key, value) for key, value in cell.items()}
+        except ValueError as err:
+            raise as_param_error(err) from None
         out = {key: self._value(key, given) for key, param in self.params.items() if param.methods is None}
         method = self.method_of(out) if self.method_of else None
         out = {key: out[key] if param.methods is None else self._value(key, given)
                for key, param in self.params.items() if param.methods is None or method in param.methods}
-        self.check(out)
+        if "search_low" in out and "search_high" in out and out["search_low"] > out["search_high"]:
+            raise ParamError("search_high", f"got {out['search_high']} below search_low {out['search_low']}; "
+                                            "allowed: search_low <= search_high")
+        try:
+            self.check(out)
+        except ValueError as err:
+            raise as_param_error(err) from None
         return out
 
     def _value(self, key: str, given: dict) -> Any:
         param = self.params[key]
         if key in given:
             return given[key]
-        if param.default is REQUIRED:
-            raise ValueError(f"{key}: required but not set; allowed: {param.allowed()}")
+        if param.required:
+            raise ParamError(key, f"required but not set; allowed: {param.allowed()}")
         return param.default
 
     def namespaces(self) -> tuple[str, ...]:
@@ -115,7 +164,7 @@ def parameter_table(experiment: Experiment) -> str:
     """The markdown table of an experiment's parameters that docs/sweep-spec.md shows (kept in sync by a test)."""
     rows = [f"### `{experiment.name}`", "", "| parameter | type | default | allowed | doc |", "|---|---|---|---|---|"]
     for name, p in experiment.params.items():
-        default = "required" if p.default is REQUIRED else f"`{p.default!r}`"
+        default = "required" if p.required else f"`{p.default!r}`"
         doc = f"{'/'.join(p.methods)} only: {p.doc}" if p.methods else p.doc
         rows.append(f"| `{name}` | {p.kind.__name__} | {default} | {p.allowed()} | {doc} |".replace("\n", " "))
     return "\n".join(rows)
