@@ -12,8 +12,11 @@ from orchestrator.errors import SpecError
 
 
 def _spec(args):
-    from orchestrator.spec import load_spec
-    return load_spec(args.sweep, args.overrides)
+    from orchestrator.spec import check_recorded_kind, load_spec
+    from orchestrator.store import Store
+    spec = load_spec(args.sweep, args.overrides)
+    check_recorded_kind(spec, Store(spec.results_root))
+    return spec
 
 
 def cmd_run(args) -> int:
