@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from orchestrator.errors import SpecError
+from orchestrator.errors import SpecError, Unavailable
 
 
 def _spec(args):
@@ -215,6 +215,9 @@ def main(argv: list[str] | None = None) -> int:
     except SpecError as e:
         print(f"factsweep: error: {e}", file=sys.stderr)
         return 2
+    except Unavailable as e:
+        print(f"factsweep: error: {e}", file=sys.stderr)
+        return 1
     except BrokenPipeError:  # output piped into `head` and the like: stop quietly
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from tqdm import tqdm
 
 from orchestrator import plan as planning
-from orchestrator.cluster import ensure_ray
+from orchestrator.cluster import connect_for
 from orchestrator.spec import Spec
 from orchestrator.store import Store
 from orchestrator.tracking import Tracker, default_uri
@@ -86,6 +86,7 @@ def run_sweep(spec: Spec, *, retry_failed: bool = False, progress: bool | None =
         for cell in plans:
             cell.failures.clear()
     todo = [c for c in plans if c.state == planning.PENDING]
+    ray = connect_for(spec, address) if todo else None  # before MLflow: a cluster that cannot run it costs nothing
     tracker = tracker_for(spec)
     tracker.start(spec.name, {"source": spec.source, "cells": len(plans), "retry_failed": retry_failed})
     sync_tracking(spec, store, tracker)
@@ -94,7 +95,6 @@ def run_sweep(spec: Spec, *, retry_failed: bool = False, progress: bool | None =
                disable=None if progress is None else not progress, dynamic_ncols=True)
     try:
         if todo:
-            ray = ensure_ray(address or spec.cluster_address)
             task = ray.remote(execute).options(num_cpus=spec.num_cpus, num_gpus=spec.num_gpus,
                                                max_retries=spec.max_retries, retry_exceptions=False)
             queue, in_flight, outstanding = list(todo), {}, {}
