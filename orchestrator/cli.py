@@ -157,10 +157,16 @@ def cmd_ui(args) -> int:
 
 def cmd_sync(args) -> int:
     spec = _spec(args)
+    from orchestrator.lock import SweepLock
     from orchestrator.runner import sync_tracking, tracker_for
-    from orchestrator.store import Store
-    tracker = tracker_for(spec)
-    added = sync_tracking(spec, Store(spec.results_root), tracker)
+    from orchestrator.store import StorageError, Store
+    try:
+        with SweepLock(spec.results_root, spec.name):  # a run of the sweep logs its own cells: not both at once
+            tracker = tracker_for(spec)
+            added = sync_tracking(spec, Store(spec.results_root), tracker)
+    except StorageError as e:
+        print(f"factsweep: error: {e}", file=sys.stderr)
+        return 1
     if tracker.failed:
         return 1
     print(f"{spec.name}: {added} cells logged to {tracker.uri}")

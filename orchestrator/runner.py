@@ -14,7 +14,8 @@ from tqdm import tqdm
 
 from orchestrator import plan as planning
 from orchestrator.cluster import connect_for
-from orchestrator.spec import Spec
+from orchestrator.lock import SweepLock
+from orchestrator.spec import Spec, check_recorded_kind
 from orchestrator.store import Store
 from orchestrator.tracking import Tracker, default_uri
 from orchestrator.worker import execute
@@ -76,9 +77,17 @@ def _tracked(spec: Spec, row: dict) -> dict:
 
 def run_sweep(spec: Spec, *, retry_failed: bool = False, progress: bool | None = None,
               address: str | None = None) -> RunReport:
-    start = time.perf_counter()
+    """Run or resume a sweep as its only driver: its lock is held from before the first write to the last."""
     store = Store(spec.results_root)
+    check_recorded_kind(spec, store)
     store.check_writable(spec.name)  # an unwritable or full root fails here: no Ray, no MLflow run, no work lost
+    with SweepLock(spec.results_root, spec.name):
+        return _run_locked(spec, store, retry_failed=retry_failed, progress=progress, address=address)
+
+
+def _run_locked(spec: Spec, store: Store, *, retry_failed: bool, progress: bool | None,
+                address: str | None) -> RunReport:
+    start = time.perf_counter()
     store.remove_temporary(spec.name)
     plans = planning.build_plan(spec, store)
     record_finished_cells(spec, store, plans)
