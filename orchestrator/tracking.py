@@ -1,17 +1,21 @@
 """MLflow as a view of the Parquet record: experiment = sweep, a parent run per invocation, a child
 run per finished cell (params = its config, metrics = its summary, the probe trajectory as steps).
 
-Child runs carry their cell id as a tag and are only created for cells MLflow does not have yet,
-so resuming, re-running or ``mlflow-sync`` never duplicates a run. A tracking outage warns once and
-the sweep goes on; a later sync restores the view from Parquet.
+Child runs carry their cell id as a tag and are only created for cells MLflow does not have yet
+(checked again right before each one is created), so resuming, re-running or ``mlflow-sync`` never
+duplicates a run. Nothing MLflow does can stop a sweep: opening the store, a corrupt, locked or
+half-migrated database, an outage or a full disk each give one warning line, and the sweep goes on;
+a later sync restores the view from Parquet. MLflow's own log lines are kept out of the terminal.
 """
 from __future__ import annotations
 
 import logging
 import math
 import os
+import socket
 import subprocess
 import time
+import uuid
 import warnings
 from pathlib import Path
 
@@ -26,6 +30,69 @@ KIND_TAG = "factsweep.kind"
 
 def default_uri(results_root: str | Path) -> str:
     return f"sqlite:///{Path(results_root).resolve() / 'mlflow.db'}"
+
+
+def sqlite_path(uri: str) -> Path | None:
+    """The database file of a ``sqlite:///PATH`` URI (None for other stores)."""
+    if not uri.startswith("sqlite:///"):
+        return None
+    path = uri[len("sqlite:///"):].split("?", 1)[0]
+    return Path(path) if path and path != ":memory:" else None
+
+
+def create_sqlite_store(path: Path) -> None:
+    """Create MLflow's database at ``path`` whole or not at all.
+
+    MLflow migrates a new database in dozens of steps and cannot resume a migration that a crash or
+    a full disk interrupted, and two first runs at once both migrate the same file (``duplicate
+    column name``). So the schema is built in a private temporary file next to ``path``, synced, and
+    hard-linked into place, which fails if someone else's database got there first (then theirs is used).
+    """
+    if path.exists():
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    host = socket.gethostname()
+    for stale in path.parent.glob(f".{path.name}.{host}.*.tmp"):  # left by a driver killed while creating
+        pid = stale.name.split(".")[-3]
+        if pid.isdigit() and not _alive(int(pid)):
+            stale.unlink(missing_ok=True)
+    tmp = path.with_name(f".{path.name}.{host}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
+    uri = f"sqlite:///{tmp}"
+    try:
+        from mlflow.tracking import MlflowClient
+        MlflowClient(tracking_uri=uri).search_experiments(max_results=1)  # builds the schema
+        _dispose(uri)
+        with open(tmp, "rb") as fh:
+            os.fsync(fh.fileno())
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            pass
+    finally:
+        _dispose(uri)
+        for leftover in (tmp, tmp.with_name(tmp.name + "-journal")):
+            leftover.unlink(missing_ok=True)
+
+
+def _dispose(uri: str) -> None:
+    """Close MLflow's cached connections to ``uri`` (a temporary database about to be renamed or removed)."""
+    try:
+        from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
+        engine = SqlAlchemyStore._engine_map.pop(uri, None)
+    except (ImportError, AttributeError):
+        return
+    if engine is not None:
+        engine.dispose()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def code_version() -> str:
@@ -54,6 +121,17 @@ def _scalar(value):
     return number if math.isfinite(number) else None
 
 
+def _reason(error: BaseException) -> str:
+    """One line for an error: its root cause (MLflow wraps the database's own message in notes)."""
+    while error.__cause__ is not None or error.__context__ is not None:
+        error = error.__cause__ or error.__context__
+    return f"{type(error).__name__}: {(str(error).splitlines() or [''])[0]}"[:300]
+
+
+class Unusable(Exception):
+    """An existing MLflow database that cannot be opened (corrupt, half-migrated, locked)."""
+
+
 class Tracker:
     """Logs finished cells to MLflow; every call is best-effort and never stops a sweep."""
 
@@ -63,17 +141,30 @@ class Tracker:
         os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
         os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
         os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "20")
-        from mlflow.tracking import MlflowClient
-
-        for name in ("mlflow", "alembic"):
-            logging.getLogger(name).setLevel(logging.WARNING)
-
         self.uri, self.experiment_name = uri, experiment
-        self.client = MlflowClient(tracking_uri=uri)
         self.artifacts = (Path(results_root).resolve() / "mlartifacts").as_uri()
         self.failed = False
         self.parent_id: str | None = None
         self._experiment_id: str | None = None
+        self.client = self._guard("opening the tracking store", self._open)
+
+    def _open(self):
+        from mlflow.tracking import MlflowClient
+
+        for name in ("mlflow", "alembic", "sqlalchemy"):  # their messages become our one warning line
+            logging.getLogger(name).setLevel(logging.CRITICAL + 1)
+        database = sqlite_path(self.uri)
+        if database is not None:
+            create_sqlite_store(database)
+        try:
+            client = MlflowClient(tracking_uri=self.uri)
+            client.search_experiments(max_results=1)
+        except Exception as e:
+            if database is not None and database.exists():
+                _dispose(self.uri)  # so that a later tracker in this process opens the file afresh
+                raise Unusable(_reason(e)) from None
+            raise
+        return client
 
     def _guard(self, what: str, fn, *args):
         if self.failed:
@@ -84,9 +175,15 @@ class Tracker:
                 return fn(*args)
         except Exception as e:  # noqa: BLE001 - any tracking failure must not stop the sweep
             self.failed = True
-            log.warning("MLflow tracking at %s failed while %s (%s: %s); the sweep goes on and Parquet keeps "
-                        "every result; run `factsweep mlflow-sync` later to restore the view.",
-                        self.uri, what, type(e).__name__, str(e).splitlines()[0] if str(e) else "")
+            database = sqlite_path(self.uri)
+            if isinstance(e, Unusable):
+                log.warning("MLflow database %s cannot be used (%s); the sweep goes on and Parquet keeps every "
+                            "result; if it stays so, move the file aside and run `factsweep mlflow-sync` to "
+                            "rebuild the view.", database, e)
+            else:
+                log.warning("MLflow tracking at %s failed while %s (%s); the sweep goes on and Parquet keeps "
+                            "every result; run `factsweep mlflow-sync` later to restore the view.",
+                            self.uri, what, _reason(e))
             return None
 
     def experiment_id(self) -> str:
@@ -97,9 +194,14 @@ class Tracker:
         return self._experiment_id
 
     def start(self, sweep: str, info: dict) -> None:
-        """Open this invocation's parent run."""
+        """Open this invocation's parent run, first closing as KILLED the parent runs of this sweep that
+        a killed driver left RUNNING (the sweep's lock proves no other driver of it is alive)."""
         def go():
             from mlflow.entities import Param, RunTag
+            stale = self.client.search_runs([self.experiment_id()], max_results=1000, filter_string=(
+                f"tags.`{KIND_TAG}` = 'invocation' and tags.`{SWEEP_TAG}` = '{sweep}' and attributes.status = 'RUNNING'"))
+            for run in stale:
+                self.client.set_terminated(run.info.run_id, "KILLED")
             run = self.client.create_run(self.experiment_id(), run_name=f"{sweep}-{time.strftime('%Y%m%d-%H%M%S')}",
                                          tags={SWEEP_TAG: sweep, KIND_TAG: "invocation", "code_version": code_version()})
             self.client.log_batch(run.info.run_id, params=[Param(k, str(v)[:6000]) for k, v in info.items()],
@@ -140,6 +242,9 @@ class Tracker:
         from mlflow.entities import Metric, Param, RunTag
 
         config = cell["config"]
+        if self.client.search_runs([self.experiment_id()], max_results=1, filter_string=(
+                f"tags.`{CELL_TAG}` = '{cell['cell_id']}' and attributes.status = 'FINISHED'")):
+            return  # already logged (by another route since logged_cells was read): never twice
         tags = {KIND_TAG: "cell", CELL_TAG: cell["cell_id"], SWEEP_TAG: sweep, "code_version": code_version()}
         if self.parent_id:
             tags["mlflow.parentRunId"] = self.parent_id
