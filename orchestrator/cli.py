@@ -44,9 +44,21 @@ def cmd_run(args) -> int:
     except StorageError as e:
         print(f"factsweep: error: {e}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        print(f"factsweep: interrupted: {_recorded(spec)}; `factsweep run {spec.source}` again resumes from there",
+              file=sys.stderr)
+        return 130
     uri = spec.tracking_uri or default_uri(spec.results_root)
     print(f"MLflow: `factsweep ui` serves {uri} at http://127.0.0.1:5000")
     return 0
+
+
+def _recorded(spec) -> str:
+    """What a stopped run leaves: the sweep's recorded probes and finished cells."""
+    from orchestrator.store import Store
+    store = Store(spec.results_root)
+    probes, cells = len(store.load("probes", spec.name)), len(store.load("cells", spec.name))
+    return f"{probes} probes recorded, {cells} of {len(spec.cells)} cells of sweep {spec.name} done"
 
 
 def cmd_plan(args) -> int:
