@@ -236,6 +236,9 @@ def main(argv: list[str] | None = None) -> int:
     except Unavailable as e:
         print(f"factsweep: error: {e}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:  # `run` says more; any other command has nothing half-done to report
+        print("factsweep: interrupted", file=sys.stderr)
+        return 130
     except BrokenPipeError:  # output piped into `head` and the like: stop quietly
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
