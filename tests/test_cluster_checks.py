@@ -27,8 +27,9 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def sweep(tmp_path: Path, name: str, cpus=1, gpus=0, address="null") -> Path:
+    """A sweep file with its own results folder, ``<tmp_path>/<name>``."""
     path = tmp_path / f"{name}.yaml"
-    path.write_text(SYNTHETIC.format(name=name, cpus=cpus, gpus=gpus, address=address, root=tmp_path / "results"))
+    path.write_text(SYNTHETIC.format(name=name, cpus=cpus, gpus=gpus, address=address, root=tmp_path / name))
     return path
 
 
@@ -44,7 +45,7 @@ def test_a_task_no_node_can_run_is_refused(ray_session, tmp_path, capsys, cpus, 
     assert main(["run", str(path)]) == 2
     out, err = capsys.readouterr()
     assert out == "" and err == f"factsweep: error: {path}: {key}: {has}\n"
-    assert not list((tmp_path / "results").rglob("*.parquet")) and not (tmp_path / "results" / "mlflow.db").exists()
+    assert not list((tmp_path / "greedy").rglob("*.parquet")) and not (tmp_path / "greedy" / "mlflow.db").exists()
 
 
 @pytest.mark.slow
@@ -65,12 +66,18 @@ def test_an_unreachable_cluster_fails_within_30_seconds(tmp_path):
     procs = {name: subprocess.Popen([*prefix, sys.executable, "-m", "orchestrator.cli", *argv], env=env,
                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
              for name, (prefix, argv, _) in cases.items()}
-    for name, proc in procs.items():
-        out, err = proc.communicate(timeout=60)
-        seconds = time.monotonic() - started
-        assert proc.returncode == 1 and out == "", (name, proc.returncode, out, err)
-        assert len(err.splitlines()) == 1 and err.startswith(cases[name][2]), (name, err)
-        assert seconds < 30, f"{name}: {seconds:.0f}s"
-        print(f"\n{name}: {seconds:.1f}s: {err.strip()}")
+    try:
+        for name, proc in procs.items():
+            out, err = proc.communicate(timeout=60)
+            seconds = time.monotonic() - started
+            assert proc.returncode == 1 and out == "", (name, proc.returncode, out, err)
+            assert len(err.splitlines()) == 1 and err.startswith(cases[name][2]), (name, err)
+            assert seconds < 30, f"{name}: {seconds:.0f}s"
+            print(f"\n{name}: {seconds:.1f}s: {err.strip()}")
+    finally:
+        for proc in procs.values():
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
     if "auto" not in cases:
         pytest.skip("no user and PID namespaces here: `auto` would find this machine's other Ray instances")
