@@ -1,6 +1,6 @@
 """One driver per sweep: a second `run` or `mlflow-sync` of a running sweep stops at once with one line
 naming the holder; a lock whose holder died (kill -9) is taken over; and two real `run`s started
-together leave every cell in Parquet and in MLflow exactly once."""
+together leave every cell in Parquet and in MLflow exactly once, through a Ctrl-C and a resume."""
 from __future__ import annotations
 
 import os
@@ -9,6 +9,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -22,7 +23,7 @@ from orchestrator.tracking import CELL_TAG, KIND_TAG, default_uri
 SYNTHETIC = """
 name: {name}
 experiment: synthetic
-fixed: {{num_probes: 2, sleep: {sleep}}}
+fixed: {{num_probes: {probes}, sleep: {sleep}}}
 grid: {{seed: [0, 1]}}
 packing: {{probes_per_task: 1}}
 storage: {{root: '{root}'}}
@@ -38,9 +39,9 @@ REPO = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
 
 
-def sweep(tmp_path: Path, name: str, sleep: float = 0.0) -> Path:
+def sweep(tmp_path: Path, name: str, sleep: float = 0.0, probes: int = 2) -> Path:
     path = tmp_path / f"{name}.yaml"
-    path.write_text(SYNTHETIC.format(name=name, sleep=sleep, root=tmp_path / "results"))
+    path.write_text(SYNTHETIC.format(name=name, sleep=sleep, probes=probes, root=tmp_path / "results"))
     return path
 
 
@@ -75,30 +76,46 @@ def test_a_lock_left_by_a_killed_driver_is_taken_over(ray_session, tmp_path, cap
 
 
 @pytest.mark.slow
-def test_two_runs_of_one_sweep_at_once(tmp_path):
-    """Two real `factsweep run` of one sweep, started together on a fresh results folder: one runs it,
-    the other exits 1 at once naming the first; MLflow and Parquet hold every cell once."""
-    path = sweep(tmp_path, "twice", sleep=0.3)
-    env = {k: v for k, v in ENV.items() if k != "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"}
+def test_two_runs_at_once_then_ctrl_c_then_resume(ray_session, tmp_path, capsys):
+    """Two real `factsweep run` of one sweep, started together on a fresh results folder: one runs it, the
+    other exits 1 at once naming the first. Ctrl-C (SIGINT to the process group, as a terminal sends it)
+    stops the first part-way with one line; `run` again finishes; Parquet and MLflow hold every cell once."""
+    path = sweep(tmp_path, "twice", sleep=0.4, probes=6)
+    env = {k: v for k, v in ENV.items() if k != "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"} | {"PYTHONUNBUFFERED": "1"}
     runs = [subprocess.Popen([sys.executable, "-m", "orchestrator.cli", "run", str(path)], env=env, cwd=tmp_path,
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
             for _ in range(2)]
+    store = Store(tmp_path / "results")
     try:
-        results = [(r.pid, r.wait(timeout=240), *r.communicate()) for r in runs]
+        while all(r.poll() is None for r in runs):
+            time.sleep(0.05)
+        refused = next(r for r in runs if r.poll() is not None)
+        winner = next(r for r in runs if r is not refused)
+        out, err = refused.communicate()
+        assert refused.returncode == 1 and out == "" and len(err.splitlines()) == 1, (refused.returncode, out, err)
+        assert f"is being run by pid {winner.pid} on host {socket.gethostname()}" in err, err
+        while len(store.load("probes", "twice")) < 2 and winner.poll() is None:
+            time.sleep(0.05)
+        os.killpg(winner.pid, signal.SIGINT)
+        out, stopped = winner.communicate(timeout=60)
     finally:
         for r in runs:
             if r.poll() is None:
                 os.killpg(r.pid, signal.SIGKILL)
-    assert sorted(code for _, code, _, _ in results) == [0, 1], results
-    (winner, _, done, _), (_, _, out, err) = sorted(results, key=lambda r: r[1])
-    assert out == "" and len(err.splitlines()) == 1, err
-    assert f"is being run by pid {winner} on host {socket.gethostname()}" in err, err
-    assert "2/2 cells done, 4 probes run (0 failed)" in done
-    cells = Store(tmp_path / "results").load("cells", "twice")
-    probes = Store(tmp_path / "results").load("probes", "twice")
-    assert len(cells) == 2 and len(probes) == 4
+                r.wait()
+    recorded = len(store.load("probes", "twice"))
+    assert winner.returncode == 130 and "Traceback" not in out + stopped, (winner.returncode, out, stopped)
+    assert 2 <= recorded < 12
+    assert re.fullmatch(rf"factsweep: interrupted: {recorded} probes recorded, [01] of 2 cells of sweep twice done; "
+                        rf"`factsweep run {re.escape(str(path))}` again resumes from there\n", stopped), stopped
+    assert main(["run", str(path)]) == 0
+    assert f"2/2 cells done, {12 - recorded} probes run (0 failed)" in capsys.readouterr().out
+    cells, probes = store.load("cells", "twice"), store.load("probes", "twice")
+    assert len(cells) == 2 and len(probes) == 12
     client = MlflowClient(default_uri(tmp_path / "results"))
-    runs = client.search_runs([client.get_experiment_by_name("twice").experiment_id],
-                              filter_string=f"tags.`{KIND_TAG}` = 'cell'")
+    experiment = client.get_experiment_by_name("twice").experiment_id
+    runs = client.search_runs([experiment], filter_string=f"tags.`{KIND_TAG}` = 'cell'")
     assert sorted(r.data.tags[CELL_TAG] for r in runs) == sorted(cells["cell_id"])
-    print(f"\ntwo runs at once: {err.strip()}")
+    parents = client.search_runs([experiment], filter_string=f"tags.`{KIND_TAG}` = 'invocation'")
+    assert sorted(r.info.status for r in parents) == ["FINISHED", "KILLED"]
+    print(f"\ntwo runs at once: {err.strip()}\nctrl-c: {stopped.strip()}")

@@ -6,15 +6,12 @@ import logging
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 from mlflow.tracking import MlflowClient
 
 from orchestrator.cli import main
-from orchestrator.runner import run_sweep
-from orchestrator.spec import load_spec
 from orchestrator.store import Store
 from orchestrator.tracking import CELL_TAG, KIND_TAG, SWEEP_TAG, Tracker, default_uri
 
@@ -95,6 +92,7 @@ import sys, time
 from pathlib import Path
 from orchestrator.tracking import Tracker, default_uri
 root, go = Path(sys.argv[1]), Path(sys.argv[2])
+print("ready", flush=True)
 while not go.exists():
     time.sleep(0.01)
 tracker = Tracker(default_uri(root), sys.argv[3], root)
@@ -112,9 +110,15 @@ def test_two_first_runs_create_the_database_together(tmp_path):
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
     drivers = [subprocess.Popen([sys.executable, "-c", CREATE, str(root), str(go), name], env=env,
                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for name in ("a", "b")]
-    time.sleep(4)  # both import MLflow, then wait at the barrier
-    go.touch()
-    outputs = [(d.wait(timeout=120), d.communicate()[0]) for d in drivers]
+    try:
+        assert [d.stdout.readline().strip() for d in drivers] == ["ready", "ready"]  # both imported MLflow
+        go.touch()
+        outputs = [(d.wait(timeout=120), d.communicate()[0]) for d in drivers]
+    finally:
+        for d in drivers:
+            if d.poll() is None:
+                d.kill()
+                d.wait()
     assert [code for code, _ in outputs] == [0, 0], outputs
     assert all(out == "" for _, out in outputs), outputs
     assert sorted(p.name for p in root.iterdir()) == ["mlflow.db"], "a temporary database was left behind"
