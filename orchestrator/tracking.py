@@ -13,6 +13,7 @@ import logging
 import math
 import os
 import socket
+import sqlite3
 import subprocess
 import time
 import uuid
@@ -59,6 +60,7 @@ def create_sqlite_store(path: Path) -> None:
     tmp = path.with_name(f".{path.name}.{host}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
     uri = f"sqlite:///{tmp}"
     try:
+        tmp.touch(exist_ok=False)  # a folder sqlite cannot write fails here, not after MLflow's ~100 s of retries
         from mlflow.tracking import MlflowClient
         MlflowClient(tracking_uri=uri).search_experiments(max_results=1)  # builds the schema
         _dispose(uri)
@@ -72,6 +74,16 @@ def create_sqlite_store(path: Path) -> None:
         _dispose(uri)
         for leftover in (tmp, tmp.with_name(tmp.name + "-journal")):
             leftover.unlink(missing_ok=True)
+
+
+def _check_opens(path: Path) -> None:
+    """Open and read an existing database with sqlite itself: a file sqlite cannot open fails here at
+    once, where MLflow would retry creating its engine for about 100 s first."""
+    connection = sqlite3.connect(f"{path.absolute().as_uri()}?mode=rw", uri=True, timeout=20)
+    try:
+        connection.execute("select count(*) from sqlite_master").fetchone()
+    finally:
+        connection.close()
 
 
 def _dispose(uri: str) -> None:
@@ -157,6 +169,8 @@ class Tracker:
         if database is not None:
             create_sqlite_store(database)
         try:
+            if database is not None:
+                _check_opens(database)
             client = MlflowClient(tracking_uri=self.uri)
             client.search_experiments(max_results=1)
         except Exception as e:
@@ -175,11 +189,10 @@ class Tracker:
                 return fn(*args)
         except Exception as e:  # noqa: BLE001 - any tracking failure must not stop the sweep
             self.failed = True
-            database = sqlite_path(self.uri)
             if isinstance(e, Unusable):
                 log.warning("MLflow database %s cannot be used (%s); the sweep goes on and Parquet keeps every "
                             "result; if it stays so, move the file aside and run `factsweep mlflow-sync` to "
-                            "rebuild the view.", database, e)
+                            "rebuild the view.", sqlite_path(self.uri), e)
             else:
                 log.warning("MLflow tracking at %s failed while %s (%s); the sweep goes on and Parquet keeps "
                             "every result; run `factsweep mlflow-sync` later to restore the view.",
