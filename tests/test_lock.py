@@ -80,7 +80,7 @@ def test_two_runs_at_once_then_ctrl_c_then_resume(ray_session, tmp_path, capsys)
     """Two real `factsweep run` of one sweep, started together on a fresh results folder: one runs it, the
     other exits 1 at once naming the first. Ctrl-C (SIGINT to the process group, as a terminal sends it)
     stops the first part-way with one line; `run` again finishes; Parquet and MLflow hold every cell once."""
-    path = sweep(tmp_path, "twice", sleep=0.4, probes=6)
+    path = sweep(tmp_path, "twice", sleep=0.25, probes=6)
     env = {k: v for k, v in ENV.items() if k != "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"} | {"PYTHONUNBUFFERED": "1"}
     runs = [subprocess.Popen([sys.executable, "-m", "orchestrator.cli", "run", str(path)], env=env, cwd=tmp_path,
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)

@@ -107,7 +107,7 @@ def test_reads_while_another_process_compacts_never_fail(tmp_path):
     and the read must cost a re-read, never an error or a missing row."""
     store = Store(tmp_path)
     store.append("probes", "s", [{"probe_id": f"p{k}", "experiment": "synthetic", "n": -1} for k in range(50)])
-    writer = subprocess.Popen([sys.executable, "-c", COMPACTOR, str(tmp_path), "3"], stdout=subprocess.PIPE, text=True)
+    writer = subprocess.Popen([sys.executable, "-c", COMPACTOR, str(tmp_path), "1.5"], stdout=subprocess.PIPE, text=True)
     try:
         assert writer.stdout.readline().strip() == "ready"
         reads = 0
@@ -119,7 +119,7 @@ def test_reads_while_another_process_compacts_never_fail(tmp_path):
     finally:
         writer.kill()
         writer.wait()
-    assert writer.returncode == 0 and reads >= 5 and writes >= 10, (reads, writes)
+    assert writer.returncode == 0 and reads >= 3 and writes >= 8, (reads, writes)
     print(f"\ncompaction race: {reads} reads (pandas and SQL) during {writes} appends and {writes // 4} compactions, "
           "every read complete")
 

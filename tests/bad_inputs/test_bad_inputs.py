@@ -186,8 +186,6 @@ SUBPROCESS = {
     "override_interp_env": lambda tmp: (["run", str(place(HERE / "sweeps" / "override_interp_env.yaml", tmp)),
                                          "fixed.geometry=${oc.env:FACTSWEEP_SECRET}"],
                                         f"{tmp}/override_interp_env.yaml", "fixed.geometry", ["interpolations"]),
-    "yaml_alias_bomb": lambda tmp: (["plan", str(place(HERE / "sweeps" / "yaml_alias_bomb.yaml", tmp))],
-                                    f"{tmp}/yaml_alias_bomb.yaml", "line 14", ["expands to more than 10000 values"]),
     "status_dotdot": lambda tmp: (["status", "..", "--root", str(tmp / "results")], "status", "SWEEP", NAME),
     "query_syntax_error": lambda tmp: (["query", "selec 1", "--root", str(tmp / "results")], "query", "SQL",
                                        ["allowed: DuckDB SQL"]),

@@ -280,9 +280,10 @@ print(json.dumps({"failed_when_full": full.failed, "left_when_full": left, "fail
 
 
 @pytest.mark.slow
-def test_mlflow_db_on_a_disk_that_fills(tmp_path):
+def test_mlflow_db_on_a_disk_that_fills(ray_session, tmp_path):
     """``mlflow.db`` in the results folder (where it is by default) on a 4 MiB disk, in one user and mount
-    namespace: SQLite resolves /proc/<pid>/root paths out of it, so driver and MLflow run inside.
+    namespace: SQLite resolves /proc/<pid>/root paths out of it, so driver and MLflow run inside (the
+    driver joins the test session's Ray rather than starting its own).
     Full while MLflow builds its schema: one warning, no half-made database (one would break every later
     run). Full part-way through a sweep: one line per condition, none of MLflow's own output."""
     disk = tmp_path / "disk"
@@ -290,9 +291,9 @@ def test_mlflow_db_on_a_disk_that_fills(tmp_path):
     path = tmp_path / "midway.yaml"
     path.write_text(DB_IN_ROOT.format(root=disk / "results"))
     steps = (f'mount -t tmpfs -o size=4m factsweep-full "$0" && "$1" -c "$2" "$0" > "$3" && '
-             f'"$1" -m orchestrator.cli run "$4" 2> "$5"; echo $? > "$6"')
+             f'"$1" -m orchestrator.cli run "$4" --address "$7" 2> "$5"; echo $? > "$6"')
     command = [*USERNS, "sh", "-c", steps, str(disk), sys.executable, SCHEMA_ON_A_FULL_DISK, str(tmp_path / "schema"),
-               str(path), str(tmp_path / "stderr"), str(tmp_path / "rc")]
+               str(path), str(tmp_path / "stderr"), str(tmp_path / "rc"), ray_session.get_runtime_context().gcs_address]
     if not shutil.which("unshare") or subprocess.run([*USERNS, "true"], capture_output=True).returncode:
         pytest.skip("no user and mount namespaces here: cannot mount a small file system")
     done = subprocess.run(command, capture_output=True, text=True, timeout=240,
