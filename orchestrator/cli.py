@@ -6,12 +6,15 @@ import os
 import sys
 from pathlib import Path
 
-from orchestrator.errors import SpecError
+from orchestrator.errors import SpecError, Unavailable
 
 
 def _spec(args):
-    from orchestrator.spec import load_spec
-    return load_spec(args.sweep, args.overrides)
+    from orchestrator.spec import check_recorded_kind, load_spec
+    from orchestrator.store import Store
+    spec = load_spec(args.sweep, args.overrides)
+    check_recorded_kind(spec, Store(spec.results_root))
+    return spec
 
 
 def _is_file(target: str) -> bool:
@@ -67,7 +70,7 @@ def cmd_run(args) -> int:
     from orchestrator.store import StorageError, storage_error
 
     try:  # results folder not writable, not a folder or full: one line, exit 1; what was recorded stays
-        report = run_sweep(spec, retry_failed=args.retry_failed, address=args.address)
+        report = run_sweep(spec, retry_failed=args.retry_failed, address=args.address, inline=args.inline)
         print(f"{spec.name}: {report.cells_done}/{report.cells} cells done, {report.probes_run} probes run "
               f"({report.probes_failed} failed) in {report.seconds:.1f}s")
         if report.cells_failed:
@@ -81,6 +84,10 @@ def cmd_run(args) -> int:
     except StorageError as e:
         print(f"factsweep: error: {e}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        print(f"factsweep: interrupted: {_recorded(spec)}; `factsweep run {spec.source}` again resumes from there",
+              file=sys.stderr)
+        return 130
     print(f"MLflow: {ui_hint(spec)}")
     return 0
 
@@ -101,6 +108,15 @@ def _plan_rows(scope, plans) -> list[dict]:
     return [{**{c: p.config.get(c) for c in keys}, "state": p.state, "probes_recorded": len(p.results),
              "next": ",".join(str({k: v for k, v in q.items() if k != "probe_id"}) for q in p.next_probes)[:60]}
             for p in plans]
+
+
+def _recorded(spec) -> str:
+    """What a stopped run leaves: the sweep file's recorded probes and finished cells."""
+    from orchestrator.scope import Scope
+    from orchestrator.store import Store
+    scope, store = Scope.of_spec(spec), Store(spec.results_root)
+    probes, cells = len(scope.load(store, "probes")), len(scope.load(store, "cells"))
+    return f"{probes} probes recorded, {cells} of {len(spec.cells)} cells of sweep {spec.name} done"
 
 
 def cmd_plan(args) -> int:
@@ -233,10 +249,16 @@ def cmd_ui(args) -> int:
 
 def cmd_sync(args) -> int:
     spec = _spec(args)
+    from orchestrator.lock import SweepLock
     from orchestrator.runner import sync_tracking, tracker_for
-    from orchestrator.store import Store
-    tracker = tracker_for(spec)
-    added = sync_tracking(spec, Store(spec.results_root), tracker)
+    from orchestrator.store import StorageError, Store
+    try:
+        with SweepLock(spec.results_root, spec.name):  # a run of the sweep logs its own cells: not both at once
+            tracker = tracker_for(spec)
+            added = sync_tracking(spec, Store(spec.results_root), tracker)
+    except StorageError as e:
+        print(f"factsweep: error: {e}", file=sys.stderr)
+        return 1
     if tracker.failed:
         return 1
     print(f"{spec.name}: {added} cells logged to {tracker.uri}")
@@ -257,6 +279,7 @@ def parser() -> argparse.ArgumentParser:
     run = with_spec("run", cmd_run, "run (or resume) a sweep")
     run.add_argument("--retry-failed", action="store_true", help="run failed probes again")
     run.add_argument("--address", default=None, help="Ray cluster address ('auto' on a cluster head)")
+    run.add_argument("--inline", action="store_true", help="run the probes in this process, without Ray")
     with_spec("plan", cmd_plan, "what would run and what is already done")
     with_spec("mlflow-sync", cmd_sync, "rebuild the MLflow view of a sweep from Parquet")
     extra = with_spec("extra-cells", cmd_extra_cells,
@@ -296,6 +319,12 @@ def main(argv: list[str] | None = None) -> int:
     except SpecError as e:
         print(f"factsweep: error: {e}", file=sys.stderr)
         return 2
+    except Unavailable as e:
+        print(f"factsweep: error: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:  # `run` says more; any other command has nothing half-done to report
+        print("factsweep: interrupted", file=sys.stderr)
+        return 130
     except BrokenPipeError:  # output piped into `head` and the like: stop quietly
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0

@@ -1,14 +1,27 @@
-"""Connecting to Ray: an embedded local instance on loopback by default, or an existing cluster."""
+"""Connecting to Ray: an embedded local instance on loopback by default, or an existing cluster.
+
+Ray itself waits rather than fails: an address nobody listens on is retried for minutes, and a task
+asking for more than any node has is queued forever. So an address is tried once, within about
+20 seconds, and the sweep's task shape is checked against the nodes before anything is submitted.
+"""
 from __future__ import annotations
 
 import os
+import re
+import socket
+
+from orchestrator.errors import SpecError, Unavailable
+
+CONNECT_SECONDS = 10
 
 
-def ensure_ray(address: str | None = None, num_cpus: int | None = None, num_gpus: int | None = None):
+def ensure_ray(address: str | None = None, num_cpus: int | None = None, num_gpus: int | None = None,
+               key: str = "cluster.address"):
     """Reuse a running Ray in this process, else join ``address`` or start a local one on 127.0.0.1.
 
     ``num_gpus`` declares a local instance's GPUs (default: those Ray detects); on a machine without
     any, they are logical GPUs that Ray schedules and assigns like real ones (the packing tests use it).
+    An address that cannot be joined raises Unavailable naming ``key``.
     """
     if not address:
         # Ray's single-node mode keeps every socket on 127.0.0.1 (multi-node mode binds all interfaces and
@@ -20,8 +33,48 @@ def ensure_ray(address: str | None = None, num_cpus: int | None = None, num_gpus
         return ray
     quiet = dict(log_to_driver=False, logging_level="ERROR", configure_logging=True)
     if address:
-        ray.init(address=address, **quiet)
+        _check_reachable(address, key)
+        # One connection attempt of CONNECT_SECONDS instead of Ray's 20 retries of up to 40 s each.
+        os.environ.setdefault("RAY_gcs_server_port_wait_time_s", "1")
+        os.environ.setdefault("RAY_py_gcs_connect_timeout_s", str(CONNECT_SECONDS))
+        try:
+            ray.init(address=address, **quiet)
+        except ConnectionError as e:
+            found = ("no running Ray cluster found at 'auto'" if address == "auto" else
+                     f"no Ray cluster answered at {address} ({(str(e).splitlines() or [''])[0][:200]})")
+            raise Unavailable(f"{key}: {found}; start one (`ray start --head`) or leave cluster.address unset "
+                              "for a local Ray") from None
     else:
         ray.init(num_cpus=num_cpus, num_gpus=num_gpus, include_dashboard=False, _node_ip_address="127.0.0.1",
                  **quiet)
     return ray
+
+
+def _check_reachable(address: str, key: str) -> None:
+    """Fail within seconds when nothing listens at HOST:PORT (``auto`` is resolved by Ray itself)."""
+    found = re.fullmatch(r"(?:ray://)?\[?([^\[\]\s/]+?)\]?:(\d{1,5})", address)
+    if not found:
+        return
+    host, port = found.group(1), int(found.group(2))
+    try:
+        socket.create_connection((host, port), timeout=5).close()
+    except OSError as e:
+        reason = os.strerror(e.errno) if e.errno else (str(e) or type(e).__name__)
+        raise Unavailable(f"{key}: cannot reach {address} ({reason}); start the cluster's head there "
+                          "(`ray start --head`), or fix the address") from None
+
+
+def connect_for(spec, address: str | None = None):
+    """Ray for ``spec`` (``address`` from the command line wins over ``cluster.address``), after checking
+    that some node can run one of its tasks: SpecError (exit 2) naming the resource and what the nodes have."""
+    ray = ensure_ray(address or spec.cluster_address, key="--address" if address else "cluster.address")
+    nodes = [n.get("Resources", {}) for n in ray.nodes() if n.get("Alive")]
+    if any(r.get("CPU", 0) >= spec.num_cpus and r.get("GPU", 0) >= spec.num_gpus for r in nodes):
+        return ray
+    most = {name: max((r.get(name, 0) for r in nodes), default=0) for name in ("CPU", "GPU")}
+    key, need, name = (("resources.num_gpus", spec.num_gpus, "GPU") if spec.num_gpus > most["GPU"]
+                       else ("resources.num_cpus", spec.num_cpus, "CPU"))
+    has = (f"the largest of its {len(nodes)} nodes has {most[name]:g}" if need > most[name]
+           else f"no node has {spec.num_cpus:g} CPUs and {spec.num_gpus:g} GPUs together")
+    raise SpecError(spec.source, key, f"got {need:g}, but no node of the cluster can run such a task ({has}); "
+                                      f"allowed: at most {most[name]:g} {name}s per task on this cluster")

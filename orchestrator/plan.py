@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 import pandas as pd
 
 from orchestrator.identity import cell_id, probe_id
+from orchestrator.search import Prediction
 from orchestrator.spec import Spec
 from orchestrator.store import Store
 
@@ -26,6 +27,7 @@ class CellPlan:
     results: list[dict] = field(default_factory=list)
     failures: dict[str, str] = field(default_factory=dict)  # probe id -> error message
     next_probes: list[dict] = field(default_factory=list)
+    hint: Prediction | None = None  # where the search opened its first round (see Experiment.predict)
 
     @property
     def blocked(self) -> list[dict]:
@@ -43,13 +45,32 @@ def _clean(row: dict) -> dict:
     return {k: v for k, v in row.items() if not (isinstance(v, float) and math.isnan(v))}
 
 
-def advance(spec: Spec, cell: CellPlan) -> None:
-    """Recompute the cell's next probes from its results (the experiment's pure search)."""
-    nxt = spec.experiment.next_probes(cell.config, cell.results)
-    cell.next_probes = [{**p, "probe_id": probe_id(cell.cell_id, p)} for p in nxt]
+def advance(spec: Spec, cell: CellPlan, finished: list[dict] | None = None) -> None:
+    """Recompute the cell's next probes from its results (the experiment's pure search). A cell with
+    nothing recorded yet first gets its prediction from ``finished`` (rows of finished cells), when
+    the experiment predicts and the sweep file does not turn it off (``search.predict: false``)."""
+    if not cell.results and finished is not None and spec.predict and spec.experiment.predict:
+        cell.hint = spec.experiment.predict(cell.config, finished)
+    args = (cell.config, cell.results) + ((cell.hint,) if spec.experiment.predict else ())
+    cell.next_probes = [{**p, "probe_id": probe_id(cell.cell_id, p)} for p in spec.experiment.next_probes(*args)]
 
 
-def build_plan(spec: Spec, store: Store) -> list[CellPlan]:
+def hint_fields(spec: Spec, hint: Prediction | None) -> dict:
+    """What a probe row records of its cell's prediction, so a resumed cell continues the same search."""
+    if hint is None:
+        return {}
+    return {f"predicted_{spec.experiment.search.param}": hint.value, "prediction_spread": hint.spread}
+
+
+def _recorded_hint(spec: Spec, rows: list[dict]) -> Prediction | None:
+    key = f"predicted_{getattr(spec.experiment.search, 'param', '')}"
+    first = next((r for r in rows if key in r), None)
+    return None if first is None else Prediction(float(first[key]), float(first.get("prediction_spread", 0.25)))
+
+
+def build_plan(spec: Spec, store: Store, finished: list[dict] | None = None) -> list[CellPlan]:
+    """Every cell of ``spec`` with its recorded probes and next probes (cells not started yet open
+    around a prediction from ``finished`` when given)."""
     recorded = store.load("probes", spec.name, missing_ok=True)
     by_cell = {cid: rows for cid, rows in recorded.groupby("cell_id")} if len(recorded) else {}
     plans = []
@@ -62,7 +83,8 @@ def build_plan(spec: Spec, store: Store) -> list[CellPlan]:
                 cell.results.append(row)
             else:
                 cell.failures[row["probe_id"]] = row.get("error", "")
-        advance(spec, cell)
+        cell.hint = _recorded_hint(spec, cell.results)
+        advance(spec, cell, finished)
         plans.append(cell)
     return plans
 

@@ -1,9 +1,11 @@
-"""The driver: submit probes as Ray tasks, record results as they complete, advance each search.
+"""The driver: plan a sweep, hand its probes to an executor, record results as they complete, and
+advance each cell's search.
 
-Only the driver writes. Each finished task is appended to Parquet at once (a kill loses no
-finished result), then the cell's next probes are derived from its records; a cell that is done
-gets its summary row and its MLflow child run. In-flight work is bounded, results are handled in
-completion order (``ray.wait``), and a task whose worker died is retried by Ray.
+Only the driver writes, and only while it holds the sweep's lock. Each finished task is appended to
+Parquet at once (a kill loses no finished result), then the cell's next probes are derived from its
+records; a cell that is done gets its summary row and its MLflow cell run. In-flight work is bounded
+and results are handled in completion order. Where probes run is the executor's business
+(``orchestrator.executor``: Ray, or this process with ``inline=True``).
 """
 from __future__ import annotations
 
@@ -11,14 +13,15 @@ import time
 from dataclasses import dataclass
 
 from orchestrator import plan as planning
-from orchestrator.cluster import ensure_ray
+from orchestrator.cluster import connect_for
+from orchestrator.executor import Executor, InlineExecutor, RayExecutor
+from orchestrator.lock import SweepLock
 from orchestrator.progress import Progress
 from orchestrator.provenance import finish_invocation, new_invocation
 from orchestrator.scope import Scope
-from orchestrator.spec import Spec, is_set
+from orchestrator.spec import Spec, check_recorded_kind, is_set
 from orchestrator.store import Store
 from orchestrator.tracking import Tracker, default_uri
-from orchestrator.worker import execute
 
 
 @dataclass
@@ -97,113 +100,145 @@ def _tracked(spec: Spec, row: dict) -> dict:
 
 
 def run_sweep(spec: Spec, *, retry_failed: bool = False, progress: bool | str | None = None,
-              address: str | None = None) -> RunReport:
-    """Run or resume ``spec``. ``progress``: None picks a bar on a terminal and lines elsewhere;
-    False prints nothing; True forces the bar; or a mode of ``orchestrator.progress.Progress``."""
-    start = time.perf_counter()
+              address: str | None = None, inline: bool = False) -> RunReport:
+    """Run or resume ``spec`` as its only driver (its lock is held from before the first write to the
+    last). ``inline``: run the probes in this process instead of on Ray (a notebook, a debugger).
+    ``progress``: None picks a bar on a terminal and lines elsewhere; False prints nothing; True forces
+    the bar; or a mode of ``orchestrator.progress.Progress``."""
     store = Store(spec.results_root)
+    check_recorded_kind(spec, store)
     store.check_writable(spec.name)  # an unwritable or full root fails here: no Ray, no MLflow run, no work lost
-    store.remove_temporary(spec.name)
-    invocation = new_invocation(spec, command="run", address=address or spec.cluster_address)
-    store.append("invocations", spec.name, [invocation])
-    made_by = _made_by(invocation)
-    plans = planning.build_plan(spec, store)
-    record_finished_cells(spec, store, plans, invocation)
-    if retry_failed:
-        for cell in plans:
-            cell.failures.clear()
-    todo = [c for c in plans if c.state == planning.PENDING]
-    tracker = tracker_for(spec)
-    sync_tracking(spec, store, tracker)
-    if todo:  # a no-op resume leaves MLflow as it is
-        tracker.start(spec, invocation)
-    probes_run = probes_failed = 0
-    mode = {None: None, False: "quiet", True: "bar"}.get(progress, progress)
-    shown = spec.varying or tuple(k for k in spec.experiment.summary_columns if k in spec.experiment.params)[:1]
-    results = [k for k in spec.experiment.summary_columns if k not in spec.experiment.params][:2]
-    bar = Progress(spec.name, len(plans), len(plans) - len(todo), mode=mode)
-    try:
-        if todo:
-            bar.status("starting Ray" if not (address or spec.cluster_address) else "connecting to Ray")
-            ray = ensure_ray(address or spec.cluster_address)
-            bar.status("running")
-            task = ray.remote(execute).options(num_cpus=spec.num_cpus, num_gpus=spec.num_gpus,
-                                               max_retries=spec.max_retries, retry_exceptions=False)
-            queue, in_flight, outstanding = list(todo), {}, {}
-            slots, slots_checked = 2, 0.0
+    with SweepLock(spec.results_root, spec.name):
+        return SweepRun(spec, store, progress).run(retry_failed=retry_failed, address=address, inline=inline)
 
-            def submit(cell: planning.CellPlan) -> None:
+
+class SweepRun:
+    """One invocation of a sweep, in named steps over its state (plans, records, MLflow, progress)."""
+
+    def __init__(self, spec: Spec, store: Store, progress):
+        self.spec, self.store, self.progress = spec, store, progress
+        self.start = time.perf_counter()
+        self.probes_run = self.probes_failed = 0
+
+    def run(self, *, retry_failed: bool, address: str | None, inline: bool) -> RunReport:
+        todo = self.prepare(retry_failed, address)
+        executor = self.executor(address, inline) if todo else None  # a cluster that cannot run it costs nothing
+        self.tracker = tracker_for(self.spec)
+        self.tracker.close_stale()
+        sync_tracking(self.spec, self.store, self.tracker)
+        if todo:  # a no-op resume leaves MLflow as it is
+            self.tracker.start(self.spec, self.invocation)
+        try:
+            if todo:
+                self.drive(executor, todo)
+            self.end("finished")
+            self.tracker.finish()
+        except BaseException as e:  # a StorageError (disk full) mid-sweep: what was recorded stays, the rest reruns
+            self.tracker.finish("FAILED" if isinstance(e, Exception) else "KILLED")
+            self.end("failed" if isinstance(e, Exception) else "interrupted", best_effort=True)
+            raise
+        finally:
+            self.bar.close()
+        states = [c.state for c in self.plans]
+        return RunReport(len(self.plans), states.count(planning.DONE), states.count(planning.FAILED),
+                         self.probes_run, self.probes_failed, time.perf_counter() - self.start)
+
+    def prepare(self, retry_failed: bool, address: str | None) -> list[planning.CellPlan]:
+        """Temporary files of a killed writer, this invocation's row, the plan, summary rows a kill
+        left out; returns the cells that still need probes, in the experiment's order."""
+        spec, store = self.spec, self.store
+        store.remove_temporary(spec.name)
+        self.invocation = new_invocation(spec, command="run", address=address or spec.cluster_address)
+        store.append("invocations", spec.name, [self.invocation])
+        self.finished = Scope.of_spec(spec).load(store, "cells").to_dict("records")
+        self.plans = planning.build_plan(spec, store, self.finished)
+        record_finished_cells(spec, store, self.plans, self.invocation)
+        if retry_failed:
+            for cell in self.plans:
+                cell.failures.clear()
+        todo = [c for c in self.plans if c.state == planning.PENDING]
+        if spec.experiment.order:
+            todo.sort(key=lambda c: spec.experiment.order(c.config))
+        mode = {None: None, False: "quiet", True: "bar"}.get(self.progress, self.progress)
+        self.bar = Progress(spec.name, len(self.plans), len(self.plans) - len(todo), mode=mode)
+        return todo
+
+    def executor(self, address: str | None, inline: bool) -> Executor:
+        if inline:
+            return InlineExecutor()
+        self.bar.status("starting Ray" if not (address or self.spec.cluster_address) else "connecting to Ray")
+        ray = connect_for(self.spec, address)
+        self.bar.status("running")
+        return RayExecutor(ray, num_cpus=self.spec.num_cpus, num_gpus=self.spec.num_gpus,
+                           max_retries=self.spec.max_retries)
+
+    def drive(self, executor: Executor, todo: list[planning.CellPlan]) -> None:
+        """Keep the executor's slots filled and handle tasks in the order they finish."""
+        queue, in_flight, outstanding = list(todo), {}, {}
+        while queue or in_flight:
+            while queue and len(in_flight) < executor.slots():
+                cell = queue.pop(0)
+                if not cell.results:  # a cell's first round opens around the newest prediction
+                    planning.advance(self.spec, cell, self.finished)
                 probes = [p for p in cell.next_probes if p["probe_id"] not in cell.failures]
-                for i in range(0, len(probes), spec.probes_per_task):
-                    chunk = probes[i:i + spec.probes_per_task]
-                    in_flight[task.remote(spec.experiment.name, cell.config, chunk)] = (cell, chunk)
+                for i in range(0, len(probes), self.spec.probes_per_task):
+                    chunk = probes[i:i + self.spec.probes_per_task]
+                    in_flight[executor.submit(self.spec.experiment.name, cell.config, chunk)] = (cell, chunk)
                     outstanding[cell.cell_id] = outstanding.get(cell.cell_id, 0) + 1
+            ready = executor.wait(list(in_flight), timeout=10.0)
+            self.bar.tick(len(in_flight))
+            for handle in ready:
+                cell, chunk = in_flight.pop(handle)
+                outstanding[cell.cell_id] -= 1
+                self.record(cell, executor.collect(handle, chunk))
+                if outstanding[cell.cell_id]:
+                    continue
+                planning.advance(self.spec, cell)
+                if cell.state == planning.PENDING:
+                    queue.append(cell)
+                elif cell.state == planning.DONE:
+                    self.complete(cell)
 
-            while queue or in_flight:
-                if time.monotonic() - slots_checked > 5:  # workers may join (autoscaling) or leave
-                    slots = max(2, int(2 * ray.cluster_resources().get("CPU", 1) / spec.num_cpus))
-                    slots_checked = time.monotonic()
-                while queue and len(in_flight) < slots:
-                    submit(queue.pop(0))
-                ready, _ = ray.wait(list(in_flight), num_returns=1, timeout=10.0)
-                bar.tick(len(in_flight))
-                for ref in ready:
-                    cell, chunk = in_flight.pop(ref)
-                    outstanding[cell.cell_id] -= 1
-                    rows = _collect(ray, ref, chunk)
-                    store.append("probes", spec.name, [{"cell_id": cell.cell_id, "experiment": spec.experiment.name,
-                                                        **cell.config, **r, **made_by} for r in rows])
-                    for r in rows:
-                        if r["status"] == "ok":
-                            cell.results.append(r)
-                            cell.failures.pop(r["probe_id"], None)
-                        else:
-                            cell.failures[r["probe_id"]] = r["error"]
-                            probes_failed += 1
-                    probes_run += len(rows)
-                    bar.probes_recorded(sum(r["status"] == "ok" for r in rows), sum(r["status"] != "ok" for r in rows))
-                    if outstanding[cell.cell_id]:
-                        continue
-                    planning.advance(spec, cell)
-                    if cell.state == planning.PENDING:
-                        queue.append(cell)
-                    elif cell.state == planning.DONE:
-                        row = cell_row(spec, cell, invocation)
-                        store.append("cells", spec.name, [row])
-                        tracker.log_cell(spec.name, _tracked(spec, row), _frame(cell.results))
-                        bar.cell_done({k: cell.config.get(k) for k in shown}, {k: row.get(k) for k in results})
-        states = [c.state for c in plans]
-        counts = {"cells_done": states.count(planning.DONE), "probes_run": probes_run, "probes_failed": probes_failed}
-        store.append("invocations", spec.name, [finish_invocation(invocation, "finished", **counts)])
-        for table in ("probes", "cells", "invocations"):
-            store.compact(table, spec.name)
-        tracker.finish()
-    except BaseException as e:  # a StorageError (disk full) mid-sweep: what was recorded stays, the rest reruns
-        tracker.finish("FAILED" if isinstance(e, Exception) else "KILLED")
-        _record_end(store, spec, invocation, "failed" if isinstance(e, Exception) else "interrupted",
-                    probes_run=probes_run, probes_failed=probes_failed)
-        raise
-    finally:
-        bar.close()
-    return RunReport(len(plans), counts["cells_done"], states.count(planning.FAILED),
-                     probes_run, probes_failed, time.perf_counter() - start)
+    def record(self, cell: planning.CellPlan, rows: list[dict]) -> None:
+        """A finished task's rows: to Parquet at once, then into the cell's results or failures."""
+        spec = self.spec
+        extra = {**planning.hint_fields(spec, cell.hint), **_made_by(self.invocation)}
+        self.store.append("probes", spec.name, [{"cell_id": cell.cell_id, "experiment": spec.experiment.name,
+                                                 **cell.config, **r, **extra} for r in rows])
+        for r in rows:
+            if r["status"] == "ok":
+                cell.results.append({**r, **extra})
+                cell.failures.pop(r["probe_id"], None)
+            else:
+                cell.failures[r["probe_id"]] = r["error"]
+                self.probes_failed += 1
+        self.probes_run += len(rows)
+        self.bar.probes_recorded(sum(r["status"] == "ok" for r in rows), sum(r["status"] != "ok" for r in rows))
 
+    def complete(self, cell: planning.CellPlan) -> None:
+        """A finished cell: its summary row, its MLflow run, a line of progress, a basis for predictions."""
+        spec = self.spec
+        row = cell_row(spec, cell, self.invocation)
+        self.store.append("cells", spec.name, [row])
+        self.finished.append(row)
+        self.tracker.log_cell(spec.name, _tracked(spec, row), _frame(cell.results))
+        shown = spec.varying or tuple(k for k in spec.experiment.summary_columns if k in spec.experiment.params)[:1]
+        results = [k for k in spec.experiment.summary_columns if k not in spec.experiment.params][:2]
+        self.bar.cell_done({k: cell.config.get(k) for k in shown}, {k: row.get(k) for k in results})
 
-def _record_end(store: Store, spec: Spec, invocation: dict, state: str, **counts) -> None:
-    """Best effort: the run is already ending on an error, which must stay the one reported."""
-    try:
-        store.append("invocations", spec.name, [finish_invocation(invocation, state, **counts)])
-    except Exception:  # noqa: BLE001 - e.g. the disk that failed the run is still full
-        pass
-
-
-def _collect(ray, ref, chunk: list[dict]) -> list[dict]:
-    """The task's rows, or failed rows when the task itself died beyond its retries."""
-    try:
-        return ray.get(ref)
-    except Exception as e:  # noqa: BLE001 - a dead worker or node becomes failed probes
-        message = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"[:500]
-        return [{**p, "status": "failed", "error": message} for p in chunk]
+    def end(self, state: str, best_effort: bool = False) -> None:
+        """This invocation's closing row, then the fragments compacted (a clean end only)."""
+        states = [c.state for c in self.plans]
+        row = finish_invocation(self.invocation, state, cells_done=states.count(planning.DONE),
+                                probes_run=self.probes_run, probes_failed=self.probes_failed)
+        try:
+            self.store.append("invocations", self.spec.name, [row])
+            if state == "finished":
+                for table in ("probes", "cells", "invocations"):
+                    self.store.compact(table, self.spec.name)
+        except Exception:  # noqa: BLE001 - the run is already ending on an error, which stays the one reported
+            if not best_effort:
+                raise
 
 
 def _frame(rows: list[dict]):

@@ -2,7 +2,9 @@
 
 The YAML is data only: interpolations (``${...}``, which could read the environment) are refused,
 the experiment is chosen from a fixed registry by name, and every cell parameter is checked
-against the experiment's declared parameters, so a typo fails at once with a did-you-mean.
+against the experiment's declared parameters, so a typo fails at once with a did-you-mean. Values
+must also fit the records they end up in (int64 columns, Ray's resource units), and the file must
+be small enough to expand (``orchestrator/sweepyaml.py``; ``MAX_CELLS`` cells at most).
 """
 from __future__ import annotations
 
@@ -22,23 +24,17 @@ from omegaconf.errors import OmegaConfBaseException
 from orchestrator import registry
 from orchestrator.experiment import Experiment, ParamError
 from orchestrator.errors import SpecError
+from orchestrator.names import NAME_PATTERN, NAME_RULE, is_name  # noqa: F401 - NAME_PATTERN for the CLI
+from orchestrator.sweepyaml import Refused, read_yaml
 
-NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 SEARCH_KEYS = {"param": None, "low": "search_low", "high": "search_high", "arity": "search_arity",
                "strategy": None, "threshold": "threshold", "verify": "search_verify", "predict": None}
 STRATEGIES = ("binary", "kary")
-
-
-class SweepLoader(yaml.SafeLoader):
-    """YAML's safe loader, reading ``1e-3`` as a float as a researcher means it (YAML 1.1 needs a dot)."""
-
-
-SweepLoader.add_implicit_resolver(
-    "tag:yaml.org,2002:float",
-    re.compile(r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?(?:[eE][-+]?[0-9]+)?|\.[0-9_]+(?:[eE][-+]?[0-9]+)?"
-               r"|\.(?:inf|Inf|INF)|[-+]\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$"),
-    list("-+0123456789."),
-)
+MAX_CELLS = 100_000  # far above what a sweep can run; refused before the grid is expanded
+INT64 = (-2 ** 63, 2 ** 63 - 1)  # the Parquet columns every integer parameter is recorded in
+# Ray counts resources in units of 1e-4; a task asking for more than this is a typo, not a machine.
+RESOURCE_LIMITS = {"num_cpus": (1e-4, 1e6), "num_gpus": (1e-4, 1e6), "max_retries": (-1, 1000),
+                   "probes_per_task": (1, 1_000_000)}
 
 
 @dataclass(frozen=True)
@@ -101,18 +97,22 @@ def _unknown(source: str, key: str, allowed, word: str | None = None) -> SpecErr
     return SpecError(source, key, f"unknown key{hint}; allowed: {', '.join(sorted(allowed))}")
 
 
-def _reject_interpolation(source: str, node: Any, path: str = "") -> None:
+def _check_values(source: str, node: Any, path: str = "") -> None:
+    """Plain data only: string keys, no interpolation, and integers that fit the int64 they are stored in."""
     if isinstance(node, dict):
         for k, v in node.items():
             here = f"{path}.{k}" if path else str(k)
             if not isinstance(k, str):
                 raise SpecError(source, here, f"key {k!r} is a {type(k).__name__}; allowed: string keys")
-            _reject_interpolation(source, v, here)
+            _check_values(source, v, here)
     elif isinstance(node, list):
         for i, v in enumerate(node):
-            _reject_interpolation(source, v, f"{path}[{i}]")
+            _check_values(source, v, f"{path}[{i}]")
     elif isinstance(node, str) and "${" in node:
         raise SpecError(source, path, "interpolations (${...}) are not allowed; allowed: plain values")
+    elif isinstance(node, int) and not isinstance(node, bool) and not INT64[0] <= node <= INT64[1]:
+        raise SpecError(source, path, f"got {node}, more than the results can store; "
+                                      f"allowed: an integer in [{INT64[0]}, {INT64[1]}] (int64)")
     elif not isinstance(node, (str, int, float, bool, type(None))):
         raise SpecError(source, path, f"got a YAML {type(node).__name__} ({node!r}); "
                                       "allowed: strings, numbers, booleans, null, lists and mappings")
@@ -122,12 +122,14 @@ def _read(path: Path, overrides: list[str]) -> tuple[dict, str | None, str]:
     """The merged sweep (file, then profile, then overrides), the profile chosen and the file's hash."""
     source = str(path)
     try:
-        text = path.read_text()
+        data = path.read_bytes()
     except OSError as e:
         raise SpecError(source, "-", f"cannot read the sweep file ({e.strerror}); "
                                      "allowed: a readable YAML file") from None
     try:
-        raw = yaml.load(text, Loader=SweepLoader)  # noqa: S506 - a SafeLoader subclass
+        raw = read_yaml(data)
+    except Refused as e:
+        raise SpecError(source, e.where, f"{e.problem}; allowed: {e.allowed}") from None
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f"line {mark.line + 1}" if mark else "-"
@@ -136,11 +138,11 @@ def _read(path: Path, overrides: list[str]) -> tuple[dict, str | None, str]:
                                        "strings, numbers, booleans, null) without tags") from None
     if not isinstance(raw, dict):
         raise SpecError(source, "-", "the sweep file must be a mapping of keys; allowed: " + ", ".join(TOP_LEVEL))
-    _reject_interpolation(source, raw)
+    _check_values(source, raw)
     for item in overrides:
         if "=" not in item or not item.split("=", 1)[0]:
             raise SpecError(source, item, "override must look like key=value; allowed: key=value, key=[a,b]")
-        _reject_interpolation(source, item, item.split("=", 1)[0])
+        _check_values(source, item, item.split("=", 1)[0])
         key = item.split("=", 1)[0]
         if key.split(".")[0] not in TOP_LEVEL:
             raise _unknown(source, key, TOP_LEVEL, key.split(".")[0])
@@ -158,10 +160,14 @@ def _read(path: Path, overrides: list[str]) -> tuple[dict, str | None, str]:
         raw.pop("profile", None)
         if not isinstance(profiles, dict):
             raise SpecError(source, "profiles", f"got {profiles!r}; allowed: a mapping of profile name: partial sweep")
-        if chosen is not None and (not isinstance(chosen, str) or chosen not in profiles):
+        named = any(item.split("=", 1)[0] == "profile" for item in overrides)  # `profile=` names nothing
+        if (chosen is not None or named) and (not isinstance(chosen, str) or chosen not in profiles):
             raise SpecError(source, "profile", f"got {chosen!r}; allowed: {', '.join(sorted(profiles)) or 'none defined'}")
         if chosen is not None and not isinstance(profiles[chosen], dict):
             raise SpecError(source, f"profiles.{chosen}", f"got {profiles[chosen]!r}; allowed: a mapping of sweep keys")
+        if chosen is not None and {"profile", "profiles"} & set(profiles[chosen]):
+            raise SpecError(source, f"profiles.{chosen}", "a profile cannot select or define profiles; "
+                                                          "allowed: sweep keys other than profile and profiles")
         layers = [OmegaConf.create(raw)] + ([OmegaConf.create(profiles[chosen])] if chosen else []) + [dotlist]
         merged = OmegaConf.to_container(OmegaConf.merge(*layers), resolve=False)
     except OmegaConfBaseException as e:
@@ -170,7 +176,8 @@ def _read(path: Path, overrides: list[str]) -> tuple[dict, str | None, str]:
         raise SpecError(source, f"profiles.{chosen}" if chosen else "override",
                         f"{e}; allowed: values of the same kind as in the file") from None
     merged.pop("profile", None)
-    return merged, chosen, hashlib.sha256(text.encode()).hexdigest()
+    _check_values(source, merged)  # overrides are strings until merged
+    return merged, chosen, hashlib.sha256(data).hexdigest()
 
 
 def _section(source: str, raw: dict, name: str) -> dict:
@@ -243,10 +250,26 @@ def _points(source: str, grid: dict, zipped: dict, seeds: list) -> list[dict]:
     if len(lengths) > 1:
         got = ", ".join(f"{k}: {len(v)}" for k, v in zipped.items())
         raise SpecError(source, "zip", f"got lists of lengths {got}; allowed: lists of equal length")
+    sizes = [len(v) for v in grid.values()] + [max(lengths, default=1), len(seeds) or 1]
+    if math.prod(sizes) > MAX_CELLS:
+        raise SpecError(source, "grid", f"got {' x '.join(map(str, sizes))} = {math.prod(sizes)} cells "
+                                        f"(grid x zip x seeds); allowed: at most {MAX_CELLS} cells per sweep")
     zip_points = [dict(zip(zipped, combo)) for combo in zip(*zipped.values())] or [{}]
     grid_points = [dict(zip(grid, combo)) for combo in itertools.product(*grid.values())]
     seed_points = [{"seed": s} for s in seeds] or [{}]
     return [{**g, **z, **s} for g in grid_points for z in zip_points for s in seed_points]
+
+
+TRACKING_SCHEMES = re.compile(r"(sqlite:///.+|https?://[^/\s]+.*|(postgresql|mysql|mssql)(\+\w+)?://.+)", re.S)
+
+
+def tracking_uri_problem(uri: str) -> str | None:
+    """What is wrong with a tracking URI, or None. MLflow 3's file store (``mlruns``, ``file:``) is in
+    maintenance mode and refuses new runs, so only database and server URIs are accepted."""
+    if TRACKING_SCHEMES.fullmatch(uri) and "\n" not in uri:
+        return None
+    return (f"got {uri!r}; allowed: null (sqlite under storage.root), sqlite:///PATH, http(s)://HOST:PORT of an "
+            "MLflow server, or a postgresql/mysql/mssql:// database URI")
 
 
 def _where(key: str, grid: dict, zipped: dict, search: dict, seeds: list) -> str:
@@ -268,8 +291,8 @@ def load_spec(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> 
         if key not in TOP_LEVEL:
             raise _unknown(source, str(key), TOP_LEVEL)
     name = raw.get("name")
-    if not isinstance(name, str) or not NAME_PATTERN.match(name) or ".." in name:
-        raise SpecError(source, "name", f"got {name!r}; allowed: letters, digits, '_', '-', '.' (no path separators or '..')")
+    if not is_name(name):
+        raise SpecError(source, "name", f"got {name!r}; allowed: {NAME_RULE}")
     kind = raw.get("experiment")
     if not isinstance(kind, str) or kind not in registry.names():
         raise SpecError(source, "experiment", f"got {kind!r}; allowed: {', '.join(registry.names())}")
@@ -304,15 +327,24 @@ def load_spec(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> 
         raise SpecError(source, "grid", "the sweep has no cells; allowed: non-empty lists")
     res, pack = sections["resources"], sections["packing"]
     num_cpus, num_gpus = res.get("num_cpus", 1), res.get("num_gpus", 0)
-    if not 0 < num_cpus < math.inf:
-        raise SpecError(source, "resources.num_cpus", f"got {num_cpus}; allowed: a finite number > 0")
-    if not 0 <= num_gpus < math.inf:
-        raise SpecError(source, "resources.num_gpus", f"got {num_gpus}; allowed: a finite number >= 0")
-    if res.get("max_retries", 3) < -1:
+    low, high = RESOURCE_LIMITS["num_cpus"]
+    if not low <= num_cpus <= high:
+        raise SpecError(source, "resources.num_cpus", f"got {num_cpus}; allowed: a finite number in [{low}, {high:g}] "
+                                                      "(Ray counts in units of 0.0001)")
+    if not (num_gpus == 0 or low <= num_gpus <= high):
+        raise SpecError(source, "resources.num_gpus", f"got {num_gpus}; allowed: 0 or a finite number in "
+                                                      f"[{low}, {high:g}] (Ray counts in units of 0.0001)")
+    low, high = RESOURCE_LIMITS["max_retries"]
+    if not low <= res.get("max_retries", 3) <= high:
         raise SpecError(source, "resources.max_retries",
-                        f"got {res['max_retries']}; allowed: an integer >= 0, or -1 (no limit)")
-    if pack.get("probes_per_task", 8) < 1:
-        raise SpecError(source, "packing.probes_per_task", f"got {pack['probes_per_task']}; allowed: an integer >= 1")
+                        f"got {res['max_retries']}; allowed: an integer in [0, {high}], or -1 (no limit)")
+    low, high = RESOURCE_LIMITS["probes_per_task"]
+    if not low <= pack.get("probes_per_task", 8) <= high:
+        raise SpecError(source, "packing.probes_per_task",
+                        f"got {pack['probes_per_task']}; allowed: an integer in [{low}, {high}]")
+    uri = sections["tracking"].get("uri")
+    if uri is not None and (problem := tracking_uri_problem(uri)):
+        raise SpecError(source, "tracking.uri", problem)
     return Spec(
         name=name, experiment=experiment, cells=cells, source=source,
         num_cpus=float(num_cpus), num_gpus=float(num_gpus), max_retries=res.get("max_retries", 3),
@@ -322,3 +354,14 @@ def load_spec(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> 
         raw=raw, overrides=tuple(overrides), profile=profile, file_sha256=file_sha256,
         predict=search_block.get("predict", True),
     )
+
+
+def check_recorded_kind(spec: Spec, store) -> None:
+    """A sweep name holds one experiment kind: rows of two kinds under one name would mix in one partition.
+    ``store`` is the sweep's ``orchestrator.store.Store``; only its recorded kinds are read."""
+    other = store.kinds(spec.name) - {spec.experiment.name}
+    if other:
+        held = ", ".join(sorted(other))
+        raise SpecError(spec.source, "experiment", f"got {spec.experiment.name!r}, but sweep {spec.name!r} under "
+                                                   f"{store.root} holds {held} results; allowed: {held}, or "
+                                                   "another name for this sweep")

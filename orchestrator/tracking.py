@@ -8,9 +8,12 @@ them as columns), and the probe trajectory as one metric against its probe param
 against width: step = width). The experiment opens on MLflow's model-training pages with a shared
 view of the cell runs (``orchestrator.dashboard``).
 
-Cell runs carry their cell id as a tag and are only created for cells MLflow does not have yet,
-so resuming, re-running or ``mlflow-sync`` never duplicates a run, and a no-op resume creates no
-run at all. A tracking outage warns once and the sweep goes on; a later sync restores the view.
+Cell runs carry their cell id as a tag and are only created for cells MLflow does not have yet
+(checked again right before each one is created), so resuming, re-running or ``mlflow-sync`` never
+duplicates a run, and a no-op resume creates no run at all. Nothing MLflow does can stop a sweep:
+opening the store, a corrupt, locked or half-migrated database, an outage or a full disk each give
+one warning line, and the sweep goes on; a later sync restores the view from Parquet. MLflow's own
+log lines are kept out of the terminal.
 """
 from __future__ import annotations
 
@@ -18,7 +21,10 @@ import json
 import logging
 import math
 import os
+import socket
+import sqlite3
 import time
+import uuid
 import warnings
 from pathlib import Path
 
@@ -39,6 +45,80 @@ def default_uri(results_root: str | Path) -> str:
     return f"sqlite:///{Path(results_root).resolve() / 'mlflow.db'}"
 
 
+def sqlite_path(uri: str) -> Path | None:
+    """The database file of a ``sqlite:///PATH`` URI (None for other stores)."""
+    if not uri.startswith("sqlite:///"):
+        return None
+    path = uri[len("sqlite:///"):].split("?", 1)[0]
+    return Path(path) if path and path != ":memory:" else None
+
+
+def create_sqlite_store(path: Path) -> None:
+    """Create MLflow's database at ``path`` whole or not at all.
+
+    MLflow migrates a new database in dozens of steps and cannot resume a migration that a crash or
+    a full disk interrupted, and two first runs at once both migrate the same file (``duplicate
+    column name``). So the schema is built in a private temporary file next to ``path``, synced, and
+    hard-linked into place, which fails if someone else's database got there first (then theirs is used).
+    """
+    if path.exists():
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    host = socket.gethostname()
+    for stale in path.parent.glob(f".{path.name}.{host}.*.tmp"):  # left by a driver killed while creating
+        pid = stale.name.split(".")[-3]
+        if pid.isdigit() and not _alive(int(pid)):
+            stale.unlink(missing_ok=True)
+    tmp = path.with_name(f".{path.name}.{host}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
+    uri = f"sqlite:///{tmp}"
+    try:
+        tmp.touch(exist_ok=False)  # a folder sqlite cannot write fails here, not after MLflow's ~100 s of retries
+        from mlflow.tracking import MlflowClient
+        MlflowClient(tracking_uri=uri).search_experiments(max_results=1)  # builds the schema
+        _dispose(uri)
+        with open(tmp, "rb") as fh:
+            os.fsync(fh.fileno())
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            pass
+    finally:
+        _dispose(uri)
+        for leftover in (tmp, tmp.with_name(tmp.name + "-journal")):
+            leftover.unlink(missing_ok=True)
+
+
+def _check_opens(path: Path) -> None:
+    """Open and read an existing database with sqlite itself: a file sqlite cannot open fails here at
+    once, where MLflow would retry creating its engine for about 100 s first."""
+    connection = sqlite3.connect(f"{path.absolute().as_uri()}?mode=rw", uri=True, timeout=20)
+    try:
+        connection.execute("select count(*) from sqlite_master").fetchone()
+    finally:
+        connection.close()
+
+
+def _dispose(uri: str) -> None:
+    """Close MLflow's cached connections to ``uri`` (a temporary database about to be renamed or removed)."""
+    try:
+        from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
+        engine = SqlAlchemyStore._engine_map.pop(uri, None)
+    except (ImportError, AttributeError):
+        return
+    if engine is not None:
+        engine.dispose()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def _scalar(value):
     if value is None:
         return None
@@ -47,6 +127,17 @@ def _scalar(value):
     except (TypeError, ValueError):
         return None
     return number if math.isfinite(number) else None
+
+
+def _reason(error: BaseException) -> str:
+    """One line for an error: its root cause (MLflow wraps the database's own message in notes)."""
+    while error.__cause__ is not None or error.__context__ is not None:
+        error = error.__cause__ or error.__context__
+    return f"{type(error).__name__}: {(str(error).splitlines() or [''])[0]}"[:300]
+
+
+class Unusable(Exception):
+    """An existing MLflow database that cannot be opened (corrupt, half-migrated, locked)."""
 
 
 class Tracker:
@@ -58,19 +149,34 @@ class Tracker:
         os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
         os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
         os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "20")
-        from mlflow.tracking import MlflowClient
-
-        for name in ("mlflow", "alembic"):
-            logging.getLogger(name).setLevel(logging.WARNING)
-
         self.uri, self.experiment_name = uri, experiment
-        self.client = MlflowClient(tracking_uri=uri)
         self.artifacts = (Path(results_root).resolve() / "mlartifacts").as_uri()
         self.failed = False
         self.sweep = sweep or experiment
         self.parent_id: str | None = None  # the sweep run
         self.names: set[str] = set()  # run names the experiment's cell runs already have
         self._experiment_id: str | None = None
+        self.client = self._guard("opening the tracking store", self._open)
+
+    def _open(self):
+        from mlflow.tracking import MlflowClient
+
+        for name in ("mlflow", "alembic", "sqlalchemy"):  # their messages become our one warning line
+            logging.getLogger(name).setLevel(logging.CRITICAL + 1)
+        database = sqlite_path(self.uri)
+        if database is not None:
+            create_sqlite_store(database)
+        try:
+            if database is not None:
+                _check_opens(database)
+            client = MlflowClient(tracking_uri=self.uri)
+            client.search_experiments(max_results=1)
+        except Exception as e:
+            if database is not None and database.exists():
+                _dispose(self.uri)  # so that a later tracker in this process opens the file afresh
+                raise Unusable(_reason(e)) from None
+            raise
+        return client
 
     def _guard(self, what: str, fn, *args):
         if self.failed:
@@ -81,9 +187,14 @@ class Tracker:
                 return fn(*args)
         except Exception as e:  # noqa: BLE001 - any tracking failure must not stop the sweep
             self.failed = True
-            log.warning("MLflow tracking at %s failed while %s (%s: %s); the sweep goes on and Parquet keeps "
-                        "every result; run `factsweep mlflow-sync` later to restore the view.",
-                        self.uri, what, type(e).__name__, str(e).splitlines()[0] if str(e) else "")
+            if isinstance(e, Unusable):
+                log.warning("MLflow database %s cannot be used (%s); the sweep goes on and Parquet keeps every "
+                            "result; if it stays so, move the file aside and run `factsweep mlflow-sync` to "
+                            "rebuild the view.", sqlite_path(self.uri), e)
+            else:
+                log.warning("MLflow tracking at %s failed while %s (%s); the sweep goes on and Parquet keeps "
+                            "every result; run `factsweep mlflow-sync` later to restore the view.",
+                            self.uri, what, _reason(e))
             return None
 
     def experiment_id(self) -> str:
@@ -116,6 +227,16 @@ class Tracker:
                                                  "figures and resolved sweep file are its artifacts"}).info.run_id
             return self.parent_id
         return self._guard("finding the sweep run", go)
+
+    def close_stale(self) -> None:
+        """A sweep run left RUNNING by a killed driver is marked KILLED (the sweep's lock proves no
+        other driver of it is alive)."""
+        def go():
+            stale = self.client.search_runs([self.experiment_id()], max_results=10, filter_string=(
+                f"tags.`{KIND_TAG}` = 'sweep' and tags.`{SWEEP_TAG}` = '{self.sweep}' and attributes.status = 'RUNNING'"))
+            for run in stale:
+                self.client.set_terminated(run.info.run_id, "KILLED")
+        self._guard("closing a stale sweep run", go)
 
     def start(self, spec, invocation: dict) -> None:
         """An invocation that has work: mark the sweep run running and record who runs it and how."""
@@ -184,6 +305,9 @@ class Tracker:
         from mlflow.entities import Metric, Param
 
         config = cell["config"]
+        if self.client.search_runs([self.experiment_id()], max_results=1, filter_string=(
+                f"tags.`{CELL_TAG}` = '{cell['cell_id']}' and attributes.status = 'FINISHED'")):
+            return  # already logged (by another route since logged_cells was read): never twice
         tags = {KIND_TAG: "cell", CELL_TAG: cell["cell_id"], SWEEP_TAG: sweep, "code_version": cell.get("code_version")
                 or code_version(), "factsweep.invocation": cell.get("invocation_id") or ""}
         parent = self.sweep_run()

@@ -13,7 +13,12 @@ import traceback
 from orchestrator import registry
 
 
-def execute(kind: str, config: dict, probes: list[dict]) -> list[dict]:
+def execute(kind: str, config: dict, probes: list[dict], threads: int | None = None) -> list[dict]:
+    """Run ``probes`` of one cell; ``threads``: torch's thread count in this task (the CPUs it asked
+    for; science code never sets it)."""
+    if threads:
+        import torch
+        torch.set_num_threads(threads)
     start = time.perf_counter()
     where = {"host": socket.gethostname(), "pid": os.getpid(), **_placement(), "task_started_at": time.time()}
     params = [{k: v for k, v in p.items() if k != "probe_id"} for p in probes]

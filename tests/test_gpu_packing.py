@@ -50,7 +50,7 @@ def test_quarter_gpu_tasks_run_four_per_logical_gpu_and_see_their_gpu(ray_sessio
 GD = """
 name: logical_gpu
 experiment: capacity
-fixed: {{method: gd, d: 8, num_facts: 8, epochs: 200, lr: 0.02}}
+fixed: {{method: gd, d: 8, num_facts: 8, gd_epochs: 200, gd_lr: 0.02}}
 search: {{low: 1, high: 32, strategy: kary, arity: 3}}
 resources: {{num_cpus: 1, num_gpus: 0.25}}
 storage: {{root: {root}}}

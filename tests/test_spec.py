@@ -57,8 +57,8 @@ def test_a_cell_carries_only_its_own_methods_options_written_flat_or_nested(tmp_
 
 
 def test_identity_ignores_operational_keys_and_int_float_spelling(tmp_path):
-    a = load_spec(write(tmp_path, BASE + "fixed: {geometry: spherical, threshold: 1}\n", "a.yaml"))
-    b = load_spec(write(tmp_path, BASE + "fixed: {geometry: spherical, threshold: 1.0}\n"
+    a = load_spec(write(tmp_path, BASE.replace("spherical}", "spherical, threshold: 1}"), "a.yaml"))
+    b = load_spec(write(tmp_path, BASE.replace("spherical}", "spherical, threshold: 1.0}") +
                         "resources: {num_cpus: 2}\nstorage: {root: elsewhere}\n", "b.yaml"))
     assert [cell_id("capacity", c) for c in a.cells] == [cell_id("capacity", c) for c in b.cells]
     c = load_spec(write(tmp_path, BASE, "c.yaml"), ["fixed.seed=1"])
@@ -67,12 +67,12 @@ def test_identity_ignores_operational_keys_and_int_float_spelling(tmp_path):
 
 @pytest.mark.parametrize("text, overrides, key, fragment", [
     (BASE.replace("method", "methd"), [], "grid.methd", "did you mean 'method'"),
-    (BASE + "fixed: {geometry: sphere}\n", [], "fixed.geometry", "allowed: one of spherical"),
+    (BASE.replace("spherical", "sphere"), [], "fixed.geometry", "allowed: one of spherical"),
     (BASE.replace("d: [8, 16]", "d: [0]"), [], "grid.d", "allowed: int in [1"),
     (BASE.replace("d: [8, 16]", "d: []"), [], "grid.d", "non-empty list"),
     (BASE.replace("name: t", "name: ../escape"), [], "name", "no path separators"),
     (BASE.replace("experiment: capacity", "experiment: os.system"), [], "experiment", "allowed: capacity"),
-    (BASE + "fixed: {geometry: '${oc.env:HOME}'}\n", [], "fixed.geometry", "interpolations"),
+    (BASE.replace("spherical", "'${oc.env:HOME}'"), [], "fixed.geometry", "interpolations"),
     (BASE, ["fixed.threshold=1.5"], "fixed.threshold", "(0.0, 1.0]"),
     (BASE, ["search.low=10", "search.high=5"], "search.high", "search_low <= search_high"),
     (BASE, ["nonsense.key=1"], "nonsense.key", "unknown key"),

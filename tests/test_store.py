@@ -1,8 +1,16 @@
-"""The Parquet store: atomic fragments, newest row per key, safe compaction, DuckDB views."""
+"""The Parquet store: atomic fragments, newest row per key, safe compaction, DuckDB views, and reads that
+survive damaged fragments, concurrent compaction and hostile folder names."""
 from __future__ import annotations
 
-import pandas as pd
+import logging
+import shutil
+import subprocess
+import sys
 
+import pandas as pd
+import pytest
+
+from orchestrator.cli import main
 from orchestrator.store import Store
 
 
@@ -41,3 +49,117 @@ def test_duckdb_views_union_columns_across_fragments(tmp_path):
     frame = store.connect().execute("select sweep, cell_id, min_width, extra from cells order by sweep, cell_id").df()
     assert frame["sweep"].tolist() == ["a", "a", "b"]
     assert pd.isna(frame["min_width"][0]) and frame["min_width"][1] == 7 and frame["extra"][1] == 1.5
+
+
+def _fragment_bytes(store: Store, table: str, sweep: str) -> list[bytes]:
+    return [p.read_bytes() for p in store.fragments(table, sweep)]
+
+
+def test_damaged_fragments_are_quarantined_and_their_rows_planned_again(tmp_path, caplog):
+    """Empty, truncated and corrupt fragments are moved aside (never deleted), one warning line each;
+    every reader (pandas, SQL, the recorded-kind check) carries on with the rest."""
+    store = Store(tmp_path)
+    for i in range(5):
+        store.append("probes", "s", [{"probe_id": f"p{i}.{j}", "experiment": "synthetic", "x": float(j)}
+                                     for j in range(200)])
+    parts = store.fragments("probes", "s")
+    good = parts[0].read_bytes()
+    parts[1].write_bytes(b"")                                          # empty
+    parts[2].write_bytes(good[: len(good) // 2])                       # truncated
+    parts[3].write_bytes(good[:600] + bytes(reversed(good[600:1400])) + good[1400:])  # corrupt column data
+    damaged = {p.name: p.read_bytes() for p in parts[1:4]}
+    with caplog.at_level(logging.WARNING, logger="factsweep"):
+        frame = store.load("probes", "s")
+    assert sorted(set(frame["probe_id"].str.split(".").str[0])) == ["p0", "p4"] and len(frame) == 400
+    warnings = [r.getMessage() for r in caplog.records]
+    assert len(warnings) == 3 and all("\n" not in w and "its probes run again" in w for w in warnings)
+    quarantined = {p.name: p.read_bytes() for p in (tmp_path / "quarantine" / "probes" / "sweep=s").iterdir()}
+    assert quarantined == damaged, "a damaged fragment was altered or lost"
+    assert len(store.fragments("probes", "s")) == 2
+    # Once moved aside, nothing warns again; SQL and the kind check see the same rows.
+    caplog.clear()
+    parts = store.fragments("probes", "s")
+    parts[1].write_bytes(b"PAR1")
+    with caplog.at_level(logging.WARNING, logger="factsweep"):
+        assert store.connect().execute("select count(*) from probes").fetchone()[0] == 200
+        assert store.kinds("s") == {"synthetic"}
+        assert len(store.load("probes", "s")) == 200
+    assert len(caplog.records) == 1 and parts[1].name in caplog.records[0].getMessage()
+
+
+COMPACTOR = """
+import sys, time
+from orchestrator.store import Store
+store, deadline = Store(sys.argv[1]), time.time() + float(sys.argv[2])
+print("ready", flush=True)
+n = 0
+while time.time() < deadline:
+    for _ in range(4):  # the same 50 keys again, as a rerun records them
+        store.append("probes", "s", [{"probe_id": f"p{k}", "experiment": "synthetic", "n": n} for k in range(50)])
+        n += 1
+    store.compact("probes", "s")
+print(n, flush=True)
+"""
+
+
+def test_reads_while_another_process_compacts_never_fail(tmp_path):
+    """status, report and query read while `run` compacts: a fragment merged away between the listing
+    and the read must cost a re-read, never an error or a missing row."""
+    store = Store(tmp_path)
+    store.append("probes", "s", [{"probe_id": f"p{k}", "experiment": "synthetic", "n": -1} for k in range(50)])
+    writer = subprocess.Popen([sys.executable, "-c", COMPACTOR, str(tmp_path), "1.5"], stdout=subprocess.PIPE, text=True)
+    try:
+        assert writer.stdout.readline().strip() == "ready"
+        reads = 0
+        while writer.poll() is None:
+            assert set(store.load("probes", "s")["probe_id"]) == {f"p{k}" for k in range(50)}
+            assert store.connect().execute("select count(distinct probe_id) from probes").fetchone()[0] == 50
+            reads += 1
+        writes = int(writer.stdout.read().split()[-1])
+    finally:
+        writer.kill()
+        writer.wait()
+    assert writer.returncode == 0 and reads >= 3 and writes >= 8, (reads, writes)
+    print(f"\ncompaction race: {reads} reads (pandas and SQL) during {writes} appends and {writes // 4} compactions, "
+          "every read complete")
+
+
+HOSTILE = "x\" AS SELECT 1; COPY (SELECT 42) TO 'pwned.csv'; CREATE VIEW \"y"
+
+
+@pytest.mark.parametrize("folder", [HOSTILE, 'quote"d', "a..b", "new\nline"], ids=["sql_injection", "quote", "dotdot", "newline"])
+def test_query_never_turns_folder_names_into_sql(tmp_path, monkeypatch, capsys, caplog, folder):
+    """A folder under the results root named like SQL is skipped with one warning; nothing it says runs."""
+    monkeypatch.chdir(tmp_path)
+    root = tmp_path / "results"
+    Store(root).append("cells", "real", [{"cell_id": "c1", "experiment": "synthetic", "recorded_at": 1.0}])
+    shutil.copytree(root / "cells", root / folder)
+    with caplog.at_level(logging.WARNING, logger="factsweep"):
+        code = main(["query", "select count(*) as n from cells", "--root", str(root)])
+    out, err = capsys.readouterr()
+    assert code == 0 and out.split()[-1] == "1" and err == ""
+    assert not list(tmp_path.rglob("pwned.csv"))
+    assert [r.getMessage().count("\n") for r in caplog.records] == [0]
+    assert "skipping folder" in caplog.records[0].getMessage()
+
+
+def test_sweep_folder_with_a_bad_name_is_skipped(tmp_path, caplog):
+    store = Store(tmp_path)
+    store.append("cells", "good", [{"cell_id": "c1"}])
+    (tmp_path / "cells" / "sweep=good").rename(tmp_path / "cells" / 'sweep=a"b')
+    store.append("cells", "good", [{"cell_id": "c2"}])
+    with caplog.at_level(logging.WARNING, logger="factsweep"):
+        assert store.load("cells")["cell_id"].tolist() == ["c2"]
+        assert store.connect().execute("select cell_id from cells").fetchall() == [("c2",)]
+    assert caplog.records and all("a\"b" in r.getMessage() for r in caplog.records)
+
+
+def test_query_reads_the_root_it_is_given_even_with_glob_characters(tmp_path, capsys):
+    """`--root 'res[1]'` reads res[1], not res1 (a glob would match res1)."""
+    Store(tmp_path / "res[1]").append("cells", "s", [{"cell_id": "mine"}])
+    Store(tmp_path / "res1").append("cells", "s", [{"cell_id": "other"}])
+    Store(tmp_path / "res*").append("cells", "t", [{"cell_id": "star"}])
+    assert main(["query", "select cell_id from cells", "--csv", "--root", str(tmp_path / "res[1]")]) == 0
+    assert capsys.readouterr().out.split() == ["cell_id", "mine"]
+    assert main(["query", "select cell_id from cells", "--csv", "--root", str(tmp_path / "res*")]) == 0
+    assert capsys.readouterr().out.split() == ["cell_id", "star"]

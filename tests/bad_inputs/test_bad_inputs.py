@@ -32,7 +32,7 @@ PYTHON = str(REPO / ".venv" / "bin" / "python") if (REPO / ".venv" / "bin" / "py
 
 def header(path: Path) -> tuple[str, list[str], list[str]]:
     key, expects, overrides = None, [], []
-    for line in path.read_text().splitlines():
+    for line in path.read_text(errors="replace").splitlines():  # headers are ASCII; not_utf8.yaml is not
         if line.startswith("# key: "):
             key = line[len("# key: "):]
         elif line.startswith("# expect: "):
@@ -53,7 +53,7 @@ def workdir(tmp_path, monkeypatch):
 
 def place(case: Path, folder: Path) -> Path:
     path = folder / case.name
-    path.write_text(case.read_text().replace("@ROOT@", str(folder / "results")))
+    path.write_bytes(case.read_bytes().replace(b"@ROOT@", str(folder / "results").encode()))
     return path
 
 
@@ -116,6 +116,7 @@ CLI_CASES = {
     "report_dotdot": (["report", "..", "--root", "{root}"], "report", "SWEEP", ["got '..'"] + NAME),
     "report_parent_path": (["report", "../../etc", "--root", "{root}"], "report", "SWEEP", ["got '../../etc'"] + NAME),
     "fit_parent_path": (["fit", "../x", "--root", "{root}"], "fit", "SWEEP", ["got '../x'"] + NAME),
+    "status_trailing_newline": (["status", "x\n", "--root", "{root}"], "status", "SWEEP", ["got 'x\\n'"] + NAME),
     "query_syntax_error": (["query", "selec 1", "--root", "{root}"], "query", "SQL",
                            ["Parser Error", "allowed: DuckDB SQL"]),
     "query_unknown_table": (["query", "select * from nope", "--root", "{root}"], "query", "SQL",
@@ -148,6 +149,31 @@ def test_bad_query_leaves_existing_results_alone(workdir, capsys):
     code = main(["query", "select * from cels", "--root", str(workdir / "results")])
     out, err = capsys.readouterr()
     check_error(code, out, err, "query", "SQL", ["cels", "allowed: DuckDB SQL over the views cells"])
+    assert {p: p.stat().st_mtime_ns for p in workdir.rglob("*")} == before
+
+
+VALID = """name: mixed
+experiment: capacity
+fixed: {geometry: spherical, gd_epochs: 10}
+grid: {method: [gd], d: [8], num_facts: [16]}
+storage: {root: "@ROOT@"}
+"""
+
+
+@pytest.mark.parametrize("command", ["run", "plan", "mlflow-sync"])
+def test_a_sweep_name_holds_one_experiment_kind(command, workdir, capsys):
+    """Results of kind `synthetic` recorded under `mixed`: a `capacity` sweep of that name would mix two
+    kinds in one partition. Refused before anything is written."""
+    from orchestrator.store import Store
+    Store(workdir / "results").append("probes", "mixed", [{"probe_id": "p0", "cell_id": "c0", "experiment": "synthetic",
+                                                           "status": "ok"}])
+    path = workdir / "mixed.yaml"
+    path.write_text(VALID.replace("@ROOT@", str(workdir / "results")))
+    before = {p: p.stat().st_mtime_ns for p in workdir.rglob("*")}
+    code = main([command, str(path)])
+    out, err = capsys.readouterr()
+    check_error(code, out, err, str(path), "experiment",
+                ["got 'capacity', but sweep 'mixed' under", "holds synthetic results", "allowed: synthetic, or another"])
     assert {p: p.stat().st_mtime_ns for p in workdir.rglob("*")} == before
 
 

@@ -122,6 +122,11 @@ def test_kill_dash_nine_at_random_moments(ray_session, tmp_path):
     runs = client.search_runs([experiment.experiment_id], filter_string=f"tags.`{KIND_TAG}` = 'cell'")
     assert sorted(r.data.tags[CELL_TAG] for r in runs) == sorted(store.load("cells", "killed")["cell_id"])
     assert all(r.info.status == "FINISHED" and "min_width" in r.data.metrics for r in runs)
+    # The parent runs the killed drivers left RUNNING were closed as KILLED by the next run.
+    parents = client.search_runs([experiment.experiment_id], filter_string=f"tags.`{KIND_TAG}` = 'invocation'")
+    statuses = sorted(r.info.status for r in parents)
+    assert statuses.count("FINISHED") == 1 and set(statuses) == {"FINISHED", "KILLED"}, statuses
     print(f"\ndriver kill: {KILLS} kill -9 of the driver, probes recorded at each kill {recorded} of {total}; "
           f"final run ran {final.probes_run} = {total} - {before}; probes recorded twice 0; MLflow cell runs "
           f"{len(runs)} for {len(cells)} cells; {time.perf_counter() - started:.0f}s")
+

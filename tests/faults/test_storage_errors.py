@@ -14,6 +14,7 @@ log to one MLflow database (creating one costs a second of CPU).
 """
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -245,3 +246,69 @@ def test_disk_full_fails_fast_then_mid_sweep_and_recovers(shared, tmp_path, capf
     with capfd.disabled():
         print(f"\ndisk full mid-sweep: {error}\ndisk full mid-sweep: {len(raw)} of {total} probes recorded before "
               f"ENOSPC, {redone} run after, 0 duplicates")
+
+
+DB_IN_ROOT = """
+name: midway
+experiment: synthetic
+fixed: {{num_probes: 40, sleep: 0.02}}
+grid: {{seed: [0, 1]}}
+packing: {{probes_per_task: 1}}
+storage: {{root: '{root}'}}
+"""
+# Inside the namespace that mounts the small disk, before the real `factsweep run`: MLflow's schema on
+# a full disk, then with space, then a disk that fills part-way through the sweep.
+SCHEMA_ON_A_FULL_DISK = """
+import json, logging, os, sys
+from pathlib import Path
+from orchestrator.tracking import Tracker, default_uri
+disk, root = Path(sys.argv[1]), Path(sys.argv[1]) / "results"
+def fill(leave):
+    stat = os.statvfs(disk)
+    with open(disk / "filler", "wb") as fh:
+        fh.write(bytes(stat.f_bavail * stat.f_frsize - leave))
+logging.basicConfig(stream=sys.stdout, format="%(message)s")
+fill(300 << 10)  # room for a sweep's fragments, not for MLflow's ~1 MB schema
+full = Tracker(default_uri(root), "first", root)
+full.start("first", {})
+left = sorted(p.name for p in root.iterdir()) if root.exists() else []
+(disk / "filler").unlink()
+later = Tracker(default_uri(root), "first", root)
+later.start("first", {})
+later.finish()
+fill(48 << 10)
+print(json.dumps({"failed_when_full": full.failed, "left_when_full": left, "failed_later": later.failed}))
+"""
+
+
+@pytest.mark.slow
+def test_mlflow_db_on_a_disk_that_fills(ray_session, tmp_path):
+    """``mlflow.db`` in the results folder (where it is by default) on a 4 MiB disk, in one user and mount
+    namespace: SQLite resolves /proc/<pid>/root paths out of it, so driver and MLflow run inside (the
+    driver joins the test session's Ray rather than starting its own).
+    Full while MLflow builds its schema: one warning, no half-made database (one would break every later
+    run). Full part-way through a sweep: one line per condition, none of MLflow's own output."""
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    path = tmp_path / "midway.yaml"
+    path.write_text(DB_IN_ROOT.format(root=disk / "results"))
+    steps = (f'mount -t tmpfs -o size=4m factsweep-full "$0" && "$1" -c "$2" "$0" > "$3" && '
+             f'"$1" -m orchestrator.cli run "$4" --address "$7" 2> "$5"; echo $? > "$6"')
+    command = [*USERNS, "sh", "-c", steps, str(disk), sys.executable, SCHEMA_ON_A_FULL_DISK, str(tmp_path / "schema"),
+               str(path), str(tmp_path / "stderr"), str(tmp_path / "rc"), ray_session.get_runtime_context().gcs_address]
+    if not shutil.which("unshare") or subprocess.run([*USERNS, "true"], capture_output=True).returncode:
+        pytest.skip("no user and mount namespaces here: cannot mount a small file system")
+    done = subprocess.run(command, capture_output=True, text=True, timeout=240,
+                          env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])})
+    said = (tmp_path / "schema").read_text()
+    assert done.returncode == 0 and said.rstrip().endswith("}"), said + done.stdout + done.stderr
+    *warnings, facts = said.splitlines()
+    facts = json.loads(facts)
+    assert facts["failed_when_full"] and len(warnings) == 1 and "full" in warnings[0], (facts, warnings)
+    assert facts["left_when_full"] == [], "a half-made mlflow.db (or its temporary file) was left behind"
+    assert not facts["failed_later"], "with space freed, MLflow did not work"
+    lines = [line for line in (tmp_path / "stderr").read_text().splitlines() if line.strip()]
+    assert (tmp_path / "rc").read_text().strip() == "1", lines
+    assert lines[-1].startswith(f"factsweep: error: results: cannot write {disk}/results"), lines
+    assert len(lines) <= 2 and all(line.startswith("MLflow") for line in lines[:-1]), lines
+    print(f"\nmlflow.db on a full disk: schema: {warnings[0]}\nmid-sweep: {len(lines)} lines: {lines}")

@@ -1,0 +1,89 @@
+"""One driver per sweep: an exclusive lock under the results root, held for a whole ``run`` or ``mlflow-sync``.
+
+Two drivers of one sweep would plan the same probes, run them twice and race each other's MLflow
+logging and compaction. The lock is ``fcntl.flock`` on ``<root>/locks/<sweep>.lock``: the kernel
+releases it when its holder exits in any way, kill -9 included, so a lock left by a dead process is
+simply taken over, and no pid has to be checked for liveness (pids are reused, and mean nothing on
+another host). The file also records the holder's pid, host and start time, so a second driver can
+say who holds it. On release the file is removed while still locked; an acquirer checks that the
+file it locked is still the one at the path, so a removed file can never be held by two drivers.
+"""
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import socket
+import sys
+import time
+from pathlib import Path
+
+from orchestrator.errors import Unavailable
+from orchestrator.store import storage_error
+
+
+class SweepLocked(Unavailable):
+    """Another live driver holds the sweep."""
+
+
+class SweepLock:
+    """``with SweepLock(root, sweep):`` — raises SweepLocked at once if another process holds it."""
+
+    def __init__(self, root: str | Path, sweep: str):
+        self.path = Path(root) / "locks" / f"{sweep}.lock"
+        self.sweep = sweep
+        self._fd: int | None = None
+
+    def __enter__(self) -> "SweepLock":
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            while self._fd is None:
+                fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    holder = _holder(fd)
+                    os.close(fd)
+                    raise SweepLocked(f"sweep {self.sweep!r} is being run by {holder} (lock {self.path}); wait for "
+                                      "it to finish, or stop it: a second driver would run the same probes") from None
+                if _same_file(fd, self.path):
+                    self._fd = fd
+                else:  # the previous holder removed the file after we opened it: lock the new one
+                    os.close(fd)
+            info = {"pid": os.getpid(), "host": socket.gethostname(), "since": time.strftime("%Y-%m-%d %H:%M:%S"),
+                    "command": " ".join(sys.argv)[:500]}
+            os.ftruncate(self._fd, 0)
+            os.pwrite(self._fd, json.dumps(info).encode(), 0)
+        except OSError as e:
+            self._close()
+            raise storage_error(self.path.parent, e) from e
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._fd is not None:
+            try:
+                self.path.unlink(missing_ok=True)  # still locked: no one can be holding the file we remove
+            except OSError:
+                pass  # a leftover file is harmless: the next driver takes it over
+        self._close()
+
+    def _close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)  # closing releases the lock
+            self._fd = None
+
+
+def _same_file(fd: int, path: Path) -> bool:
+    try:
+        return os.path.samestat(os.fstat(fd), os.stat(path))
+    except FileNotFoundError:
+        return False
+
+
+def _holder(fd: int) -> str:
+    """'pid 123 on host h since ...' from the lock file, or what is known of it."""
+    try:
+        info = json.loads(os.pread(fd, 4096, 0) or b"{}")
+        return f"pid {info['pid']} on host {info['host']} since {info['since']}"
+    except (OSError, ValueError, KeyError, TypeError):
+        return "another process (it has not written its pid and host yet)"

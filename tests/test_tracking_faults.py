@@ -1,0 +1,126 @@
+"""MLflow is a view: whatever state its store is in, a sweep runs to the end with one warning line, and
+MLflow never holds a cell twice. Real sqlite databases, real Ray, real Parquet."""
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+from orchestrator.cli import main
+from orchestrator.store import Store
+from orchestrator.tracking import CELL_TAG, KIND_TAG, SWEEP_TAG, Tracker, default_uri
+
+SYNTHETIC = """
+name: {name}
+experiment: synthetic
+fixed: {{num_probes: 2}}
+grid: {{seed: [0, 1]}}
+storage: {{root: '{root}'}}
+"""
+REPO = Path(__file__).resolve().parents[1]
+
+
+def sweep(tmp_path: Path, name: str) -> Path:
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(SYNTHETIC.format(name=name, root=tmp_path / "results"))
+    return path
+
+
+def runs_of(root: Path, name: str, kind: str) -> list:
+    client = MlflowClient(default_uri(root))
+    experiment = client.get_experiment_by_name(name)
+    return client.search_runs([experiment.experiment_id], filter_string=f"tags.`{KIND_TAG}` = '{kind}'")
+
+
+def run_and_warn_once(path: Path, caplog, capsys) -> str:
+    """`factsweep run` completes the sweep; the only thing MLflow costs is one warning line."""
+    with caplog.at_level(logging.WARNING):
+        assert main(["run", str(path)]) == 0
+    out, err = capsys.readouterr()
+    assert "2/2 cells done, 4 probes run (0 failed)" in out and "Traceback" not in err
+    warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert len(warnings) == 1 and "\n" not in warnings[0], warnings
+    assert len(Store(path.parent / "results").load("cells", path.stem)) == 2
+    return warnings[0]
+
+
+def test_corrupt_database_warns_once_and_the_sweep_completes(ray_session, tmp_path, caplog, capsys):
+    path = sweep(tmp_path, "corrupt")
+    database = tmp_path / "results" / "mlflow.db"
+    database.parent.mkdir()
+    database.write_bytes(b"not a database, whatever MLflow hoped " * 500)
+    warning = run_and_warn_once(path, caplog, capsys)
+    assert f"MLflow database {database} cannot be used" in warning and "file is not a database" in warning
+    assert "move the file aside and run `factsweep mlflow-sync`" in warning
+    database.rename(tmp_path / "mlflow.db.broken")  # as the warning says
+    assert main(["mlflow-sync", str(path)]) == 0
+    assert len(runs_of(tmp_path / "results", "corrupt", "cell")) == 2
+
+
+def test_a_cell_is_never_logged_twice(tmp_path):
+    """Even when a second caller has not seen the first run (it listed the logged cells before)."""
+    root = tmp_path / "results"
+    cell = {"cell_id": "0123456789abcdef", "config": {"seed": 0}, "summary": {"num_ok": 2}, "run_name": "c"}
+    first, second = (Tracker(default_uri(root), "twice", root) for _ in range(2))
+    assert first.logged_cells() == set() and second.logged_cells() == set()
+    first.log_cell("twice", cell, Store(root).load("probes", "twice"))
+    second.log_cell("twice", cell, Store(root).load("probes", "twice"))
+    assert [r.data.tags[CELL_TAG] for r in runs_of(root, "twice", "cell")] == ["0123456789abcdef"]
+    assert not first.failed and not second.failed
+
+
+def test_next_run_closes_parent_runs_a_killed_driver_left_running(ray_session, tmp_path, capsys):
+    path = sweep(tmp_path, "orphans")
+    root = tmp_path / "results"
+    killed = Tracker(default_uri(root), "orphans", root)  # what a driver killed mid-sweep leaves in MLflow
+    killed.start("orphans", {"source": "killed"})
+    unrelated = Tracker(default_uri(root), "orphans", root)  # another sweep logging to the same experiment
+    unrelated.start("another-sweep", {"source": "elsewhere"})
+    assert main(["run", str(path)]) == 0
+    parents = {r.data.params["source"]: r.info.status for r in runs_of(root, "orphans", "invocation")}
+    assert parents == {"killed": "KILLED", "elsewhere": "RUNNING", str(path): "FINISHED"}, parents
+    assert {r.data.tags[SWEEP_TAG] for r in runs_of(root, "orphans", "invocation")} == {"orphans", "another-sweep"}
+
+
+CREATE = """
+import sys, time
+from pathlib import Path
+from orchestrator.tracking import Tracker, default_uri
+root, go = Path(sys.argv[1]), Path(sys.argv[2])
+print("ready", flush=True)
+while not go.exists():
+    time.sleep(0.01)
+tracker = Tracker(default_uri(root), sys.argv[3], root)
+tracker.start(sys.argv[3], {"source": "race"})
+tracker.finish()
+sys.exit(1 if tracker.failed else 0)
+"""
+
+
+@pytest.mark.slow
+def test_two_first_runs_create_the_database_together(tmp_path):
+    """Two drivers (of different sweeps, so no lock keeps them apart) open a fresh results folder's
+    MLflow database at the same instant: both log, neither sees `duplicate column name`."""
+    root, go = tmp_path / "results", tmp_path / "go"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
+    drivers = [subprocess.Popen([sys.executable, "-c", CREATE, str(root), str(go), name], env=env,
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for name in ("a", "b")]
+    try:
+        assert [d.stdout.readline().strip() for d in drivers] == ["ready", "ready"]  # both imported MLflow
+        go.touch()
+        outputs = [(d.wait(timeout=120), d.communicate()[0]) for d in drivers]
+    finally:
+        for d in drivers:
+            if d.poll() is None:
+                d.kill()
+                d.wait()
+    assert [code for code, _ in outputs] == [0, 0], outputs
+    assert all(out == "" for _, out in outputs), outputs
+    assert sorted(p.name for p in root.iterdir()) == ["mlflow.db"], "a temporary database was left behind"
+    client = MlflowClient(default_uri(root))
+    assert sorted(e.name for e in client.search_experiments()) == ["Default", "a", "b"]
