@@ -1,12 +1,17 @@
-"""The ``factsweep`` command: run, plan, status, query, report, ui, mlflow-sync and embeddings."""
+"""The ``factsweep`` command: run, plan, status, query, report, fit, extra-cells, ui, mlflow-sync, and
+the commands other packages add through the ``factsweep.commands`` entry points (factmlp's
+``embeddings``)."""
 from __future__ import annotations
 
 import argparse
 import os
 import sys
+from importlib.metadata import entry_points
 from pathlib import Path
 
 from orchestrator.errors import SpecError, Unavailable
+
+COMMANDS = "factsweep.commands"  # entry points: add_parser(subparsers) of another package's command
 
 
 def _spec(args):
@@ -50,7 +55,7 @@ def _print_report(scope) -> None:
     from orchestrator.report import write_report
     from orchestrator.runner import tracker_for
     from orchestrator.store import Store
-    from orchestrator.tables import text
+    from orchestrator.render import text
     from orchestrator.tracking import Tracker, default_uri
     pictures, md, table = write_report(scope)
     tracker = tracker_for(scope.spec) if scope.spec else Tracker(default_uri(scope.root), scope.sweep, scope.root)
@@ -125,7 +130,7 @@ def cmd_plan(args) -> int:
     from orchestrator.scope import Scope
     from orchestrator.store import Store
     import pandas as pd
-    from orchestrator.tables import text
+    from orchestrator.render import text
 
     store = Store(spec.results_root)
     plans = build_plan(spec, store)
@@ -177,7 +182,7 @@ def cmd_extra_cells(args) -> int:
     from orchestrator.scope import Scope
     from orchestrator.spec import varying_keys
     from orchestrator.store import Store
-    from orchestrator.tables import text
+    from orchestrator.render import text
     scope, store = Scope.of_spec(spec), Store(spec.results_root)
     others = scope.others(store)
     if not len(others):
@@ -222,7 +227,7 @@ def cmd_fit(args) -> int:
 
 def cmd_query(args) -> int:
     from orchestrator.store import Store
-    from orchestrator.tables import text
+    from orchestrator.render import text
     import duckdb
 
     con = Store(args.root).connect()
@@ -307,8 +312,8 @@ def parser() -> argparse.ArgumentParser:
     ui.add_argument("--host", default="127.0.0.1")
     ui.add_argument("--port", type=int, default=5000)
     ui.set_defaults(fn=cmd_ui)
-    from orchestrator.embeddings_cli import add_parser as add_embeddings
-    add_embeddings(sub)  # `factsweep embeddings capture|show`
+    for command in entry_points(group=COMMANDS):  # e.g. `factsweep embeddings capture|show` from factmlp
+        command.load()(sub)
     return p
 
 
@@ -318,6 +323,11 @@ def main(argv: list[str] | None = None) -> int:
         return args.fn(args)
     except SpecError as e:
         print(f"factsweep: error: {e}", file=sys.stderr)
+        return 2
+    except ValueError as e:  # a plugin command's usage error: source, key and message, like a SpecError
+        if not all(hasattr(e, a) for a in ("source", "key", "message")):
+            raise
+        print(f"factsweep: error: {SpecError(e.source, e.key, e.message)}", file=sys.stderr)
         return 2
     except Unavailable as e:
         print(f"factsweep: error: {e}", file=sys.stderr)

@@ -23,6 +23,7 @@ import pandas as pd  # noqa: E402
 from matplotlib.ticker import FixedLocator, FuncFormatter, MaxNLocator, NullLocator  # noqa: E402
 
 from orchestrator import registry  # noqa: E402
+from orchestrator.atomic import write_atomic  # noqa: E402
 from orchestrator.experiment import Experiment, FigureSpec  # noqa: E402
 
 MARKERS = "osD^vP*Xh<>pHd8"
@@ -103,22 +104,14 @@ def symbol(experiment: Experiment, column: str) -> str:
     return label(experiment, column).rsplit(", ", 1)[-1]
 
 
-def _atomic_save(fig, path: Path) -> list[Path]:
-    """PNG and PDF, each written to a temporary file and renamed: a full disk leaves no partial figure."""
+def _save(fig, path: Path) -> list[Path]:
+    """PNG and PDF, each written whole or not at all (a full disk leaves no partial figure)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    out = []
     try:
-        for final in (path.with_suffix(".png"), path.with_suffix(".pdf")):
-            tmp = final.with_name(f".{final.name}.tmp{final.suffix}")
-            try:
-                fig.savefig(tmp, dpi=DPI, bbox_inches="tight")
-                tmp.replace(final)
-            finally:
-                tmp.unlink(missing_ok=True)
-            out.append(final)
+        return [write_atomic(path.with_suffix(suffix), lambda tmp, kind=suffix[1:]: fig.savefig(
+                    tmp, format=kind, dpi=DPI, bbox_inches="tight")) for suffix in (".png", ".pdf")]
     finally:
         plt.close(fig)
-    return out
 
 
 def _curve(law, xs: np.ndarray, estimates: dict | None = None) -> np.ndarray:
@@ -144,7 +137,7 @@ def figure(frame: pd.DataFrame, laws: list, spec: FigureSpec, experiment: Experi
            title: str, path: Path) -> list[Path]:
     """Draw one declared figure and save it as PNG and PDF; [] when the data do not vary along it."""
     fig = draw(frame, laws, spec, experiment, varying, title)
-    return [] if fig is None else _atomic_save(fig, path)
+    return [] if fig is None else _save(fig, path)
 
 
 def draw(frame: pd.DataFrame, laws: list, spec: FigureSpec, experiment: Experiment, varying: tuple[str, ...],

@@ -10,12 +10,13 @@ from pathlib import Path
 import pandas as pd
 
 from factmlp.scaling import PARAMETERS
+from orchestrator.atomic import write_atomic
 from orchestrator.figures import figure
 from orchestrator.fitting import FittedLaw, fit_scope
 from orchestrator.replicates import REPLICATE, aggregate, display
 from orchestrator.scope import Scope
 from orchestrator.store import Store
-from orchestrator.tables import markdown
+from orchestrator.render import markdown
 
 
 class NothingToReport(LookupError):
@@ -139,10 +140,5 @@ def write_report(scope: Scope, *, n_boot: int = 1000) -> tuple[list[Path], Path,
             parts += ["## Findings", text]
     md = out / f"{scope.sweep}.md"
     md.parent.mkdir(parents=True, exist_ok=True)
-    tmp = md.with_name(f".{md.name}.tmp")
-    try:
-        tmp.write_text("\n\n".join(parts) + "\n")
-        tmp.replace(md)
-    finally:
-        tmp.unlink(missing_ok=True)
+    write_atomic(md, lambda tmp: tmp.write_text("\n\n".join(parts) + "\n"))
     return pictures, md, over_seeds if over_seeds is not None else cell_table(scope, cells)

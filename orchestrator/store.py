@@ -27,6 +27,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from orchestrator.atomic import write_atomic
 from orchestrator.identity import SCHEMA_VERSION
 from orchestrator.names import is_name
 
@@ -85,16 +86,10 @@ class Store:
     @staticmethod
     def _write(folder: Path, frame: pd.DataFrame, name: str) -> Path:
         final = folder / name
-        tmp = folder / f".{name}.tmp"
         try:
             folder.mkdir(parents=True, exist_ok=True)
-            try:
-                pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), tmp)
-                with open(tmp, "rb") as fh:
-                    os.fsync(fh.fileno())
-                os.replace(tmp, final)
-            finally:
-                tmp.unlink(missing_ok=True)
+            write_atomic(final, lambda tmp: pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), tmp),
+                         sync=True)
         except OSError as e:  # not writable, not a folder, disk full: nothing half-written stays behind
             raise storage_error(folder, e) from e
         return final

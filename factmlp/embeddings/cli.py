@@ -1,20 +1,32 @@
-"""``factsweep embeddings``: capture a real model's embeddings to a table file, or show one's provenance."""
+"""``factsweep embeddings``: capture a real model's embeddings to a table file, or show one's provenance.
+
+A command of the ``factsweep.commands`` entry-point group: ``factsweep`` adds it to its parser, and
+prints a ``UsageError`` (which command, which option, what is allowed) as its one-line error.
+"""
 from __future__ import annotations
 
 import argparse
 import time
 from pathlib import Path
 
-from orchestrator.errors import SpecError
+from factmlp.options import OptionError
 
 # factmlp.embeddings names its errors by cell parameter; the CLI names the option the user typed.
 OPTION = {"llm_model": "--model", "llm_layer": "--layer", "llm_rows": "--rows", "kind": "--kind",
           "table_path": "FILE"}
 
 
-def _spec_error(command: str, err: ValueError) -> SpecError:
-    key, _, message = str(err).partition(": ")
-    return SpecError(command, OPTION.get(key, key), message)
+class UsageError(OptionError):
+    """A bad command-line value: ``source`` (the command), ``key`` (the option) and ``message``."""
+
+    def __init__(self, source: str, key: str, message: str):
+        super().__init__(key, message)
+        self.source = source
+
+
+def _usage_error(command: str, err: ValueError) -> UsageError:
+    key, message = (err.key, err.message) if isinstance(err, OptionError) else ("-", str(err).splitlines()[0])
+    return UsageError(command, OPTION.get(key, key), message)
 
 
 def cmd_capture(args) -> int:
@@ -22,11 +34,11 @@ def cmd_capture(args) -> int:
 
     command = "embeddings capture"
     if args.out is not None and Path(args.out).suffix.lower() != ".safetensors":
-        raise SpecError(command, "--out", f"got {args.out!r}; allowed: a path ending in .safetensors")
+        raise UsageError(command, "--out", f"got {args.out!r}; allowed: a path ending in .safetensors")
     if args.rows < 1:
-        raise SpecError(command, "--rows", f"got {args.rows}; allowed: an integer >= 1")
+        raise UsageError(command, "--rows", f"got {args.rows}; allowed: an integer >= 1")
     if args.kind == "token_embeddings" and args.layer != -1:
-        raise SpecError(command, "--layer", f"got {args.layer}; allowed: no --layer with --kind token_embeddings "
+        raise UsageError(command, "--layer", f"got {args.layer}; allowed: no --layer with --kind token_embeddings "
                                             "(the embedding table has no layer)")
     start = time.perf_counter()
     try:
@@ -40,7 +52,7 @@ def cmd_capture(args) -> int:
             path = safetensors.write(args.out, arrays, meta)
         meta = safetensors.metadata(str(path))
     except ValueError as err:
-        raise _spec_error(command, err) from None
+        raise _usage_error(command, err) from None
     print(f"{path}: {meta['rows']} rows x d={meta['d']} ({meta['kind']}) in {time.perf_counter() - start:.1f}s")
     _print_meta(meta)
     return 0
@@ -59,7 +71,7 @@ def cmd_show(args) -> int:
     try:
         shapes, meta = table_info(args.file)
     except ValueError as err:
-        raise _spec_error("embeddings show", err) from None
+        raise _usage_error("embeddings show", err) from None
     print(f"{args.file}: " + ", ".join(f"{k} {tuple(v)}" for k, v in shapes.items()))
     _print_meta(meta)
     return 0
