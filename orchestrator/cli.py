@@ -51,15 +51,16 @@ def _others_line(scope, store) -> str | None:
             f"shown: `factsweep extra-cells {scope.spec.source}` lists them")
 
 
-def _print_report(scope) -> None:
+def _print_report(scope, *, log: bool = True) -> None:
     from orchestrator.report import write_report
     from orchestrator.runner import tracker_for
     from orchestrator.store import Store
     from orchestrator.render import text
     from orchestrator.tracking import Tracker, default_uri
     pictures, md, table = write_report(scope)
-    tracker = tracker_for(scope.spec) if scope.spec else Tracker(default_uri(scope.root), scope.sweep, scope.root)
-    tracker.log_report([md] + pictures)  # the sweep run's artifacts follow the newest report
+    if log:  # the sweep run's artifacts follow the newest report
+        tracker = tracker_for(scope.spec) if scope.spec else Tracker(default_uri(scope.root), scope.sweep, scope.root)
+        tracker.log_report([md] + pictures)
     print(f"{scope.sweep}: {scope.label}")
     print(text(table))
     line = _others_line(scope, Store(scope.root))
@@ -83,7 +84,7 @@ def cmd_run(args) -> int:
                   f"then `factsweep run {spec.source} --retry-failed`")
         if report.cells_done:
             try:
-                _print_report(Scope.of_spec(spec))
+                _print_report(Scope.of_spec(spec), log=report.tracking_ok)
             except OSError as e:
                 raise storage_error(Path(spec.results_root) / "reports", e) from e
     except StorageError as e:

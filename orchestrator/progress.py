@@ -26,8 +26,11 @@ class Progress:
         self.bar = None
         if self.mode == "bar":
             self.bar = tqdm(total=cells, initial=done, desc=name, unit="cell", dynamic_ncols=True, file=self.stream)
-        elif self.mode == "lines":
-            self._line(f"{cells} cells, {done} already done, {cells - done} to run")
+
+    def begin(self) -> None:
+        """The work starts (in lines mode, a run refused before it prints nothing to stdout)."""
+        if self.mode == "lines":
+            self._line(f"{self.cells} cells, {self.done} already done, {self.cells - self.done} to run")
 
     def _line(self, text: str) -> None:
         self.stream.write(f"[{time.monotonic() - self.start:7.1f}s] {self.name}: {text}\n")
@@ -35,12 +38,11 @@ class Progress:
         self.last_line = time.monotonic()
 
     def status(self, text: str) -> None:
-        """A phase such as 'starting Ray': the bar's label on a terminal, a line elsewhere."""
+        """A phase such as 'starting Ray': the bar's label on a terminal (lines mode says nothing
+        before ``begin``: the work has not started)."""
         if self.bar is not None:
             self.bar.set_description_str(f"{self.name} ({text})")
             self.bar.refresh()
-        elif self.mode == "lines":
-            self._line(text)
 
     def probes_recorded(self, ok: int, failed: int) -> None:
         self.probes += ok + failed

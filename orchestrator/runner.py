@@ -32,6 +32,7 @@ class RunReport:
     probes_run: int
     probes_failed: int
     seconds: float
+    tracking_ok: bool = True  # False once MLflow failed (and warned): nothing more is sent to it
 
 
 def tracker_for(spec: Spec) -> Tracker:
@@ -121,8 +122,9 @@ class SweepRun:
         self.probes_run = self.probes_failed = 0
 
     def run(self, *, retry_failed: bool, address: str | None, inline: bool) -> RunReport:
-        todo = self.prepare(retry_failed, address)
+        todo = self.plan(retry_failed)
         executor = self.executor(address, inline) if todo else None  # a cluster that cannot run it costs nothing
+        self.record_start(address)
         self.tracker = tracker_for(self.spec)
         self.tracker.close_stale()
         sync_tracking(self.spec, self.store, self.tracker)
@@ -130,6 +132,7 @@ class SweepRun:
             self.tracker.start(self.spec, self.invocation)
         try:
             if todo:
+                self.bar.begin()
                 self.drive(executor, todo)
             self.end("finished")
             self.tracker.finish()
@@ -141,18 +144,15 @@ class SweepRun:
             self.bar.close()
         states = [c.state for c in self.plans]
         return RunReport(len(self.plans), states.count(planning.DONE), states.count(planning.FAILED),
-                         self.probes_run, self.probes_failed, time.perf_counter() - self.start)
+                         self.probes_run, self.probes_failed, time.perf_counter() - self.start,
+                         not self.tracker.failed)
 
-    def prepare(self, retry_failed: bool, address: str | None) -> list[planning.CellPlan]:
-        """Temporary files of a killed writer, this invocation's row, the plan, summary rows a kill
-        left out; returns the cells that still need probes, in the experiment's order."""
+    def plan(self, retry_failed: bool) -> list[planning.CellPlan]:
+        """The plan, read from the records (nothing is written yet); returns the cells that still need
+        probes, in the experiment's order."""
         spec, store = self.spec, self.store
-        store.remove_temporary(spec.name)
-        self.invocation = new_invocation(spec, command="run", address=address or spec.cluster_address)
-        store.append("invocations", spec.name, [self.invocation])
         self.finished = Scope.of_spec(spec).load(store, "cells").to_dict("records")
         self.plans = planning.build_plan(spec, store, self.finished)
-        record_finished_cells(spec, store, self.plans, self.invocation)
         if retry_failed:
             for cell in self.plans:
                 cell.failures.clear()
@@ -162,6 +162,15 @@ class SweepRun:
         mode = {None: None, False: "quiet", True: "bar"}.get(self.progress, self.progress)
         self.bar = Progress(spec.name, len(self.plans), len(self.plans) - len(todo), mode=mode)
         return todo
+
+    def record_start(self, address: str | None) -> None:
+        """The first writes: temporary files of a killed writer removed, this invocation's row, and the
+        summary rows of cells a kill left finished but unsummarised."""
+        spec, store = self.spec, self.store
+        store.remove_temporary(spec.name)
+        self.invocation = new_invocation(spec, command="run", address=address or spec.cluster_address)
+        store.append("invocations", spec.name, [self.invocation])
+        record_finished_cells(spec, store, self.plans, self.invocation)
 
     def executor(self, address: str | None, inline: bool) -> Executor:
         if inline:

@@ -36,11 +36,11 @@ def sweep(tmp_path: Path, name: str, cpus=1, gpus=0, address="null") -> Path:
 @pytest.mark.parametrize("cpus, gpus, key, has", [
     (1000, 0, "resources.num_cpus", "got 1000, but no node of the cluster can run such a task (the largest of its "
                                     "1 nodes has 2); allowed: at most 2 CPUs per task on this cluster"),
-    (1, 1, "resources.num_gpus", "got 1, but no node of the cluster can run such a task (the largest of its "
-                                 "1 nodes has 0); allowed: at most 0 GPUs per task on this cluster"),
-], ids=["num_cpus_1000", "num_gpus_without_gpus"])
+    (1, 3, "resources.num_gpus", "got 3, but no node of the cluster can run such a task (the largest of its "
+                                 "1 nodes has 2); allowed: at most 2 GPUs per task on this cluster"),
+], ids=["num_cpus_1000", "num_gpus_beyond_the_node"])
 def test_a_task_no_node_can_run_is_refused(ray_session, tmp_path, capsys, cpus, gpus, key, has):
-    """The test session's Ray has one node with 2 CPUs and no GPU."""
+    """The test session's Ray has one node with 2 CPUs and 2 logical GPUs."""
     path = sweep(tmp_path, "greedy", cpus=cpus, gpus=gpus)
     assert main(["run", str(path)]) == 2
     out, err = capsys.readouterr()

@@ -70,11 +70,13 @@ def test_progress_prints_lines_and_a_heartbeat_when_not_a_terminal(monkeypatch):
     out = io.StringIO()
     bar = Progress("demo", 2, 0, stream=out)
     assert bar.mode == "lines"
-    bar.status("starting Ray")
+    bar.status("starting Ray")  # a phase is only a terminal's bar label: a log shows the work
+    assert out.getvalue() == ""
+    bar.begin()
     bar.probes_recorded(3, 1)
     bar.cell_done({"method": "gd", "d": 32}, {"min_width": 27, "params": 2592})
     bar.tick(in_flight=1)
     lines = out.getvalue().splitlines()
-    assert "demo: 2 cells, 0 already done, 2 to run" in lines[0] and "starting Ray" in lines[1]
-    assert "cell 1/2 done: method=gd d=32: min_width 27, params 2592" in lines[2]
-    assert "running: 1/2 cells done, 4 probes recorded (1 failed), 1 tasks in flight" in lines[3]
+    assert "demo: 2 cells, 0 already done, 2 to run" in lines[0]
+    assert "cell 1/2 done: method=gd d=32: min_width 27, params 2592" in lines[1]
+    assert "running: 1/2 cells done, 4 probes recorded (1 failed), 1 tasks in flight" in lines[2]

@@ -68,23 +68,28 @@ def test_a_cell_is_never_logged_twice(tmp_path):
     cell = {"cell_id": "0123456789abcdef", "config": {"seed": 0}, "summary": {"num_ok": 2}, "run_name": "c"}
     first, second = (Tracker(default_uri(root), "twice", root) for _ in range(2))
     assert first.logged_cells() == set() and second.logged_cells() == set()
-    first.log_cell("twice", cell, Store(root).load("probes", "twice"))
-    second.log_cell("twice", cell, Store(root).load("probes", "twice"))
+    first.log_cell("twice", cell, Store(root).load("probes", "twice", missing_ok=True))
+    second.log_cell("twice", cell, Store(root).load("probes", "twice", missing_ok=True))
     assert [r.data.tags[CELL_TAG] for r in runs_of(root, "twice", "cell")] == ["0123456789abcdef"]
     assert not first.failed and not second.failed
 
 
-def test_next_run_closes_parent_runs_a_killed_driver_left_running(ray_session, tmp_path, capsys):
+def test_next_run_closes_a_sweep_run_a_killed_driver_left_running(ray_session, tmp_path, capsys):
+    """The sweep run is reused by every invocation; one a killed driver left RUNNING is closed KILLED
+    by the next run (the sweep's lock proves it stale), whether that run has work or not."""
     path = sweep(tmp_path, "orphans")
     root = tmp_path / "results"
-    killed = Tracker(default_uri(root), "orphans", root)  # what a driver killed mid-sweep leaves in MLflow
-    killed.start("orphans", {"source": "killed"})
-    unrelated = Tracker(default_uri(root), "orphans", root)  # another sweep logging to the same experiment
-    unrelated.start("another-sweep", {"source": "elsewhere"})
     assert main(["run", str(path)]) == 0
-    parents = {r.data.params["source"]: r.info.status for r in runs_of(root, "orphans", "invocation")}
-    assert parents == {"killed": "KILLED", "elsewhere": "RUNNING", str(path): "FINISHED"}, parents
-    assert {r.data.tags[SWEEP_TAG] for r in runs_of(root, "orphans", "invocation")} == {"orphans", "another-sweep"}
+    mine = Tracker(default_uri(root), "orphans", root)
+    mine.client.update_run(mine.sweep_run(), status="RUNNING")  # what a driver killed mid-sweep leaves
+    unrelated = Tracker(default_uri(root), "orphans", root, "another-sweep")  # another sweep, same experiment
+    unrelated.client.update_run(unrelated.sweep_run(), status="RUNNING")
+    assert main(["run", str(path)]) == 0  # nothing to run, but the stale run is closed
+    states = {r.data.tags[SWEEP_TAG]: r.info.status for r in runs_of(root, "orphans", "sweep")}
+    assert states == {"orphans": "KILLED", "another-sweep": "RUNNING"}, states
+    assert main(["run", str(path), "fixed.num_probes=3"]) == 0  # new cells: the same sweep run, finished
+    states = {r.data.tags[SWEEP_TAG]: r.info.status for r in runs_of(root, "orphans", "sweep")}
+    assert states == {"orphans": "FINISHED", "another-sweep": "RUNNING"}, states
 
 
 CREATE = """
@@ -96,7 +101,7 @@ print("ready", flush=True)
 while not go.exists():
     time.sleep(0.01)
 tracker = Tracker(default_uri(root), sys.argv[3], root)
-tracker.start(sys.argv[3], {"source": "race"})
+tracker.sweep_run()
 tracker.finish()
 sys.exit(1 if tracker.failed else 0)
 """
