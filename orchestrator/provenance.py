@@ -51,7 +51,7 @@ def new_invocation(spec, *, command: str, address: str | None) -> dict:
     """The row describing this invocation of ``command`` on ``spec``; ``state`` is 'running' until
     ``finish_invocation`` writes the newer row with the outcome."""
     return {
-        "invocation_id": uuid.uuid4().hex[:16], "command": command, "sweep": spec.name,
+        "invocation_id": uuid.uuid4().hex[:16], "command": command,  # the sweep is the partition
         "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "finished_at": None,
         "source": str(Path(spec.source).resolve()), "file_sha256": spec.file_sha256,
         "overrides": json.dumps(list(spec.overrides)), "profile": spec.profile,

@@ -122,10 +122,12 @@ def test_kill_dash_nine_at_random_moments(ray_session, tmp_path):
     runs = client.search_runs([experiment.experiment_id], filter_string=f"tags.`{KIND_TAG}` = 'cell'")
     assert sorted(r.data.tags[CELL_TAG] for r in runs) == sorted(store.load("cells", "killed")["cell_id"])
     assert all(r.info.status == "FINISHED" and "min_width" in r.data.metrics for r in runs)
-    # The parent runs the killed drivers left RUNNING were closed as KILLED by the next run.
-    parents = client.search_runs([experiment.experiment_id], filter_string=f"tags.`{KIND_TAG}` = 'invocation'")
-    statuses = sorted(r.info.status for r in parents)
-    assert statuses.count("FINISHED") == 1 and set(statuses) == {"FINISHED", "KILLED"}, statuses
+    # One sweep run for every invocation: left RUNNING by each kill, closed KILLED by the next run,
+    # FINISHED by the last; the invocations table says how each driver ended.
+    sweep_runs = client.search_runs([experiment.experiment_id], filter_string=f"tags.`{KIND_TAG}` = 'sweep'")
+    assert [r.info.status for r in sweep_runs] == ["FINISHED"]
+    states = store.load("invocations", "killed")["state"].tolist()
+    assert states.count("finished") == 1 and states.count("running") >= 1, states  # a killed driver never ended
     print(f"\ndriver kill: {KILLS} kill -9 of the driver, probes recorded at each kill {recorded} of {total}; "
           f"final run ran {final.probes_run} = {total} - {before}; probes recorded twice 0; MLflow cell runs "
           f"{len(runs)} for {len(cells)} cells; {time.perf_counter() - started:.0f}s")

@@ -270,11 +270,11 @@ def fill(leave):
 logging.basicConfig(stream=sys.stdout, format="%(message)s")
 fill(300 << 10)  # room for a sweep's fragments, not for MLflow's ~1 MB schema
 full = Tracker(default_uri(root), "first", root)
-full.start("first", {})
+full.sweep_run()
 left = sorted(p.name for p in root.iterdir()) if root.exists() else []
 (disk / "filler").unlink()
 later = Tracker(default_uri(root), "first", root)
-later.start("first", {})
+later.sweep_run()
 later.finish()
 fill(48 << 10)
 print(json.dumps({"failed_when_full": full.failed, "left_when_full": left, "failed_later": later.failed}))
