@@ -18,6 +18,7 @@ from factmlp.options import OptionError, Options, option
 
 NAMES = ("spherical", "gaussian", "uniform", "spike", "condition")
 SPIKE_TARGETS = ("keys", "values", "both")
+SPIKE_AXES = ("random", "row")
 
 
 @dataclass(frozen=True)
@@ -26,6 +27,9 @@ class SyntheticOptions(Options):
     mapping: str = option("permutation", choices=MAPPINGS)
     beta: float = option(0.0, "spike strength (geometry spike)", low=0.0, high=1e3)
     spike_on: str = option("both", choices=SPIKE_TARGETS)
+    spike_axis: str = option("random", "the spike's direction u: a random unit vector, or the first key's own "
+                             "direction (as the revised paper's code draws it: its generator has the "
+                             "embeddings' seed, so u is the first embedding row)", choices=SPIKE_AXES)
     kappa: float = option(10.0, "condition number (geometry condition)", low=1.0, high=1e12)
     whiten: bool = option(False, "whiten the values")
 
@@ -78,7 +82,7 @@ def build(geometry: str, d: int, num_facts: int, seed: int, options: SyntheticOp
     values = keys.copy() if options.tied else sample_table(geometry, num_facts, d, stream(seed, "values"),
                                                            kappa=options.kappa)
     if geometry == "spike" and options.beta:
-        direction = spike_direction(d, seed)
+        direction = spike_direction(d, seed) if options.spike_axis == "random" else unit_rows(keys[:1])[0]
         if options.spike_on in ("keys", "both"):
             keys = spike(keys, direction, options.beta)
         if options.spike_on in ("values", "both"):

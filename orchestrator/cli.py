@@ -111,7 +111,9 @@ def ui_hint(spec) -> str:
 def _plan_rows(scope, plans) -> list[dict]:
     keys = [c for c in scope.experiment.summary_columns if c in scope.experiment.params]
     keys += [k for k in scope.spec.varying if k not in keys]
+    predicts = scope.spec.predict and scope.experiment.predict is not None
     return [{**{c: p.config.get(c) for c in keys}, "state": p.state, "probes_recorded": len(p.results),
+             **({"predicted": "" if p.hint is None else f"{p.hint.value:.1f} ±{p.hint.spread:.0%}"} if predicts else {}),
              "next": ",".join(str({k: v for k, v in q.items() if k != "probe_id"}) for q in p.next_probes)[:60]}
             for p in plans]
 
@@ -134,8 +136,8 @@ def cmd_plan(args) -> int:
     from orchestrator.render import text
 
     store = Store(spec.results_root)
-    plans = build_plan(spec, store)
     scope = Scope.of_spec(spec)
+    plans = build_plan(spec, store, scope.load(store, "cells").to_dict("records"))  # with today's predictions
     print(text(pd.DataFrame(_plan_rows(scope, plans))))
     c = counts(plans)
     print(f"{spec.name}: {c['cells']} cells: {c['done']} done, {c['pending']} to run "

@@ -16,6 +16,9 @@ class Executor(Protocol):
     def slots(self) -> int:
         """How many tasks to keep in flight."""
 
+    def cores(self) -> int:
+        """How many tasks run at once (fewer in flight leave a core idle)."""
+
     def submit(self, kind: str, config: dict, probes: list[dict]) -> Any:
         """Start one task; returns its handle."""
 
@@ -34,13 +37,16 @@ class RayExecutor:
         self.task = ray.remote(execute).options(num_cpus=num_cpus, num_gpus=num_gpus, max_retries=max_retries,
                                                 retry_exceptions=False)
         self.threads = max(1, int(num_cpus))  # torch inside a task uses the CPUs the task asked for
-        self._slots, self._checked = 2, 0.0
+        self._cores, self._checked = 1, 0.0
 
     def slots(self) -> int:
+        return 2 * self.cores()
+
+    def cores(self) -> int:
         if time.monotonic() - self._checked > 5:  # workers may join (autoscaling) or leave
-            self._slots = max(2, int(2 * self.ray.cluster_resources().get("CPU", 1) / self.num_cpus))
+            self._cores = max(1, int(self.ray.cluster_resources().get("CPU", 1) / self.num_cpus))
             self._checked = time.monotonic()
-        return self._slots
+        return self._cores
 
     def submit(self, kind: str, config: dict, probes: list[dict]):
         return self.task.remote(kind, config, probes, self.threads)
@@ -64,6 +70,9 @@ class InlineExecutor:
         self._rows: dict[int, list[dict]] = {}
 
     def slots(self) -> int:
+        return 1
+
+    def cores(self) -> int:
         return 1
 
     def submit(self, kind: str, config: dict, probes: list[dict]) -> int:

@@ -186,7 +186,9 @@ class SweepRun:
         queue, in_flight, outstanding = list(todo), {}, {}
         while queue or in_flight:
             while queue and len(in_flight) < executor.slots():
-                cell = queue.pop(0)
+                cell = self.next_cell(queue, busy=len(in_flight) >= executor.cores())
+                if cell is None:
+                    break
                 if not cell.results:  # a cell's first round opens around the newest prediction
                     planning.advance(self.spec, cell, self.finished)
                 probes = [p for p in cell.next_probes if p["probe_id"] not in cell.failures]
@@ -203,10 +205,24 @@ class SweepRun:
                 if outstanding[cell.cell_id]:
                     continue
                 planning.advance(self.spec, cell)
-                if cell.state == planning.PENDING:
-                    queue.append(cell)
+                if cell.state == planning.PENDING:  # a started cell goes on before new ones start
+                    queue.insert(0, cell)
                 elif cell.state == planning.DONE:
                     self.complete(cell)
+
+    def next_cell(self, queue: list[planning.CellPlan], *, busy: bool) -> planning.CellPlan | None:
+        """The first queued cell that should start now. A cell the experiment cannot predict yet
+        waits while every core is busy: the cells running now may finish and predict it (the
+        experiment's order puts the cheapest first), and an idle core never waits."""
+        for i, cell in enumerate(queue):
+            if cell.results or not busy or self.predictable(cell):
+                return queue.pop(i)
+        return None
+
+    def predictable(self, cell: planning.CellPlan) -> bool:
+        spec = self.spec
+        return not (spec.predict and spec.experiment.predict) or spec.experiment.predict(cell.config,
+                                                                                        self.finished) is not None
 
     def record(self, cell: planning.CellPlan, rows: list[dict]) -> None:
         """A finished task's rows: to Parquet at once, then into the cell's results or failures."""

@@ -13,7 +13,8 @@ and whose up rows are solved so the encoder outputs exactly the designed code fo
 - solve="global" (default): one unit per (bucket, code coordinate); every gadget writes all c
   coordinates and the up rows of all gadgets come from one linear system that also cancels the
   cross-talk of gadgets firing off their bucket. Exact once buckets·d ≥ F (b ≤ d keys per bucket),
-  so m = c·⌈F/d⌉ units and W = ⌈F/d⌉·c·(2d + c + 1) + c·d ≈ F·c·(2 + (c+1)/d): O(F log F / ρ²).
+  so m = c·(⌈F/d⌉ + 1) units (``design_width``: one spare bucket keeps every bucket's system
+  non-square) and W ≈ F·c·(2 + (c+1)/d): O(F log F / ρ²).
   Cost O(F³) (a Cholesky of the F×F Gram matrix; device="auto" runs it on a GPU if present).
 - solve="local": each gadget is exact on its own bucket and isolated from all other keys by its
   gate threshold (a tiny bucket, default one key, fits under a threshold no other key reaches), so
@@ -453,5 +454,20 @@ def encoder_decoder(factset: FactSet, width: int, *, seed: int = 0,
 
 
 # How the Transformer studies whiten this construction: its codes, in the whitened value geometry.
+def design_width(factset: FactSet, options: EncoderDecoderOptions = EncoderDecoderOptions(), seed: int = 0) -> int:
+    """The width at which the closed form stores every fact of a generic fact set.
+
+    global: c·(⌈F/d⌉ + 1) units, one bucket more than buckets·d ≥ F needs, so that no bucket's
+    system is square (with exactly d keys in a bucket the solve is exact in theory but so badly
+    conditioned that 3 of 80 generic cases missed 1-2 facts at d = 32; one spare bucket stores all 80,
+    tests/test_constructions.py). local: one gadget of p units per key, F·p.
+    """
+    if options.solve == "local":
+        return factset.num_facts * (options.units_per_bucket or 1)
+    c = options.code_dim or codebook(factset, codes=options.codes, whiten=options.code_whiten,
+                                     code_margin=options.code_margin, seed=seed).dim
+    return c * (math.ceil(factset.num_facts / factset.d) + 1)
+
+
 ENCODER_DECODER = Method("encoder_decoder", encoder_decoder, EncoderDecoderOptions,
                          whitened=Whitened("encoder_decoder", {"code_whiten": True}))

@@ -26,7 +26,7 @@ name: {name}
 experiment: capacity
 fixed: {{geometry: spherical, gd_epochs: 3000, gd_lr: 0.02}}
 grid: {{method: [gd], d: [8], num_facts: [12, 24, 36, 48]}}  # GD probes take ~0.7 s: a kill lands mid-sweep
-search: {{low: 1, high: 96, strategy: binary}}
+search: {{low: 1, high: 96, strategy: binary, predict: false}}  # the same probes in every run
 packing: {{probes_per_task: 1}}
 storage: {{root: {root}}}
 """
