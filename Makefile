@@ -3,7 +3,7 @@ PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: quickstart test install dev reference gpu-check
+.PHONY: quickstart test test-fast install dev reference gpu-check
 
 $(BIN)/factsweep: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -26,14 +26,18 @@ quickstart: install
 test: dev
 	$(BIN)/python -m pytest
 
-# The committed laptop-scale reference reports (results/reference/): two studies, about 10 min each on 2 cores.
-reference: install
-	rm -rf results/*/sweep=capacity_isotropic results/*/sweep=rho_law
-	$(BIN)/factsweep run sweeps/capacity_isotropic.yaml
-	$(BIN)/factsweep run sweeps/rho_law.yaml
-	mkdir -p results/reference
-	cp results/reports/capacity_isotropic* results/reports/rho_law* results/reference/
+# Everything but the tests marked slow (real servers, CLI processes, kills, a second Ray): under 90 s.
+test-fast: dev
+	$(BIN)/python -m pytest -m "not slow"
 
-# The prepared GPU check (docs/cluster.md, "First GPU run"): the venv's python if there is one, else python3.
-gpu-check:
-	$(if $(wildcard $(BIN)/python),$(BIN)/python,python3) benchmarks/gpu_check.py
+# The committed laptop-scale reference reports, one folder per study in results/reference/ (report,
+# figures, a CSV of its cells). Resumes: a study already run (or half run) only finishes what is left.
+STUDIES := capacity_isotropic capacity_anisotropic rho_law whitening llm_embeddings transformer_usability \
+           transformer_capacity fact_editing
+reference: install
+	@for s in $(STUDIES); do \
+	  start=$$(date +%s); \
+	  $(BIN)/factsweep run sweeps/$$s.yaml > results/reference-$$s.log 2>&1 || { tail -3 results/reference-$$s.log; exit 1; }; \
+	  mkdir -p results/reference/$$s && rm -f results/reference/$$s/* && cp results/reports/$$s.md results/reports/$$s-* results/reference/$$s/; \
+	  echo "$$s: $$(( $$(date +%s) - start )) s"; \
+	done

@@ -66,7 +66,7 @@ def _print_report(scope, *, log: bool = True) -> None:
     line = _others_line(scope, Store(scope.root))
     if line:
         print(line)
-    print("figures: " + ", ".join(map(str, pictures)) + f"\nreport: {md}")
+    print("figures and tables: " + ", ".join(map(str, pictures)) + f"\nreport: {md}")
 
 
 def cmd_run(args) -> int:

@@ -140,5 +140,9 @@ def write_report(scope: Scope, *, n_boot: int = 1000) -> tuple[list[Path], Path,
             parts += ["## Findings", text]
     md = out / f"{scope.sweep}.md"
     md.parent.mkdir(parents=True, exist_ok=True)
+    table = out / f"{scope.sweep}-cells.csv"  # every covered cell, every column: for pandas, R or a spreadsheet
+    write_atomic(table, lambda tmp: cells.drop(columns=["sweep"], errors="ignore").to_csv(tmp, index=False))
+    parts.insert(2, f"Cells as a table: [{table.name}]({table.name}).")
     write_atomic(md, lambda tmp: tmp.write_text("\n\n".join(parts) + "\n"))
+    pictures = pictures + [table]
     return pictures, md, over_seeds if over_seeds is not None else cell_table(scope, cells)

@@ -21,6 +21,8 @@ from orchestrator.runner import run_sweep
 from orchestrator.spec import load_spec
 from servers import free_port
 
+pytestmark = pytest.mark.slow  # real servers, processes, kills or a second Ray: not in make test-fast
+
 REPO = Path(__file__).resolve().parents[1]
 ARTIFACTS = Path(os.environ.get("FACTSWEEP_TEST_ARTIFACTS", REPO / ".test-artifacts"))
 CHROMIUM = "/usr/bin/chromium"

@@ -2,11 +2,15 @@
 0.25 GPU each, and the recorded probe rows say which GPU each task was given and when it ran."""
 from __future__ import annotations
 
+import pytest
+
 from pathlib import Path
 
 from orchestrator.runner import run_sweep
 from orchestrator.spec import load_spec
 from orchestrator.store import Store
+
+pytestmark = pytest.mark.slow  # real servers, processes, kills or a second Ray: not in make test-fast
 
 # 10 tasks of 4 s each, long beside the spread of their start-ups (1.5 s seen at load 12); 0.125 CPU per
 # task lets the 2 CPUs run 16 at once, so the GPUs (8 slots) are the limit.

@@ -1,6 +1,8 @@
 """MLflow through a real tracking server: the same view as sqlite, and an outage costs no result."""
 from __future__ import annotations
 
+import pytest
+
 import logging
 
 from mlflow.tracking import MlflowClient
@@ -11,6 +13,8 @@ from orchestrator.spec import load_spec
 from orchestrator.store import Store
 from orchestrator.tracking import CELL_TAG, KIND_TAG
 from servers import free_port
+
+pytestmark = pytest.mark.slow  # real servers, processes, kills or a second Ray: not in make test-fast
 
 SYNTHETIC = """
 name: {name}

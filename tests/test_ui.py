@@ -1,6 +1,8 @@
 """`factsweep ui` serves the sweep's runs from a real MLflow server bound to 127.0.0.1."""
 from __future__ import annotations
 
+import pytest
+
 import json
 import subprocess
 import urllib.request
@@ -8,6 +10,8 @@ import urllib.request
 from orchestrator.runner import run_sweep
 from orchestrator.spec import load_spec
 from servers import MlflowServer, free_port
+
+pytestmark = pytest.mark.slow  # real servers, processes, kills or a second Ray: not in make test-fast
 
 
 def post(url: str, body: dict) -> dict:

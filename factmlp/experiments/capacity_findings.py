@@ -20,19 +20,16 @@ import math
 from collections import defaultdict
 
 import numpy as np
-from scipy import stats
 
+from factmlp.experiments.verdicts import MIN_SEEDS, fmt, seeds_of
 from factmlp.scaling import paired_difference
+from orchestrator.replicates import interval
 
 REFERENCE = "gd"
 PRIOR = "ntk"
 MARGIN = 0.1  # slope difference counted as "the same asymptotics"
-MIN_FACTS, MIN_OCTAVES, MIN_SEEDS = 4, 3.0, 3
+MIN_FACTS, MIN_OCTAVES = 4, 3.0
 ROW_KEYS = ("method", "num_facts", "seed")  # what varies inside one setting
-
-
-def _fmt(value: float) -> str:
-    return f"{value:.3g}"
 
 
 def _stored(c: dict) -> bool:
@@ -67,13 +64,9 @@ def _label(c: dict, setting: tuple) -> str:
     return ", ".join([base] + extra)
 
 
-def _seeds(rows: list[dict]) -> str:
-    return ", ".join(str(s) for s in sorted({r.get("seed", 0) for r in rows}))
-
-
 def _cells_named(rows: list[dict]) -> str:
     facts = ", ".join(str(f) for f in sorted({r["num_facts"] for r in rows}))
-    return f"F = {facts}; seeds {_seeds(rows)}; {len(rows)} cells"
+    return f"F = {facts}; seeds {seeds_of(rows)}; {len(rows)} cells"
 
 
 class Method:
@@ -102,15 +95,21 @@ class Method:
     def cost(self, facts: int) -> dict[int, float]:
         return {r.get("seed", 0): r["params"] for r in self.stored if r["num_facts"] == facts}
 
+    def lost(self) -> dict[int, list[dict]]:
+        """The cells that stored nothing, by F."""
+        out = defaultdict(list)
+        for r in self.rows:
+            if not _stored(r):
+                out[r["num_facts"]].append(r)
+        return dict(sorted(out.items()))
+
 
 def _ratio(base: Method, other: Method, facts: int) -> tuple[float, float, float, int]:
     """Geometric mean of other/base parameters over the seeds both stored at F, and its 95% t interval."""
     a, b = base.cost(facts), other.cost(facts)
-    logs = np.log([b[s] / a[s] for s in sorted(set(a) & set(b))])
-    if len(logs) < 2:
-        return (math.exp(logs.mean()) if len(logs) else math.nan), math.nan, math.nan, len(logs)
-    half = stats.t.ppf(0.975, len(logs) - 1) * logs.std(ddof=1) / math.sqrt(len(logs))
-    return math.exp(logs.mean()), math.exp(logs.mean() - half), math.exp(logs.mean() + half), len(logs)
+    ratios = [b[s] / a[s] for s in sorted(set(a) & set(b))]
+    low, high = interval(ratios, log=True)
+    return (math.exp(np.mean(np.log(ratios))) if ratios else math.nan), low, high, len(ratios)
 
 
 def _constants(label: str, base: Method, methods: list[Method]) -> list[str]:
@@ -128,8 +127,8 @@ def _constants(label: str, base: Method, methods: list[Method]) -> list[str]:
         verdict = ("inconclusive — " + why if why else "holds" if above else "does not hold" if below
                    else "inconclusive — the ratio's interval includes 1 at some F")
         lines.append(f"- {label}: {REFERENCE} has the smaller constant than {m.name}: {verdict}. At F = {top} "
-                     f"(largest F both stored in ≥ {MIN_SEEDS} seeds) {m.name} needs {_fmt(ratio)}× "
-                     f"[{_fmt(low)}, {_fmt(high)}] the parameters of {REFERENCE} ({n} paired seeds; measured "
+                     f"(largest F both stored in ≥ {MIN_SEEDS} seeds) {m.name} needs {fmt(ratio)}× "
+                     f"[{fmt(low)}, {fmt(high)}] the parameters of {REFERENCE} ({n} paired seeds; measured "
                      f"at F = {', '.join(map(str, common))}; cells: {_cells_named(base.stored + m.stored)}).")
     return lines
 
@@ -155,8 +154,8 @@ def _asymptotics(label: str, base: Method, methods: list[Method]) -> list[str]:
             verdict = "does not hold"
         else:
             verdict = f"inconclusive — the interval reaches past ±{MARGIN:g} but not wholly outside it"
-        lines.append(f"{head} {verdict}. Slope difference s({m.name}) − s({REFERENCE}) = {_fmt(diff)} "
-                     f"[{_fmt(low)}, {_fmt(high)}] (log2 F = s·log2 W + c; equivalence margin ±{MARGIN:g}; paired "
+        lines.append(f"{head} {verdict}. Slope difference s({m.name}) − s({REFERENCE}) = {fmt(diff)} "
+                     f"[{fmt(low)}, {fmt(high)}] (log2 F = s·log2 W + c; equivalence margin ±{MARGIN:g}; paired "
                      f"bootstrap over seeds within F; cells: {_cells_named(base.stored + m.stored)}).")
     return lines
 
@@ -174,33 +173,25 @@ def _prior(label: str, base: Method, methods: dict[str, Method]) -> list[str]:
             continue
         diff, low, high = _slope_difference(prior, m)
         verdict = "holds" if high < 0 else "does not hold" if low > 0 else "inconclusive — the interval includes 0"
-        lines.append(f"{head} {verdict}. Slope difference s({PRIOR}) − s({m.name}) = {_fmt(diff)} [{_fmt(low)}, "
-                     f"{_fmt(high)}] (cells: {_cells_named(prior.stored + m.stored)}).")
-    lost = defaultdict(list)
-    for r in prior.rows:
-        if not _stored(r):
-            lost[r["num_facts"]].append(r)
-    for facts, rows in sorted(lost.items()):
+        lines.append(f"{head} {verdict}. Slope difference s({PRIOR}) − s({m.name}) = {fmt(diff)} [{fmt(low)}, "
+                     f"{fmt(high)}] (cells: {_cells_named(prior.stored + m.stored)}).")
+    for facts, rows in prior.lost().items():
         kept = base.cost(facts)
         if kept:
             lines.append(f"- {label}: observed — {PRIOR} stores nothing at F = {facts} up to width "
-                         f"{max(r.get('search_high', 0) for r in rows)} in {len(rows)} seed(s) ({_seeds(rows)}; best "
-                         f"accuracy {_fmt(max(r.get('best_accuracy', math.nan) for r in rows))}), where {REFERENCE} "
-                         f"stores with {_fmt(min(kept.values()))}–{_fmt(max(kept.values()))} parameters.")
+                         f"{max(r.get('search_high', 0) for r in rows)} in {len(rows)} seed(s) ({seeds_of(rows)}; best "
+                         f"accuracy {fmt(max(r.get('best_accuracy', math.nan) for r in rows))}), where {REFERENCE} "
+                         f"stores with {fmt(min(kept.values()))}–{fmt(max(kept.values()))} parameters.")
     return lines
 
 
 def _not_stored(label: str, methods: list[Method]) -> list[str]:
     lines = []
     for m in methods:
-        lost = defaultdict(list)
-        for r in m.rows:
-            if not _stored(r):
-                lost[r["num_facts"]].append(r)
-        for facts, rows in sorted(lost.items()):
+        for facts, rows in m.lost().items():
             lines.append(f"- {label}, F = {facts}: {m.name} stores nothing up to width "
                          f"{max(r.get('search_high', 0) for r in rows)} in {len(rows)} of {len([r for r in m.rows if r['num_facts'] == facts])} "
-                         f"seed(s) (best accuracy {_fmt(max(r.get('best_accuracy', math.nan) for r in rows))}, "
+                         f"seed(s) (best accuracy {fmt(max(r.get('best_accuracy', math.nan) for r in rows))}, "
                          f"threshold {rows[0].get('threshold', 1.0)}).")
     return lines
 
@@ -240,8 +231,8 @@ def _rho(fits: list[dict]) -> list[str]:
             predicted = "disagrees with p ≈ 2 (interval wholly outside 2 ± 0.5)"
         else:
             predicted = "cannot be told apart from p ≈ 2 or from a different exponent (interval straddles 2 ± 0.5)"
-        lines.append(f"- ρ predicts the cost ({group}): {verdict}. log W = a + p·log(1/ρ), p = {_fmt(f['p'])} "
-                     f"[{_fmt(low)}, {_fmt(high)}], R² = {_fmt(f['r2'])}, {f['n']} cells, {seeds} seeds; the "
+        lines.append(f"- ρ predicts the cost ({group}): {verdict}. log W = a + p·log(1/ρ), p = {fmt(f['p'])} "
+                     f"[{fmt(low)}, {fmt(high)}], R² = {fmt(f['r2'])}, {f['n']} cells, {seeds} seeds; the "
                      f"encoder–decoder analysis (c = O(log F/ρ²)) predicts p ≈ 2: this {predicted}.")
     return lines
 
@@ -253,12 +244,12 @@ def _slopes(fits: list[dict]) -> list[str]:
         if f.get("problems"):
             lines.append(f"- ⚠ {f['law']} law ({group}): degenerate fit ({f['problems']}); not reported.")
         elif f["law"] == "power":
-            lines.append(f"- {group}: s = {_fmt(f['s'])} [{_fmt(f['s_low'])}, {_fmt(f['s_high'])}] "
-                         f"(log2 F = s·log2 W + c, R² = {_fmt(f['r2'])}, {f['n']} cells, {f.get('seeds', 1)} seeds).")
+            lines.append(f"- {group}: s = {fmt(f['s'])} [{fmt(f['s_low'])}, {fmt(f['s_high'])}] "
+                         f"(log2 F = s·log2 W + c, R² = {fmt(f['r2'])}, {f['n']} cells, {f.get('seeds', 1)} seeds).")
         else:
-            lines.append(f"- {group}: W = C·F·(log2 F + b), C = {_fmt(f['C'])} [{_fmt(f['C_low'])}, "
-                         f"{_fmt(f['C_high'])}], b = {_fmt(f['b'])} [{_fmt(f['b_low'])}, {_fmt(f['b_high'])}] "
-                         f"(R² = {_fmt(f['r2'])}, {f['n']} cells).")
+            lines.append(f"- {group}: W = C·F·(log2 F + b), C = {fmt(f['C'])} [{fmt(f['C_low'])}, "
+                         f"{fmt(f['C_high'])}], b = {fmt(f['b'])} [{fmt(f['b_low'])}, {fmt(f['b_high'])}] "
+                         f"(R² = {fmt(f['r2'])}, {f['n']} cells).")
     return lines
 
 

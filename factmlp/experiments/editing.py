@@ -16,6 +16,7 @@ import numpy as np
 
 from factmlp.editing import Bench, LMConfig, batch_rank_one, choose_edits, fine_tune, make_task, rank_one, swap, train_lm
 from factmlp.editing.task import TEMPLATES
+from factmlp.experiments.verdicts import against, by, fmt, paired, seeds_of, summary
 from orchestrator.experiment import Experiment
 from factmlp.experiments.sweep_params import Param, method_options, method_params
 from factmlp.methods import METHODS
@@ -140,22 +141,25 @@ def summarize(cell: dict, results: list[dict]) -> dict:
 
 
 def findings(cells: list[dict], fits: list[dict]) -> str:
-    """Per fact-MLP method and edit fraction: does the swap meet score ≥ 0.95, ppl ratio ≤ 1.05 and beat both baselines?"""
-    lines = []
-    groups = sorted({(c["fact_mlp"], c["width"], c["edit_fraction"]) for c in cells})
-    for fact_mlp, width, fraction in groups:
-        here = {c["edit_method"]: c for c in cells
-                if (c["fact_mlp"], c["width"], c["edit_fraction"]) == (fact_mlp, width, fraction)}
-        if "swap" not in here:
+    """The paper's editing claim per fact MLP and edit fraction, judged over seeds: swapping the
+    whole MLP scores higher than each baseline (paired by seed: the same task and edits), and it
+    disturbs non-fact tokens minimally (perplexity ratio below 1.05)."""
+    lines = ["Verdicts need ≥ 3 seeds and an interval wholly on one side of the bar; otherwise inconclusive."]
+    for (fact_mlp, width, fraction), rows in by(cells, ("fact_mlp", "width", "edit_fraction")).items():
+        methods = by(rows, ("edit_method",))
+        swap = methods.get(("swap",))
+        if not swap:
             continue
-        s = here["swap"]
-        others = {m: here[m]["score"] for m in here if m != "swap"}
-        beats = all(s["score"] > v for v in others.values())
-        meets = s["score"] >= 0.95 and s["ppl_ratio"] <= 1.05
-        rivals = ", ".join(f"{m} {v:.3f}" for m, v in sorted(others.items()))
-        lines.append(f"- {fact_mlp} (width {width}), {fraction:.0%} edited: swap score {s['score']:.3f}, "
-                     f"ppl ratio {s['ppl_ratio']:.4f} ({'meets' if meets else 'misses'} ≥ 0.95 / ≤ 1.05); "
-                     f"baselines {rivals or 'not run'} ({'swap higher than all' if beats else 'swap not higher than all'}).")
+        name = f"{fact_mlp} (width {width}), {fraction:.0%} of facts edited (seeds {seeds_of(swap)})"
+        for (rival,), other in methods.items():
+            if rival == "swap":
+                continue
+            verdict, numbers = against(paired(swap, other, "score"), 0.0)
+            lines.append(f"- {name}: swap scores higher than {rival}: {verdict}. Score(swap) − score({rival}) = "
+                         f"{numbers}.")
+        verdict, numbers = against([r.get("ppl_ratio") for r in swap], 1.05, above=False)
+        lines.append(f"- {name}: swap leaves non-fact perplexity within 5%: {verdict}. Perplexity ratio {numbers}; "
+                     f"score {fmt(summary([r.get('score') for r in swap])[0])}.")
     return "\n".join(lines)
 
 
@@ -168,6 +172,7 @@ EXPERIMENT = Experiment(
     summary_columns=("fact_mlp", "width", "edit_fraction", "edit_method", "score", "efficacy", "paraphrase",
                      "specificity", "ppl_ratio", "edits", "base_accuracy"),
     trajectory=("draw", "score"),
+    aggregates=("score", "efficacy", "paraphrase", "specificity", "ppl_ratio"),
     findings=findings,
     method_of=lambda cell: cell["fact_mlp"],
 )

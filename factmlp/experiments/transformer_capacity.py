@@ -14,6 +14,7 @@ from factmlp.evaluate import evaluate
 from factmlp.experiments.sweep_params import Param
 from factmlp.experiments.transformer_schedules import (COMMON, LABELS, SCHEDULES, build_mlp, check, factset_of,
                                                       method_of, run_schedule)
+from factmlp.experiments.verdicts import against, by, fmt, paired, seeds_of, summary
 from factmlp.options import OptionError
 from orchestrator.experiment import Experiment, FigureSpec
 from orchestrator.search import LargestSuccess
@@ -98,6 +99,27 @@ def capacity_summary(cell: dict, results: list[dict]) -> dict:
     return out
 
 
+def findings(cells: list[dict], fits: list[dict]) -> str:
+    """The capacity–usability tradeoff in facts, per method and width, paired by seed: does whitening
+    raise the facts an MLP stores alone, and the facts it delivers inside the Transformer?"""
+    lines = ["Verdicts need ≥ 3 seeds and an interval wholly on one side of 0; otherwise inconclusive."]
+    for (method, d, width), rows in by(cells, ("method", "d", "width")).items():
+        plain = [r for r in rows if not r["whiten"]]
+        white = [r for r in rows if r["whiten"]]
+        if not plain or not white:
+            continue
+        name = f"{method}, d = {d}, width {width} (seeds {seeds_of(rows)})"
+        for column, where in (("max_facts_standalone", "alone"), ("max_facts", "inside the Transformer")):
+            verdict, numbers = against(paired(white, plain, column), 0.0)
+            lines.append(f"- {name}: whitening raises the facts stored {where}: {verdict}. F(whitened) − F(plain) = "
+                         f"{numbers}; plain {fmt(summary([r.get(column) for r in plain])[0])}, whitened "
+                         f"{fmt(summary([r.get(column) for r in white])[0])}.")
+        verdict, numbers = against(paired(plain, white, "usable_fraction"), 0.0)
+        lines.append(f"- {name}: whitening lowers the usable fraction (facts inside / facts alone): {verdict}. "
+                     f"Plain − whitened = {numbers}.")
+    return "\n".join(lines)
+
+
 EXPERIMENT = Experiment(
     name="transformer_capacity",
     params=PARAMS,
@@ -110,6 +132,8 @@ EXPERIMENT = Experiment(
     summary_columns=("method", "whiten", "d", "width", "schedule", "params", "max_facts_standalone", "max_facts",
                      "usable_fraction"),
     trajectory=("num_facts", "success"),
+    aggregates=("max_facts_standalone", "max_facts", "usable_fraction"),
+    findings=findings,
     figures=(
         FigureSpec("facts_in_transformer_vs_params", "params", "max_facts", "method", "whiten",
                    title="facts recalled inside the Transformer vs MLP parameters"),

@@ -13,6 +13,8 @@ from orchestrator.runner import run_sweep
 from orchestrator.spec import load_spec
 from orchestrator.store import Store
 
+pytestmark = pytest.mark.slow  # real servers, processes, kills or a second Ray: not in make test-fast
+
 HARNESS = Path(__file__).with_name("two_nodes.py")
 
 

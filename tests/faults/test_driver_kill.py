@@ -1,6 +1,8 @@
 """kill -9 of the driver at random moments of a real sweep: nothing finished is lost or redone."""
 from __future__ import annotations
 
+import pytest
+
 import contextlib
 import ipaddress
 import os
@@ -19,6 +21,8 @@ from orchestrator.runner import run_sweep
 from orchestrator.spec import load_spec
 from orchestrator.store import Store
 from orchestrator.tracking import CELL_TAG, KIND_TAG, default_uri
+
+pytestmark = pytest.mark.slow  # real servers, processes, kills or a second Ray: not in make test-fast
 
 KILLS = 5
 SWEEP = """

@@ -1,6 +1,8 @@
 """A failing probe is recorded with its message and never stops the sweep; a dead worker is retried."""
 from __future__ import annotations
 
+import pytest
+
 import os
 import signal
 import threading
@@ -11,6 +13,8 @@ from orchestrator.cli import main
 from orchestrator.runner import run_sweep
 from orchestrator.spec import load_spec
 from orchestrator.store import Store
+
+pytestmark = pytest.mark.slow  # real servers, processes, kills or a second Ray: not in make test-fast
 
 SYNTHETIC = """
 name: {name}

@@ -1,0 +1,62 @@
+"""The rules every finding follows, shared by the experiments' findings.
+
+A verdict ("holds" / "does not hold") needs at least ``MIN_SEEDS`` replicate seeds and an interval
+that lies wholly on one side of the claim's threshold; otherwise the finding says "inconclusive" and
+why. Intervals are Student's t intervals over seeds (``orchestrator.replicates.interval``); a
+comparison of two settings measured on the same seeds is paired (the difference per seed).
+"""
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+
+import numpy as np
+
+from orchestrator.replicates import interval
+
+MIN_SEEDS = 3
+
+
+def fmt(value: float) -> str:
+    return "n/a" if value is None or value != value else f"{value:.3g}"
+
+
+def seeds_of(rows: list[dict]) -> str:
+    return ", ".join(str(s) for s in sorted({r.get("seed", 0) for r in rows}))
+
+
+def summary(values: list[float]) -> tuple[float, float, float, int]:
+    """(mean, low, high, n) of the finite values (raw-scale t interval)."""
+    x = np.array([v for v in values if v is not None and v == v], dtype=float)
+    if not len(x):
+        return math.nan, math.nan, math.nan, 0
+    low, high = interval(x, log=False)
+    return float(x.mean()), low, high, len(x)
+
+
+def against(values: list[float], threshold: float, *, above: bool = True) -> tuple[str, str]:
+    """(verdict, numbers) for 'the mean is above (or below) ``threshold``'."""
+    mean, low, high, n = summary(values)
+    numbers = f"{fmt(mean)} [{fmt(low)}, {fmt(high)}] over {n} seed(s)"
+    if n < MIN_SEEDS:
+        return f"inconclusive — {n} seed(s) (a verdict needs ≥ {MIN_SEEDS})", numbers
+    if (low > threshold) if above else (high < threshold):
+        return "holds", numbers
+    if (high < threshold) if above else (low > threshold):
+        return "does not hold", numbers
+    return f"inconclusive — the interval contains {threshold:g}", numbers
+
+
+def paired(rows_a: list[dict], rows_b: list[dict], metric: str) -> list[float]:
+    """metric(a) − metric(b) per seed both were measured on."""
+    a = {r.get("seed", 0): r.get(metric) for r in rows_a}
+    b = {r.get("seed", 0): r.get(metric) for r in rows_b}
+    return [a[s] - b[s] for s in sorted(set(a) & set(b)) if a[s] is not None and b[s] is not None
+            and a[s] == a[s] and b[s] == b[s]]
+
+
+def by(rows: list[dict], keys: tuple[str, ...]) -> dict[tuple, list[dict]]:
+    out = defaultdict(list)
+    for r in rows:
+        out[tuple(r.get(k) for k in keys)].append(r)
+    return dict(sorted(out.items(), key=lambda kv: str(kv[0])))
