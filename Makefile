@@ -32,7 +32,7 @@ test-fast: dev
 
 # The committed laptop-scale reference reports, one folder per study in results/reference/ (report,
 # figures, a CSV of its cells). Resumes: a study already run (or half run) only finishes what is left.
-STUDIES := capacity_isotropic capacity_anisotropic rho_law whitening llm_embeddings transformer_usability \
+STUDIES := quickstart capacity_isotropic capacity_anisotropic rho_law whitening llm_embeddings transformer_usability \
            transformer_capacity fact_editing
 reference: install
 	@for s in $(STUDIES); do \

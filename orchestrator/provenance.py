@@ -17,16 +17,25 @@ import uuid
 from pathlib import Path
 
 
+# What decides a result: the packages, the sweep files and the build; docs and reports do not.
+CODE_PATHS = ("factmlp", "orchestrator", "sweeps", "pyproject.toml")
+
+
 @functools.lru_cache(maxsize=1)
 def code_version() -> str:
-    """The git commit of the code that ran (``-dirty`` with uncommitted changes) when it is a
-    checkout; else the installed package version."""
+    """The git commit of the code that ran (``-dirty`` when the code itself has uncommitted
+    changes: edits to docs or reports leave it clean) in a checkout; else the package version."""
     try:
-        here = Path(__file__).resolve().parent
-        out = subprocess.run(["git", "describe", "--always", "--dirty", "--abbrev=12"], cwd=here,
-                             capture_output=True, text=True, timeout=10)
-        if out.returncode == 0 and out.stdout.strip():
-            return out.stdout.strip()
+        root = Path(__file__).resolve().parent.parent
+
+        def git(*args):
+            return subprocess.run(["git", *args], cwd=root, capture_output=True, text=True,
+                                  timeout=10)
+        head = git("rev-parse", "--short=12", "HEAD")
+        if head.returncode == 0 and head.stdout.strip():
+            changed = git("status", "--porcelain", "--untracked-files=no", "--", *CODE_PATHS)
+            dirty = changed.returncode != 0 or bool(changed.stdout.strip())
+            return head.stdout.strip() + ("-dirty" if dirty else "")
     except (OSError, subprocess.SubprocessError):
         pass
     return f"factsweep-{package_version()}"
