@@ -10,6 +10,8 @@ def _cell(value) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return ""
     if isinstance(value, float):
+        if math.isfinite(value) and (value.is_integer() or 1e4 <= abs(value) < 1e9) and abs(value) < 1e9:
+            return f"{value:.0f}"  # parameter counts and widths read as integers, not 1.555e+04
         return f"{value:.4g}"
     return str(value)
 

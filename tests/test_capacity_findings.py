@@ -51,7 +51,7 @@ def test_one_seed_gives_no_verdict():
 
 def test_constants_are_compared_at_measured_f_only():
     text = capacity_findings(cells("gd", WIDE, 1.0, 4) + cells("x", WIDE, 1.0, 60), [])
-    assert "gd has the smaller constant than x: holds" in text
+    assert "gd has a smaller constant than x: holds" in text
     assert "At F = 1024 (largest F both stored" in text and "x needs 14.9×" in text
     assert "4096" not in text and "16384" not in text  # nothing beyond the measured range
 

@@ -126,7 +126,7 @@ def _constants(label: str, base: Method, methods: list[Method]) -> list[str]:
         why = base.evidence() or m.evidence()
         verdict = ("inconclusive — " + why if why else "holds" if above else "does not hold" if below
                    else "inconclusive — the ratio's interval includes 1 at some F")
-        lines.append(f"- {label}: {REFERENCE} has the smaller constant than {m.name}: {verdict}. At F = {top} "
+        lines.append(f"- {label}: {REFERENCE} has a smaller constant than {m.name}: {verdict}. At F = {top} "
                      f"(largest F both stored in ≥ {MIN_SEEDS} seeds) {m.name} needs {fmt(ratio)}× "
                      f"[{fmt(low)}, {fmt(high)}] the parameters of {REFERENCE} ({n} paired seeds; measured "
                      f"at F = {', '.join(map(str, common))}; cells: {_cells_named(base.stored + m.stored)}).")
@@ -181,7 +181,7 @@ def _prior(label: str, base: Method, methods: dict[str, Method]) -> list[str]:
             lines.append(f"- {label}: observed — {PRIOR} stores nothing at F = {facts} up to width "
                          f"{max(r.get('search_high', 0) for r in rows)} in {len(rows)} seed(s) ({seeds_of(rows)}; best "
                          f"accuracy {fmt(max(r.get('best_accuracy', math.nan) for r in rows))}), where {REFERENCE} "
-                         f"stores with {fmt(min(kept.values()))}–{fmt(max(kept.values()))} parameters.")
+                         f"stores with {_span(kept.values())} parameters.")
     return lines
 
 
@@ -281,3 +281,9 @@ def capacity_findings(cells: list[dict], fits: list[dict], *, params) -> str:
              f"≥ {MIN_SEEDS} seeds; otherwise they say inconclusive and why.")
     body = "\n\n".join(f"### {t}\n\n" + "\n".join(sections[t]) for t in order if sections.get(t))
     return f"{rules}\n\n{body}" if body else rules
+
+
+def _span(values) -> str:
+    """``low–high``, or one number when every seed gave the same."""
+    low, high = min(values), max(values)
+    return fmt(low) if low == high else f"{fmt(low)}–{fmt(high)}"
