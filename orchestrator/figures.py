@@ -190,8 +190,10 @@ def draw(frame: pd.DataFrame, laws: list, spec: FigureSpec, experiment: Experime
                 ax.fill_between(xs, low, high, color=c, alpha=0.15, lw=0)
                 ax.plot(xs, _curve(law, xs), color=c, lw=1.1)
                 handles[NOTES[0]] = ax.plot([], [], color="0.3", lw=1.1)[0]
-        for name, part in lost.groupby(spec.series):
-            ax.scatter(part["_x"], part["_y"], color=colour(name), marker="x", s=40, zorder=3)
+        lost_series = list(lost.groupby(spec.series))
+        for i, (name, part) in enumerate(lost_series):  # concentric when series share a search's top
+            ax.scatter(part["_x"], part["_y"], color=colour(name), marker="x", zorder=3 + i, lw=1.2,
+                       s=40 * (1 + 0.9 * (len(lost_series) - 1 - i)))
             handles[NOTES[1]] = ax.scatter([], [], color="0.3", marker="x", s=40)
         for name, values, log, axis, scale, limits in (
                 (spec.x, pd.concat([here["_x"], lost["_x"]]), spec.log_x, ax.xaxis, ax.set_xscale, ax.set_xlim),
