@@ -178,9 +178,8 @@ def _prior(label: str, base: Method, methods: dict[str, Method]) -> list[str]:
     for facts, rows in prior.lost().items():
         kept = base.cost(facts)
         if kept:
-            lines.append(f"- {label}: observed — {PRIOR} stores nothing at F = {facts} up to width "
-                         f"{max(r.get('search_high', 0) for r in rows)} in {len(rows)} seed(s) ({seeds_of(rows)}; best "
-                         f"accuracy {fmt(max(r.get('best_accuracy', math.nan) for r in rows))}), where {REFERENCE} "
+            lines.append(f"- {label}: observed — {PRIOR} stores nothing at F = {facts} up to width {_top(rows)} in "
+                         f"{len(rows)} seed(s) ({seeds_of(rows)}; best accuracy {_best(rows)}), where {REFERENCE} "
                          f"stores with {_span(kept.values())} parameters.")
     return lines
 
@@ -189,10 +188,9 @@ def _not_stored(label: str, methods: list[Method]) -> list[str]:
     lines = []
     for m in methods:
         for facts, rows in m.lost().items():
-            lines.append(f"- {label}, F = {facts}: {m.name} stores nothing up to width "
-                         f"{max(r.get('search_high', 0) for r in rows)} in {len(rows)} of {len([r for r in m.rows if r['num_facts'] == facts])} "
-                         f"seed(s) (best accuracy {fmt(max(r.get('best_accuracy', math.nan) for r in rows))}, "
-                         f"threshold {rows[0].get('threshold', 1.0)}).")
+            seeds = len([r for r in m.rows if r["num_facts"] == facts])
+            lines.append(f"- {label}, F = {facts}: {m.name} stores nothing up to width {_top(rows)} in {len(rows)} of "
+                         f"{seeds} seed(s) (best accuracy {_best(rows)}, threshold {rows[0].get('threshold', 1.0)}).")
     return lines
 
 
@@ -287,3 +285,12 @@ def _span(values) -> str:
     """``low–high``, or one number when every seed gave the same."""
     low, high = min(values), max(values)
     return fmt(low) if low == high else f"{fmt(low)}–{fmt(high)}"
+
+
+def _top(rows: list[dict]) -> int:
+    """The widest width the searches of these cells could try."""
+    return max(r.get("search_high", 0) for r in rows)
+
+
+def _best(rows: list[dict]) -> str:
+    return fmt(max(r.get("best_accuracy", math.nan) for r in rows))
