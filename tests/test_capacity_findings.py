@@ -98,3 +98,18 @@ def test_a_methods_own_options_do_not_set_its_cells_apart_from_the_others():
     text = capacity_findings(gd + longer + ed, [])
     assert "d = 32, gd_epochs = 3000: matching asymptotics, encoder_decoder vs gd: holds" in text
     assert "d = 32, gd_epochs = 10000: matching asymptotics, encoder_decoder vs gd: does not hold" in text
+
+
+def test_the_spike_axis_is_compared_paired_by_seed():
+    def axis(rows, name, factor):
+        return [{**r, "geometry": "spike", "spike_axis": name, "params": r["params"] * factor, "rho": 0.5 / factor}
+                for r in rows]
+    base = cells("x", (256,), 1.0, 60)
+    text = capacity_findings(axis(base, "random", 1.0) + axis(base, "row", 1.6), [])
+    assert "corresponds to `spike_axis = row`" in text
+    assert "x, d = 32, F = 256: median ρ 0.5 (random axis) vs 0.312 (row axis); the row axis needs 1.6× [1.6, 1.6]" in text
+    assert "The row axis costs more: holds" in text
+    same = capacity_findings(axis(base, "random", 1.0) + axis(base, "row", 1.0), [])
+    assert "the same parameters in each of 3 paired seed(s)" in same and "costs more" not in same
+    two_seeds = [r for r in axis(base, "random", 1.0) + axis(base, "row", 1.6) if r["seed"] < 2]
+    assert "inconclusive — 2 paired seed(s)" in capacity_findings(two_seeds, [])

@@ -21,7 +21,7 @@ from collections import defaultdict
 
 import numpy as np
 
-from factmlp.experiments.verdicts import MIN_SEEDS, fmt, seeds_of
+from factmlp.experiments.verdicts import MIN_SEEDS, fmt, paired, seeds_of, summary
 from factmlp.scaling import paired_difference
 from orchestrator.replicates import interval
 
@@ -30,6 +30,7 @@ PRIOR = "ntk"
 MARGIN = 0.1  # slope difference counted as "the same asymptotics"
 MIN_FACTS, MIN_OCTAVES = 4, 3.0
 ROW_KEYS = ("method", "num_facts", "seed")  # what varies inside one setting
+SYMBOLS = {"num_facts": "F"}
 
 
 def _stored(c: dict) -> bool:
@@ -205,11 +206,15 @@ def _monotone(label: str, methods: list[Method]) -> list[str]:
     return lines
 
 
-def _rho(fits: list[dict]) -> list[str]:
+def _group(fit: dict, params) -> str:
+    """The setting a fit was made in: every parameter its row carries (method, d, spike_on, ...)."""
+    return ", ".join(f"{k} = {fit[k]}" for k in fit if k in params and _value(fit, k) is not None)
+
+
+def _rho(fits: list[dict], params) -> list[str]:
     lines = []
     for f in sorted((f for f in fits if f["law"] == "rho"), key=lambda f: str(sorted(f.items()))):
-        group = ", ".join(f"{k} = {f[k]}" for k in ("method", "geometry", "d", "num_facts", "spike_on", "tied")
-                          if k in f and f[k] is not None and f[k] == f[k])
+        group = _group(f, params)
         if f.get("problems"):
             lines.append(f"- ⚠ ρ law ({group}): degenerate fit ({f['problems']}); no exponent reported.")
             continue
@@ -235,10 +240,10 @@ def _rho(fits: list[dict]) -> list[str]:
     return lines
 
 
-def _slopes(fits: list[dict]) -> list[str]:
+def _slopes(fits: list[dict], params) -> list[str]:
     lines = []
-    for f in sorted((f for f in fits if f["law"] in ("power", "size")), key=lambda f: (f["law"], str(f.get("method")))):
-        group = ", ".join(f"{k} = {f[k]}" for k in ("method", "geometry", "d") if k in f and f[k] == f[k])
+    for f in sorted((f for f in fits if f["law"] in ("power", "size")), key=lambda f: (f["law"], _group(f, params))):
+        group = _group(f, params)
         if f.get("problems"):
             lines.append(f"- ⚠ {f['law']} law ({group}): degenerate fit ({f['problems']}); not reported.")
         elif f["law"] == "power":
@@ -248,6 +253,51 @@ def _slopes(fits: list[dict]) -> list[str]:
             lines.append(f"- {group}: W = C·F·(log2 F + b), C = {fmt(f['C'])} [{fmt(f['C_low'])}, "
                          f"{fmt(f['C_high'])}], b = {fmt(f['b'])} [{fmt(f['b_low'])}, {fmt(f['b_high'])}] "
                          f"(R² = {fmt(f['r2'])}, {f['n']} cells).")
+    return lines
+
+
+def _spike_axis(cells: list[dict], params) -> list[str]:
+    """Where the spike's axis is swept: the cost of the row axis (the first key's direction) against an
+    independent random axis, paired by seed, beside the ρ each gives."""
+    if not {"random", "row"} <= {_value(c, "spike_axis") for c in cells}:
+        return []
+    keys = ["method", "d", "num_facts"] + [k for k in params if k not in ("method", "d", "num_facts", "seed", "spike_axis")
+                                           and len({repr(_value(c, k)) for c in cells}) > 1]
+    lines = ["- The revised paper's public code draws the spike's axis from a generator seeded like the "
+             "embeddings, so the axis is the first key's direction: its anisotropic figure corresponds to "
+             "`spike_axis = row`; `random` is an axis independent of every key."]
+    groups = defaultdict(list)
+    for c in cells:  # a method's own options are absent (None, NaN in a table) from other methods' cells
+        groups[tuple((k, _value(c, k)) for k in keys)].append(c)
+    def order(values):
+        return [(k, (0, v, "") if isinstance(v, (int, float)) else (1, 0, str(v))) for k, v in values]
+    for values, rows in sorted(groups.items(), key=lambda kv: order(kv[0])):
+        name = ", ".join(str(v) if k == "method" else f"{SYMBOLS.get(k, k)} = {v}" for k, v in values
+                         if v is not None and (k == "method" or k in ("d", "num_facts") or len(
+                             {_value(c, k) for c in cells if c.get("method") == values[0][1]}) > 1))
+        sides = {axis: [r for r in rows if r.get("spike_axis") == axis] for axis in ("random", "row")}
+        rho = {axis: fmt(float(np.median([r["rho"] for r in side if _value(r, "rho") is not None] or [math.nan])))
+               for axis, side in sides.items()}
+        logs = {axis: [{**r, "log_params": math.log(r["params"])} for r in side if _stored(r)]
+                for axis, side in sides.items()}
+        lost = {axis: len(side) - len(logs[axis]) for axis, side in sides.items()}
+        head = f"- {name}: median ρ {rho['random']} (random axis) vs {rho['row']} (row axis)"
+        if any(lost.values()):
+            lines.append(f"{head}; stored nothing in {lost['random']} of {len(sides['random'])} seed(s) with the "
+                         f"random axis, {lost['row']} of {len(sides['row'])} with the row axis.")
+            continue
+        diffs = paired(logs["row"], logs["random"], "log_params")
+        if diffs and not any(diffs):
+            lines.append(f"{head}; the same parameters in each of {len(diffs)} paired seed(s) "
+                         f"({_span([r['params'] for r in sides['row']])}).")
+            continue
+        mean, low, high, n = summary(diffs)
+        verdict = (f"inconclusive — {n} paired seed(s) (a verdict needs ≥ {MIN_SEEDS})" if n < MIN_SEEDS else
+                   "holds" if low > 0 else "does not hold" if high < 0 else "inconclusive — the interval contains 1×")
+        lines.append(f"{head}; the row axis needs {fmt(math.exp(mean))}× [{fmt(math.exp(low))}, "
+                     f"{fmt(math.exp(high))}] the parameters of the random axis ({n} paired seeds; params "
+                     f"{_span([r['params'] for r in logs['random']])} random, {_span([r['params'] for r in logs['row']])} "
+                     f"row). The row axis costs more: {verdict}.")
     return lines
 
 
@@ -271,9 +321,11 @@ def capacity_findings(cells: list[dict], fits: list[dict], *, params) -> str:
             sections["Constants (measured F only)"] += _constants(label, base, others)
         sections["Cells that stored nothing"] += _not_stored(label, list(methods.values()))
         sections["Non-monotone searches"] += _monotone(label, list(methods.values()))
-    sections["Fitted slopes"] = _slopes(fits)
-    sections["Decodability ρ and cost"] = _rho(fits)
-    order = ("Asymptotics", "Constants (measured F only)", "The prior construction", "Decodability ρ and cost",
+    sections["Spike axis: the paper's setting and an independent one"] = _spike_axis(cells, params)
+    sections["Fitted slopes"] = _slopes(fits, params)
+    sections["Decodability ρ and cost"] = _rho(fits, params)
+    order = ("Asymptotics", "Constants (measured F only)", "Spike axis: the paper's setting and an independent one",
+             "The prior construction", "Decodability ρ and cost",
              "Fitted slopes", "Cells that stored nothing", "Non-monotone searches")
     rules = (f"Verdicts need ≥ {MIN_FACTS} stored values of F per method over ≥ {MIN_OCTAVES:g} octaves, each in "
              f"≥ {MIN_SEEDS} seeds; otherwise they say inconclusive and why.")
@@ -284,7 +336,12 @@ def capacity_findings(cells: list[dict], fits: list[dict], *, params) -> str:
 def _span(values) -> str:
     """``low–high``, or one number when every seed gave the same."""
     low, high = min(values), max(values)
-    return fmt(low) if low == high else f"{fmt(low)}–{fmt(high)}"
+    return _count(low) if low == high else f"{_count(low)}–{_count(high)}"
+
+
+def _count(value: float) -> str:
+    """A parameter count as the integer it is (4608, not 4.61e+03)."""
+    return f"{int(value)}" if float(value).is_integer() else fmt(value)
 
 
 def _top(rows: list[dict]) -> int:
