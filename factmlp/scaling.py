@@ -19,6 +19,7 @@ LAWS = ("size", "power", "rho")
 PARAMETERS = {"size": ("C", "b"), "power": ("s", "c"), "rho": ("p", "a")}
 B_MAX = 64.0  # upper end of the b grid of the size law
 MIN_R2 = 0.5  # below this a fit says nothing about its law
+MIN_RHO_RANGE = 1.1  # a rho law needs the largest rho at least 10% above the smallest
 
 
 @dataclass(frozen=True)
@@ -51,6 +52,10 @@ class Fit:
             out.append(f"R² = {self.r2:.2f} < {MIN_R2}")
         if len({round(v, 12) for v in self.extra.get("x", ())}) < 3:
             out.append("fewer than 3 distinct x values")
+        x = np.asarray(self.extra.get("x", ()), dtype=float)
+        if self.law == "rho" and len(x) and x.max() < MIN_RHO_RANGE * x.min():
+            out.append(f"ρ spans only {x.min():.3g}–{x.max():.3g} (less than {MIN_RHO_RANGE - 1:.0%} apart): "
+                       "cost is not measured against a change of ρ")
         if self.law == "size" and self.estimates["b"] >= B_MAX - 0.5:
             out.append(f"b at the top of its grid ({B_MAX:g}): no log factor is identifiable over this range of F")
         if self.law == "size" and self.estimates["b"] <= self.b_floor + 0.5:

@@ -113,3 +113,15 @@ def test_the_spike_axis_is_compared_paired_by_seed():
     assert "the same parameters in each of 3 paired seed(s)" in same and "costs more" not in same
     two_seeds = [r for r in axis(base, "random", 1.0) + axis(base, "row", 1.6) if r["seed"] < 2]
     assert "inconclusive — 2 paired seed(s)" in capacity_findings(two_seeds, [])
+
+
+def test_spike_targets_show_cost_against_rho_with_keys_as_the_control():
+    rows = []
+    for target, rho_end, cost_end in (("values", 0.26, 1.5), ("keys", 0.53, 1.6)):
+        for beta, rho, cost in ((0.0, 0.53, 1.0), (10.0, rho_end, cost_end)):
+            rows += [{**r, "geometry": "spike", "spike_on": target, "beta": beta, "rho": rho, "params": r["params"] * cost}
+                     for r in cells("x", (256,), 1.0, 60)]
+    text = capacity_findings(rows, [])
+    assert "it is the control for the ρ law" in text
+    assert "x, spike on keys, d = 32, F = 256: β 0 → 10: median ρ 0.53 → 0.53; cost ×1.6 [1.6, 1.6]" in text
+    assert "x, spike on values, d = 32, F = 256: β 0 → 10: median ρ 0.53 → 0.26; cost ×1.5 [1.5, 1.5]" in text

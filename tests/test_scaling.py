@@ -32,6 +32,14 @@ def test_rho_law_exponent():
     result = fit("rho", rho, params, n_boot=100)
     assert result.estimates["p"] == pytest.approx(2.0, abs=1e-6)
     assert result.estimates["a"] == pytest.approx(4.0, abs=1e-6)
+    assert result.problems() == []
+
+
+def test_a_rho_law_over_a_rho_that_does_not_move_is_degenerate():
+    rho = np.array([0.533, 0.54, 0.547, 0.535, 0.544])  # a keys-only spike: the values' ρ stays put
+    params = np.array([14000.0, 16000, 21000, 24000, 25000])  # cost moves for another reason
+    problems = fit("rho", rho, params, n_boot=50).problems()
+    assert any("ρ spans only 0.533–0.547" in p for p in problems)
 
 
 def test_rows_with_missing_results_are_left_out_and_named():

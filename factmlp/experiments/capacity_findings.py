@@ -213,7 +213,7 @@ def _group(fit: dict, params) -> str:
 
 def _rho(fits: list[dict], params) -> list[str]:
     lines = []
-    for f in sorted((f for f in fits if f["law"] == "rho"), key=lambda f: str(sorted(f.items()))):
+    for f in sorted((f for f in fits if f["law"] == "rho"), key=lambda f: _group(f, params)):
         group = _group(f, params)
         if f.get("problems"):
             lines.append(f"- ⚠ ρ law ({group}): degenerate fit ({f['problems']}); no exponent reported.")
@@ -301,6 +301,36 @@ def _spike_axis(cells: list[dict], params) -> list[str]:
     return lines
 
 
+def _spike_targets(cells: list[dict]) -> list[str]:
+    """Where the spike goes on keys, values or both: per method and target, ρ and the cost at the
+    weakest and the strongest spike, the cost ratio paired by seed. A keys-only spike leaves the
+    values' ρ where it was (the control): a cost that moves there is the keys' doing, not ρ's."""
+    targets = {_value(c, "spike_on") for c in cells} - {None}
+    betas = sorted({_value(c, "beta") for c in cells} - {None})
+    if len(targets) < 2 or len(betas) < 2:
+        return []
+    lines = ["- A spike on the keys only leaves the values' ρ unchanged: it is the control for the ρ law, and a "
+             "cost that moves there moves for another reason than ρ (the keys' own anisotropy)."]
+    groups = defaultdict(list)
+    for c in cells:
+        groups[(c["method"], _value(c, "spike_on"), c.get("d"), c.get("num_facts"))].append(c)
+    for (method, target, d, facts), rows in sorted(groups.items(), key=lambda kv: repr(kv[0])):
+        ends = [[r for r in rows if _value(r, "beta") == b] for b in (betas[0], betas[-1])]
+        rho = [fmt(float(np.median([r["rho"] for r in end if _value(r, "rho") is not None] or [math.nan])))
+               for end in ends]
+        logs = [[{**r, "log_params": math.log(r["params"])} for r in end if _stored(r)] for end in ends]
+        diffs = paired(logs[1], logs[0], "log_params")
+        mean, low, high, n = summary(diffs)
+        cost = (f"the same parameters in each of {n} paired seeds ({_span([r['params'] for r in logs[0]])})"
+                if n and not any(diffs) else
+                f"cost ×{fmt(math.exp(mean))} [{fmt(math.exp(low))}, {fmt(math.exp(high))}] over {n} paired seeds "
+                f"({_span([r['params'] for r in logs[0]])} → {_span([r['params'] for r in logs[1]])} parameters)"
+                if n else "no seed stored at both ends")
+        lines.append(f"- {method}, spike on {target}, d = {d}, F = {facts}: β {betas[0]:g} → {betas[-1]:g}: median ρ "
+                     f"{rho[0]} → {rho[1]}; {cost}.")
+    return lines
+
+
 def capacity_findings(cells: list[dict], fits: list[dict], *, params) -> str:
     """The findings text; ``params`` are the experiment's parameter names (the rest of a row is results)."""
     settings = _settings(cells, params)
@@ -317,15 +347,14 @@ def capacity_findings(cells: list[dict], fits: list[dict], *, params) -> str:
             sections["Constants (measured F only)"] += _constants(label, base, others)
             sections["Asymptotics"] += _asymptotics(label, base, others)
             sections["The prior construction"] += _prior(label, base, methods)
-        elif base is not None:
-            sections["Constants (measured F only)"] += _constants(label, base, others)
         sections["Cells that stored nothing"] += _not_stored(label, list(methods.values()))
         sections["Non-monotone searches"] += _monotone(label, list(methods.values()))
     sections["Spike axis: the paper's setting and an independent one"] = _spike_axis(cells, params)
+    sections["Spike on keys, values or both"] = _spike_targets(cells)
     sections["Fitted slopes"] = _slopes(fits, params)
     sections["Decodability ρ and cost"] = _rho(fits, params)
     order = ("Asymptotics", "Constants (measured F only)", "Spike axis: the paper's setting and an independent one",
-             "The prior construction", "Decodability ρ and cost",
+             "The prior construction", "Spike on keys, values or both", "Decodability ρ and cost",
              "Fitted slopes", "Cells that stored nothing", "Non-monotone searches")
     rules = (f"Verdicts need ≥ {MIN_FACTS} stored values of F per method over ≥ {MIN_OCTAVES:g} octaves, each in "
              f"≥ {MIN_SEEDS} seeds; otherwise they say inconclusive and why.")
