@@ -45,8 +45,13 @@ def ensure_ray(address: str | None = None, num_cpus: int | None = None, num_gpus
             raise Unavailable(f"{key}: {found}; start one (`ray start --head`) or leave cluster.address unset "
                               "for a local Ray") from None
     else:
-        ray.init(num_cpus=num_cpus, num_gpus=num_gpus, include_dashboard=False, _node_ip_address="127.0.0.1",
-                 **quiet)
+        try:
+            ray.init(num_cpus=num_cpus, num_gpus=num_gpus, include_dashboard=False, _node_ip_address="127.0.0.1",
+                     **quiet)
+        except Exception as e:  # e.g. "The current node timed out during startup" on a saturated machine
+            ray.shutdown()
+            raise Unavailable(f"a local Ray did not start: {(str(e).splitlines() or [type(e).__name__])[0][:200]}; "
+                              "nothing was run: run the command again when the machine is less busy") from None
     return ray
 
 
