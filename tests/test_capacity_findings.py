@@ -107,7 +107,7 @@ def test_the_spike_axis_is_compared_paired_by_seed():
     base = cells("x", (256,), 1.0, 60)
     text = capacity_findings(axis(base, "random", 1.0) + axis(base, "row", 1.6), [])
     assert "corresponds to `spike_axis = row`" in text
-    assert "x, d = 32, F = 256: median ρ 0.5 (random axis) vs 0.312 (row axis); the row axis needs 1.6× [1.6, 1.6]" in text
+    assert "x, d = 32, F = 256: median ρ 0.5 (random axis) vs 0.312 (row axis); row axis needs 1.6× [1.6, 1.6]" in text
     assert "The row axis costs more: holds" in text
     same = capacity_findings(axis(base, "random", 1.0) + axis(base, "row", 1.0), [])
     assert "the same parameters in each of 3 paired seed(s)" in same and "costs more" not in same

@@ -256,48 +256,67 @@ def _slopes(fits: list[dict], params) -> list[str]:
     return lines
 
 
-def _spike_axis(cells: list[dict], params) -> list[str]:
-    """Where the spike's axis is swept: the cost of the row axis (the first key's direction) against an
-    independent random axis, paired by seed, beside the ρ each gives."""
-    if not {"random", "row"} <= {_value(c, "spike_axis") for c in cells}:
+class Contrast:
+    """Two values of one parameter compared on the same seeds: ``other`` against ``base``."""
+
+    def __init__(self, key: str, base, other, names: tuple[str, str], claim: str, raises: bool, intro: str):
+        self.key, self.base, self.other, self.names = key, base, other, names
+        self.claim, self.raises, self.intro = claim, raises, intro
+
+
+CONTRASTS = (
+    Contrast("spike_axis", "random", "row", ("random axis", "row axis"), "The row axis costs more", True,
+             "The revised paper's public code draws the spike's axis from a generator seeded like the embeddings, so "
+             "the axis is the first key's direction: its anisotropic figure corresponds to `spike_axis = row`; "
+             "`random` is an axis independent of every key."),
+    Contrast("whiten", False, True, ("plain", "whitened"), "Whitening the values lowers the cost", False,
+             "`whiten = True` whitens the values (the same fact sets otherwise): ρ is that of the whitened values."),
+)
+
+
+def _contrast(cells: list[dict], params, contrast: Contrast) -> list[str]:
+    """Per method, d and F (and any other parameter that varies): the ρ each value gives and the cost
+    ratio other/base, paired by seed, with its verdict."""
+    key = contrast.key
+    if not {contrast.base, contrast.other} <= {_value(c, key) for c in cells}:
         return []
-    keys = ["method", "d", "num_facts"] + [k for k in params if k not in ("method", "d", "num_facts", "seed", "spike_axis")
+    keys = ["method", "d", "num_facts"] + [k for k in params if k not in ("method", "d", "num_facts", "seed", key)
                                            and len({repr(_value(c, k)) for c in cells}) > 1]
-    lines = ["- The revised paper's public code draws the spike's axis from a generator seeded like the "
-             "embeddings, so the axis is the first key's direction: its anisotropic figure corresponds to "
-             "`spike_axis = row`; `random` is an axis independent of every key."]
     groups = defaultdict(list)
     for c in cells:  # a method's own options are absent (None, NaN in a table) from other methods' cells
         groups[tuple((k, _value(c, k)) for k in keys)].append(c)
+
     def order(values):
         return [(k, (0, v, "") if isinstance(v, (int, float)) else (1, 0, str(v))) for k, v in values]
+    base_name, other_name = contrast.names
+    lines = [f"- {contrast.intro}"]
     for values, rows in sorted(groups.items(), key=lambda kv: order(kv[0])):
         name = ", ".join(str(v) if k == "method" else f"{SYMBOLS.get(k, k)} = {v}" for k, v in values
                          if v is not None and (k == "method" or k in ("d", "num_facts") or len(
                              {_value(c, k) for c in cells if c.get("method") == values[0][1]}) > 1))
-        sides = {axis: [r for r in rows if r.get("spike_axis") == axis] for axis in ("random", "row")}
-        rho = {axis: fmt(float(np.median([r["rho"] for r in side if _value(r, "rho") is not None] or [math.nan])))
-               for axis, side in sides.items()}
-        logs = {axis: [{**r, "log_params": math.log(r["params"])} for r in side if _stored(r)]
-                for axis, side in sides.items()}
-        lost = {axis: len(side) - len(logs[axis]) for axis, side in sides.items()}
-        head = f"- {name}: median ρ {rho['random']} (random axis) vs {rho['row']} (row axis)"
-        if any(lost.values()):
-            lines.append(f"{head}; stored nothing in {lost['random']} of {len(sides['random'])} seed(s) with the "
-                         f"random axis, {lost['row']} of {len(sides['row'])} with the row axis.")
+        sides = [[r for r in rows if _value(r, key) == v] for v in (contrast.base, contrast.other)]
+        rho = [fmt(float(np.median([r["rho"] for r in side if _value(r, "rho") is not None] or [math.nan])))
+               for side in sides]
+        logs = [[{**r, "log_params": math.log(r["params"])} for r in side if _stored(r)] for side in sides]
+        lost = [len(side) - len(log) for side, log in zip(sides, logs)]
+        head = f"- {name}: median ρ {rho[0]} ({base_name}) vs {rho[1]} ({other_name})"
+        if any(lost):
+            lines.append(f"{head}; stored nothing in {lost[0]} of {len(sides[0])} seed(s) {base_name}, {lost[1]} of "
+                         f"{len(sides[1])} {other_name}.")
             continue
-        diffs = paired(logs["row"], logs["random"], "log_params")
+        diffs = paired(logs[1], logs[0], "log_params")
         if diffs and not any(diffs):
             lines.append(f"{head}; the same parameters in each of {len(diffs)} paired seed(s) "
-                         f"({_span([r['params'] for r in sides['row']])}).")
+                         f"({_span([r['params'] for r in sides[1]])}).")
             continue
         mean, low, high, n = summary(diffs)
+        up, down = ("holds", "does not hold") if contrast.raises else ("does not hold", "holds")
         verdict = (f"inconclusive — {n} paired seed(s) (a verdict needs ≥ {MIN_SEEDS})" if n < MIN_SEEDS else
-                   "holds" if low > 0 else "does not hold" if high < 0 else "inconclusive — the interval contains 1×")
-        lines.append(f"{head}; the row axis needs {fmt(math.exp(mean))}× [{fmt(math.exp(low))}, "
-                     f"{fmt(math.exp(high))}] the parameters of the random axis ({n} paired seeds; params "
-                     f"{_span([r['params'] for r in logs['random']])} random, {_span([r['params'] for r in logs['row']])} "
-                     f"row). The row axis costs more: {verdict}.")
+                   up if low > 0 else down if high < 0 else "inconclusive — the interval contains 1×")
+        lines.append(f"{head}; {other_name} needs {fmt(math.exp(mean))}× [{fmt(math.exp(low))}, "
+                     f"{fmt(math.exp(high))}] the parameters of {base_name} ({n} paired seeds; params "
+                     f"{_span([r['params'] for r in logs[0]])} {base_name}, {_span([r['params'] for r in logs[1]])} "
+                     f"{other_name}). {contrast.claim}: {verdict}.")
     return lines
 
 
@@ -349,12 +368,13 @@ def capacity_findings(cells: list[dict], fits: list[dict], *, params) -> str:
             sections["The prior construction"] += _prior(label, base, methods)
         sections["Cells that stored nothing"] += _not_stored(label, list(methods.values()))
         sections["Non-monotone searches"] += _monotone(label, list(methods.values()))
-    sections["Spike axis: the paper's setting and an independent one"] = _spike_axis(cells, params)
+    for contrast in CONTRASTS:
+        sections[f"{contrast.names[1].capitalize()} against {contrast.names[0]}"] = _contrast(cells, params, contrast)
     sections["Spike on keys, values or both"] = _spike_targets(cells)
     sections["Fitted slopes"] = _slopes(fits, params)
     sections["Decodability ρ and cost"] = _rho(fits, params)
-    order = ("Asymptotics", "Constants (measured F only)", "Spike axis: the paper's setting and an independent one",
-             "The prior construction", "Spike on keys, values or both", "Decodability ρ and cost",
+    order = ("Asymptotics", "Constants (measured F only)",
+             *(f"{c.names[1].capitalize()} against {c.names[0]}" for c in CONTRASTS), "The prior construction", "Spike on keys, values or both", "Decodability ρ and cost",
              "Fitted slopes", "Cells that stored nothing", "Non-monotone searches")
     rules = (f"Verdicts need ≥ {MIN_FACTS} stored values of F per method over ≥ {MIN_OCTAVES:g} octaves, each in "
              f"≥ {MIN_SEEDS} seeds; otherwise they say inconclusive and why.")
