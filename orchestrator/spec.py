@@ -203,14 +203,16 @@ def _section(source: str, raw: dict, name: str) -> dict:
 def _flatten(source: str, block: str, table: dict, namespaces: tuple[str, ...]) -> dict:
     """A method's options may be nested under its name: ``encoder_decoder: {bucket_size: 8}`` is the
     parameter ``encoder_decoder_bucket_size``."""
-    out = {}
+    out, written = {}, {}
     for key, value in table.items():
         nested = value.items() if key in namespaces and isinstance(value, dict) else [(None, value)]
         for option, v in nested:
             name = key if option is None else f"{key}_{option}"
+            spelled = f"{block}.{key}" if option is None else f"{block}.{key}.{option}"
             if name in out:
-                raise SpecError(source, f"{block}.{name}", "given twice (nested and flat); allowed: one of them")
-            out[name] = v
+                raise SpecError(source, f"{block}.{name}", f"given twice, as {written[name]} and as {spelled}; "
+                                "allowed: one of them (an override must name the key as the file writes it)")
+            out[name], written[name] = v, spelled
     return out
 
 
