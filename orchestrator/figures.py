@@ -162,7 +162,8 @@ def draw(frame: pd.DataFrame, laws: list, spec: FigureSpec, experiment: Experime
         return None
     facet_key = spec.facet if spec.facet in varying else None
     facets = sorted(data[facet_key].unique(), key=str) if facet_key else [None]
-    fig, axes = plt.subplots(1, len(facets), figsize=(5.2 * len(facets) + 1.8, 4.2), squeeze=False, sharey=True)
+    fig, axes = plt.subplots(1, len(facets), figsize=(5.2 * len(facets) + 1.8, 4.2), squeeze=False, sharey=True,
+                             sharex=True)
     settings = [k for k in varying if k != "seed"]  # a median over seeds per setting
     handles = {}
     for ax, facet in zip(axes[0], facets):
@@ -195,9 +196,9 @@ def draw(frame: pd.DataFrame, laws: list, spec: FigureSpec, experiment: Experime
             ax.scatter(part["_x"], part["_y"], color=colour(name), marker="x", zorder=3 + i, lw=1.2,
                        s=40 * (1 + 0.9 * (len(lost_series) - 1 - i)))
             handles[NOTES[1]] = ax.scatter([], [], color="0.3", marker="x", s=40)
-        for name, values, log, axis, scale, limits in (
-                (spec.x, pd.concat([here["_x"], lost["_x"]]), spec.log_x, ax.xaxis, ax.set_xscale, ax.set_xlim),
-                (spec.y, pd.concat([here["_y"], lost["_y"]]), spec.log_y and spec.table != "probes", ax.yaxis,
+        for name, values, log, axis, scale, limits in (  # shared by the facets: one frame for every panel
+                (spec.x, pd.concat([stored["_x"], failed["_x"]]), spec.log_x, ax.xaxis, ax.set_xscale, ax.set_xlim),
+                (spec.y, pd.concat([stored["_y"], failed["_y"]]), spec.log_y and spec.table != "probes", ax.yaxis,
                  ax.set_yscale, ax.set_ylim)):
             if not len(values):
                 continue
