@@ -82,7 +82,7 @@ class FigureSpec:
     table: str = "cells"
     invert_x: bool = False
     title: str = ""
-    facet: str | None = None
+    facet: str | tuple[str, ...] | None = None  # several: the first that varies in the sweep
     missing_x: str | None = None
     needs: tuple[str, ...] = ()  # drawn only when one of these parameters varies in the sweep
     log_x: bool = True

@@ -160,7 +160,8 @@ def draw(frame: pd.DataFrame, laws: list, spec: FigureSpec, experiment: Experime
         failed = failed.iloc[0:0]
     if stored["_x"].nunique() < 2:
         return None
-    facet_key = spec.facet if spec.facet in varying else None
+    candidates = (spec.facet,) if isinstance(spec.facet, str) else spec.facet or ()
+    facet_key = next((k for k in candidates if k in varying), None)
     facets = sorted(data[facet_key].unique(), key=str) if facet_key else [None]
     fig, axes = plt.subplots(1, len(facets), figsize=(5.2 * len(facets) + 1.8, 4.2), squeeze=False, sharey=True,
                              sharex=True)
@@ -212,7 +213,7 @@ def draw(frame: pd.DataFrame, laws: list, spec: FigureSpec, experiment: Experime
                 limits(low - pad, high + pad)
         ax.set_xlabel(label(experiment, spec.x, spec.invert_x))
         if facet is not None:
-            ax.set_title(f"{symbol(experiment, spec.facet)} = {facet}", fontsize=9)
+            ax.set_title(f"{symbol(experiment, facet_key)} = {facet}", fontsize=9)
         ax.grid(True, which="major", alpha=0.3)
     axes[0][0].set_ylabel(label(experiment, spec.y))
     if len(stored.get("seed", pd.Series(dtype=float)).unique()) > 1 and spec.table != "probes":

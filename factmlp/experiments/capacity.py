@@ -78,6 +78,9 @@ def _observations(results: list[dict]) -> dict[int, bool]:
 
 
 SEARCH = SmallestSuccess("width")
+# One panel per value of the first of these that a sweep varies (a figure mixing them would draw two
+# series of one method in the same colour and marker).
+PANELS = ("spike_on", "spike_axis", "whiten", "geometry", "tied", "mapping")
 # What a prediction extrapolates over: cells that differ only in these are the same setting.
 FREE_IN_PREDICTION = ("num_facts", "d", "seed", "search_low", "search_high", "search_arity", "search_verify")
 
@@ -206,11 +209,11 @@ EXPERIMENT = Experiment(
     ),
     figures=(
         FigureSpec("facts_vs_params", "params", "num_facts", "method", "d", law="power", missing_x="max_params_tried",
-                   title="facts stored vs parameters"),
+                   facet=PANELS, title="facts stored vs parameters"),
         FigureSpec("params_vs_inverse_rho", "rho", "params", "method", "num_facts", law="rho", invert_x=True,
                    facet="spike_on", needs=("beta", "kappa", "spike_on"), title="parameters vs inverse decodability"),
         FigureSpec("accuracy_vs_width", "width", "accuracy", "method", "d", table="probes", log_y=False,
-                   title="accuracy vs hidden width (one line per cell)"),
+                   facet=PANELS, title="accuracy vs hidden width (one line per cell)"),
     ),
     findings=functools.partial(capacity_findings, params=tuple(PARAMS)),
     cell_note=cell_note,
