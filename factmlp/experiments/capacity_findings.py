@@ -271,7 +271,15 @@ CONTRASTS = (
              "`random` is an axis independent of every key."),
     Contrast("whiten", False, True, ("plain", "whitened"), "Whitening the values lowers the cost", False,
              "`whiten = True` whitens the values (the same fact sets otherwise): ρ is that of the whitened values."),
+    Contrast("geometry", "spherical", "llm_mlp_io", ("spherical", "LLM MLP I/O"), "The real embeddings cost more", True,
+             "A real model's MLP inputs and outputs against spherical keys and values of the same d (different "
+             "fact sets: seeds are matched, not the facts)."),
 )
+
+
+def _title(contrast: Contrast) -> str:
+    other, base = contrast.names[1], contrast.names[0]
+    return f"{other[:1].upper()}{other[1:]} against {base}"
 
 
 def _contrast(cells: list[dict], params, contrast: Contrast) -> list[str]:
@@ -369,12 +377,12 @@ def capacity_findings(cells: list[dict], fits: list[dict], *, params) -> str:
         sections["Cells that stored nothing"] += _not_stored(label, list(methods.values()))
         sections["Non-monotone searches"] += _monotone(label, list(methods.values()))
     for contrast in CONTRASTS:
-        sections[f"{contrast.names[1].capitalize()} against {contrast.names[0]}"] = _contrast(cells, params, contrast)
+        sections[_title(contrast)] = _contrast(cells, params, contrast)
     sections["Spike on keys, values or both"] = _spike_targets(cells)
     sections["Fitted slopes"] = _slopes(fits, params)
     sections["Decodability ρ and cost"] = _rho(fits, params)
     order = ("Asymptotics", "Constants (measured F only)",
-             *(f"{c.names[1].capitalize()} against {c.names[0]}" for c in CONTRASTS), "The prior construction", "Spike on keys, values or both", "Decodability ρ and cost",
+             *(_title(c) for c in CONTRASTS), "The prior construction", "Spike on keys, values or both", "Decodability ρ and cost",
              "Fitted slopes", "Cells that stored nothing", "Non-monotone searches")
     rules = (f"Verdicts need ≥ {MIN_FACTS} stored values of F per method over ≥ {MIN_OCTAVES:g} octaves, each in "
              f"≥ {MIN_SEEDS} seeds; otherwise they say inconclusive and why.")
