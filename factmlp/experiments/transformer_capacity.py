@@ -110,6 +110,12 @@ def findings(cells: list[dict], fits: list[dict]) -> str:
             continue
         name = f"{method}, d = {d}, width {width} (seeds {seeds_of(rows)})"
         for column, where in (("max_facts_standalone", "alone"), ("max_facts", "inside the Transformer")):
+            for variant, group in (("plain", plain), ("whitened", white)):
+                below = [r for r in group if r.get(column) is None or r.get(column) != r.get(column)]
+                if below:
+                    lines.append(f"- {name}: {variant}, in {len(below)} of {len(group)} seed(s) (seeds "
+                                 f"{seeds_of(below)}) no F from {below[0].get('search_low', '?')} up is stored "
+                                 f"{where}: below the searched range, so no difference is computed for them.")
             verdict, numbers = against(paired(white, plain, column), 0.0)
             lines.append(f"- {name}: whitening raises the facts stored {where}: {verdict}. F(whitened) − F(plain) = "
                          f"{numbers}; plain {fmt(summary([r.get(column) for r in plain])[0])}, whitened "

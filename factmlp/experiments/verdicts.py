@@ -18,7 +18,10 @@ MIN_SEEDS = 3
 
 
 def fmt(value: float) -> str:
-    return "n/a" if value is None or value != value else f"{value:.3g}"
+    """Three significant digits, but counts of a thousand and more as whole numbers (1173, not 1.17e+03)."""
+    if value is None or value != value:
+        return "n/a"
+    return f"{value:.0f}" if 1e3 <= abs(value) < 1e9 else f"{value:.3g}"
 
 
 def seeds_of(rows: list[dict]) -> str:
