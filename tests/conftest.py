@@ -70,3 +70,14 @@ def mlflow_server(tmp_path):
     yield start
     for server in started:
         server.stop()
+
+
+@pytest.fixture
+def one_torch_thread():
+    """One torch thread: GD sums in float32 in a fixed reduction order (exact widths), and a tiny matmul
+    does not wait for a second OpenMP thread on a busy shared core (10x slower here)."""
+    import torch
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -99,13 +99,7 @@ def saved() -> dict:
     return json.loads(FIXTURE.read_text())
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """GD sums in float32: one thread fixes the order of its reductions, so the widths are exact."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.mark.parametrize("method", METHODS)

@@ -13,13 +13,7 @@ from factmlp.train import MODEL_AXIS, TrainConfig, _init, _loss_and_grads, _stac
 FS = make_factset("spherical", 8, 32, 0, tied=False)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny matmuls: a second OpenMP thread only waits for a busy shared core (10x slower here)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 KEYS, VALUES = torch.tensor(FS.keys), torch.tensor(FS.values)
 TARGETS = torch.tensor(FS.mapping)
 
