@@ -43,6 +43,8 @@ def against(values: list[float], threshold: float, *, above: bool = True) -> tup
     numbers = f"{fmt(mean)} [{fmt(low)}, {fmt(high)}] over {n} seed(s)"
     if n < MIN_SEEDS:
         return f"inconclusive — {n} seed(s) (a verdict needs ≥ {MIN_SEEDS})", numbers
+    if all(v == threshold for v in values if v is not None and v == v):
+        return f"inconclusive — exactly {threshold:g} in every seed (no difference to judge)", numbers
     if (low > threshold) if above else (high < threshold):
         return "holds", numbers
     if (high < threshold) if above else (low > threshold):
