@@ -125,3 +125,12 @@ def test_spike_targets_show_cost_against_rho_with_keys_as_the_control():
     assert "it is the control for the ρ law" in text
     assert "x, spike on keys, d = 32, F = 256: β 0 → 10: median ρ 0.53 → 0.53; cost ×1.6 [1.6, 1.6]" in text
     assert "x, spike on values, d = 32, F = 256: β 0 → 10: median ρ 0.53 → 0.26; cost ×1.5 [1.5, 1.5]" in text
+
+
+def test_shared_verdict_rules():
+    from factmlp.experiments.verdicts import against
+    assert against([0.2, 0.25, 0.21], 0.0)[0] == "holds"
+    assert against([0.2, -0.25, 0.21], 0.0)[0].startswith("inconclusive — the interval contains 0")
+    assert against([0.0, 0.0, 0.0], 0.0)[0].startswith("inconclusive — exactly 0 in every seed")
+    assert against([0.2, 0.25], 0.0)[0].startswith("inconclusive — 2 seed(s)")
+    assert against([1.01, 1.02, 1.0], 1.05, above=False)[0] == "holds"
