@@ -108,8 +108,11 @@ def _save(fig, path: Path) -> list[Path]:
     """PNG and PDF, each written whole or not at all (a full disk leaves no partial figure)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     try:
+        # No creation date in the PDF: the same cells give the same bytes, so a regenerated reference
+        # only changes in git where its data changed.
         return [write_atomic(path.with_suffix(suffix), lambda tmp, kind=suffix[1:]: fig.savefig(
-                    tmp, format=kind, dpi=DPI, bbox_inches="tight")) for suffix in (".png", ".pdf")]
+                    tmp, format=kind, dpi=DPI, bbox_inches="tight",
+                    metadata={"CreationDate": None} if kind == "pdf" else None)) for suffix in (".png", ".pdf")]
     finally:
         plt.close(fig)
 
