@@ -11,6 +11,7 @@ it resamples rows. Each fit keeps the indices of the rows it used, so a report n
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -190,3 +191,18 @@ def paired_difference(law: str, name: str, a: tuple, b: tuple, *, n_boot: int = 
     draws = [v for v in (difference(resample(unit_x, rng)) for _ in range(n_boot)) if v is not None]
     tail = (1 - level) / 2
     return estimate, float(np.quantile(draws, tail)), float(np.quantile(draws, 1 - tail))
+
+
+def interval(values, level: float = 0.95, *, log: bool | None = None) -> tuple[float, float]:
+    """Student's t interval of the mean over replicate seeds; of the geometric mean when ``log``
+    (default: when every value is positive, as parameter counts spread multiplicatively); NaN below
+    two values."""
+    from scipy import stats
+    values = np.asarray(values, dtype=float)
+    if len(values) < 2:
+        return math.nan, math.nan
+    positive = bool(np.all(values > 0)) if log is None else log
+    x = np.log(values) if positive else values
+    half = stats.t.ppf(0.5 + level / 2, len(x) - 1) * x.std(ddof=1) / math.sqrt(len(x))
+    low, high = x.mean() - half, x.mean() + half
+    return (math.exp(low), math.exp(high)) if positive else (low, high)

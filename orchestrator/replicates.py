@@ -10,22 +10,10 @@ import math
 
 import numpy as np
 import pandas as pd
-from scipy import stats
+
+from factmlp.scaling import interval
 
 REPLICATE = "seed"
-
-
-def interval(values: np.ndarray, level: float = 0.95, *, log: bool | None = None) -> tuple[float, float]:
-    """t interval of the mean; of the geometric mean when ``log`` (default: when every value is
-    positive); NaN below two values."""
-    values = np.asarray(values, dtype=float)
-    if len(values) < 2:
-        return math.nan, math.nan
-    positive = bool(np.all(values > 0)) if log is None else log
-    x = np.log(values) if positive else values
-    half = stats.t.ppf(0.5 + level / 2, len(x) - 1) * x.std(ddof=1) / math.sqrt(len(x))
-    low, high = x.mean() - half, x.mean() + half
-    return (math.exp(low), math.exp(high)) if positive else (low, high)
 
 
 def aggregate(cells: pd.DataFrame, keys: list[str], metrics: list[str], notes: pd.Series | None = None) -> pd.DataFrame:

@@ -82,8 +82,10 @@ def test_two_runs_at_once_then_ctrl_c_then_resume(ray_session, tmp_path, capsys)
     stops the first part-way with one line; `run` again finishes; Parquet and MLflow hold every cell once."""
     path = sweep(tmp_path, "twice", sleep=0.25, probes=6)
     env = {k: v for k, v in ENV.items() if k != "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"} | {"PYTHONUNBUFFERED": "1"}
+    # As from a terminal: SIGINT handled even when this test runs in a background job (which ignores it).
     runs = [subprocess.Popen([sys.executable, "-m", "orchestrator.cli", "run", str(path)], env=env, cwd=tmp_path,
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
             for _ in range(2)]
     store = Store(tmp_path / "results")
     try:

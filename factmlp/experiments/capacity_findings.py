@@ -23,7 +23,7 @@ import numpy as np
 
 from factmlp.experiments.verdicts import MIN_SEEDS, fmt, paired, seeds_of, summary
 from factmlp.scaling import paired_difference
-from orchestrator.replicates import interval
+from factmlp.scaling import interval
 
 REFERENCE = "gd"
 PRIOR = "ntk"

@@ -2,7 +2,7 @@
 
 A verdict ("holds" / "does not hold") needs at least ``MIN_SEEDS`` replicate seeds and an interval
 that lies wholly on one side of the claim's threshold; otherwise the finding says "inconclusive" and
-why. Intervals are Student's t intervals over seeds (``orchestrator.replicates.interval``); a
+why. Intervals are Student's t intervals over seeds (``factmlp.scaling.interval``); a
 comparison of two settings measured on the same seeds is paired (the difference per seed).
 """
 from __future__ import annotations
@@ -12,7 +12,7 @@ from collections import defaultdict
 
 import numpy as np
 
-from orchestrator.replicates import interval
+from factmlp.scaling import interval
 
 MIN_SEEDS = 3
 
