@@ -10,7 +10,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from orchestrator.spec import load_spec
+
+pytestmark = pytest.mark.slow  # the GPU check's smoke run in a subprocess: not in make test-fast
+
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "benchmarks" / "gpu_check.py"
@@ -21,6 +26,7 @@ RESULTS = ("gpu_matmul_tflops_f32", "gpu_batched_speedup_k64_d128_f4096", "gpu_c
 # Run the script as __main__ behind a meta-path finder that fails those imports, after checking it does.
 BLOCKED = f"""
 import importlib.abc, runpy, sys
+
 
 class Absent(importlib.abc.MetaPathFinder):
     def find_spec(self, name, path=None, target=None):

@@ -12,12 +12,18 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+pytestmark = pytest.mark.slow  # forks a fresh interpreter per import order: not in make test-fast
+
+
 ROOT = Path(__file__).resolve().parents[1]
 FORBIDDEN = ("ray", "mlflow", "pyarrow", "omegaconf", "duckdb")
 
 SCRIPT = """
 import importlib, multiprocessing, random, sys
 import numpy, scipy.linalg, scipy.optimize, scipy.stats, torch  # loaded once; factmlp only in the children
+
 
 FORBIDDEN = {forbidden!r}
 

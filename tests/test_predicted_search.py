@@ -3,11 +3,15 @@ widths; the inline executor runs a sweep in this process with the same records a
 from __future__ import annotations
 
 import pandas as pd
+import pytest
 
 from orchestrator.cli import main
 from orchestrator.runner import run_sweep
 from orchestrator.spec import load_spec
 from orchestrator.store import Store
+
+pytestmark = pytest.mark.slow  # whole sweeps searched twice through Ray: not in make test-fast
+
 
 GRID = ["grid.method=[hebbian_whitened, gd]", "grid.num_facts=[8, 16, 24, 32]", "search.high=256"]
 

@@ -17,6 +17,7 @@ SEEDS = "seeds: [0, 1, 2]\n"
 OTHER = ["fixed.gd_epochs=50", "grid.method=[gd]", "grid.num_facts=[8]"]
 
 
+@pytest.mark.slow  # three sweeps through the CLI: not in make test-fast
 def test_a_file_covers_only_its_cells_and_the_others_can_be_listed_and_set_aside(ray_session, tiny_sweep, capsys):
     path = tiny_sweep("mixed", SEEDS)
     assert main(["run", str(path)]) == 0

@@ -192,6 +192,7 @@ SUBPROCESS = {
 }
 
 
+@pytest.mark.slow  # a real interpreter per case: not in make test-fast
 @pytest.mark.parametrize("case", list(SUBPROCESS), ids=str)
 def test_exit_code_of_a_real_process(case, tmp_path):
     argv, source, key, expects = SUBPROCESS[case](tmp_path)

@@ -34,6 +34,9 @@ from orchestrator.store import Store
 from orchestrator.tracking import CELL_TAG, KIND_TAG
 from servers import free_port
 
+pytestmark = pytest.mark.slow  # real CLI processes on read-only, full and fake folders: not in make test-fast
+
+
 SWEEP = """
 name: {name}
 experiment: synthetic
@@ -262,6 +265,7 @@ SCHEMA_ON_A_FULL_DISK = """
 import json, logging, os, sys
 from pathlib import Path
 from orchestrator.tracking import Tracker, default_uri
+
 disk, root = Path(sys.argv[1]), Path(sys.argv[1]) / "results"
 def fill(leave):
     stat = os.statvfs(disk)
@@ -281,7 +285,6 @@ print(json.dumps({"failed_when_full": full.failed, "left_when_full": left, "fail
 """
 
 
-@pytest.mark.slow
 def test_mlflow_db_on_a_disk_that_fills(ray_session, tmp_path):
     """``mlflow.db`` in the results folder (where it is by default) on a 4 MiB disk, in one user and mount
     namespace: SQLite resolves /proc/<pid>/root paths out of it, so driver and MLflow run inside (the
