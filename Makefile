@@ -41,3 +41,7 @@ reference: install
 	  mkdir -p results/reference/$$s && rm -f results/reference/$$s/* && cp results/reports/$$s.md results/reports/$$s-* results/reference/$$s/; \
 	  echo "$$s: $$(( $$(date +%s) - start )) s"; \
 	done
+
+# The prepared GPU check (docs/cluster.md, "First GPU run"): the venv's python if there is one, else python3.
+gpu-check:
+	$(if $(wildcard $(BIN)/python),$(BIN)/python,python3) benchmarks/gpu_check.py
