@@ -256,6 +256,15 @@ def _slopes(fits: list[dict], params) -> list[str]:
     return lines
 
 
+def _median_rho(rows: list[dict]) -> str:
+    return fmt(float(np.median([r["rho"] for r in rows if _value(r, "rho") is not None] or [math.nan])))
+
+
+def _log_costs(rows: list[dict]) -> list[dict]:
+    """The stored cells with their log parameter count, for ratios paired by seed."""
+    return [{**r, "log_params": math.log(r["params"])} for r in rows if _stored(r)]
+
+
 class Contrast:
     """Two values of one parameter compared on the same seeds: ``other`` against ``base``."""
 
@@ -303,9 +312,8 @@ def _contrast(cells: list[dict], params, contrast: Contrast) -> list[str]:
                          if v is not None and (k == "method" or k in ("d", "num_facts") or len(
                              {_value(c, k) for c in cells if c.get("method") == values[0][1]}) > 1))
         sides = [[r for r in rows if _value(r, key) == v] for v in (contrast.base, contrast.other)]
-        rho = [fmt(float(np.median([r["rho"] for r in side if _value(r, "rho") is not None] or [math.nan])))
-               for side in sides]
-        logs = [[{**r, "log_params": math.log(r["params"])} for r in side if _stored(r)] for side in sides]
+        rho = [_median_rho(side) for side in sides]
+        logs = [_log_costs(side) for side in sides]
         lost = [len(side) - len(log) for side, log in zip(sides, logs)]
         head = f"- {name}: median ρ {rho[0]} ({base_name}) vs {rho[1]} ({other_name})"
         if any(lost):
@@ -343,9 +351,8 @@ def _spike_targets(cells: list[dict]) -> list[str]:
         groups[(c["method"], _value(c, "spike_on"), c.get("d"), c.get("num_facts"))].append(c)
     for (method, target, d, facts), rows in sorted(groups.items(), key=lambda kv: repr(kv[0])):
         ends = [[r for r in rows if _value(r, "beta") == b] for b in (betas[0], betas[-1])]
-        rho = [fmt(float(np.median([r["rho"] for r in end if _value(r, "rho") is not None] or [math.nan])))
-               for end in ends]
-        logs = [[{**r, "log_params": math.log(r["params"])} for r in end if _stored(r)] for end in ends]
+        rho = [_median_rho(end) for end in ends]
+        logs = [_log_costs(end) for end in ends]
         diffs = paired(logs[1], logs[0], "log_params")
         mean, low, high, n = summary(diffs)
         cost = (f"the same parameters in each of {n} paired seeds ({_span([r['params'] for r in logs[0]])})"
