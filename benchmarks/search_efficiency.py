@@ -4,7 +4,8 @@ predicted brackets, in one run, same code otherwise (factsweep through Ray on th
 Grid (the published recipe): GD, 10k epochs, lr 1e-3, threshold 1.0, spherical, tied, permutation;
 d ∈ {32, 64}, F ∈ {128, 256, 512, 1024}: 8 cells; k-ary search (3 widths a round) over 1–65536
 with the verification round. ``search.predict: false`` is the plain search; the default opens each
-cell (after the first of its setting) around the width predicted from the cells already finished.
+cell around the width predicted from the cells already finished (the first ones around GD's rule of
+thumb m = F/(0.75·d)) and starts a new cell only on an idle core, so its prediction is the newest.
 ``--small`` runs the same at 3k epochs, F ≤ 256 (a few minutes).
 
 Prints per cell both minimum widths and probe counts, then

@@ -211,18 +211,15 @@ class SweepRun:
                     self.complete(cell)
 
     def next_cell(self, queue: list[planning.CellPlan], *, busy: bool) -> planning.CellPlan | None:
-        """The first queued cell that should start now. A cell the experiment cannot predict yet
-        waits while every core is busy: the cells running now may finish and predict it (the
-        experiment's order puts the cheapest first), and an idle core never waits."""
+        """The first queued cell that should start now. With predictions, a new cell waits while
+        every core is busy: the cells running now may finish and sharpen its prediction (the
+        experiment's order puts the cheapest first), and an idle core never waits. Started cells,
+        and every cell of a plain search, also fill the slots queued behind the busy cores."""
+        predicting = self.spec.predict and self.spec.experiment.predict
         for i, cell in enumerate(queue):
-            if cell.results or not busy or self.predictable(cell):
+            if cell.results or not busy or not predicting:
                 return queue.pop(i)
         return None
-
-    def predictable(self, cell: planning.CellPlan) -> bool:
-        spec = self.spec
-        return not (spec.predict and spec.experiment.predict) or spec.experiment.predict(cell.config,
-                                                                                        self.finished) is not None
 
     def record(self, cell: planning.CellPlan, rows: list[dict]) -> None:
         """A finished task's rows: to Parquet at once, then into the cell's results or failures."""

@@ -95,7 +95,8 @@ class SmallestSuccess:
         takes over. The answer is the same smallest success with a failure just below it, so a bad
         prediction costs probes, never correctness.
 
-        ``verify``: once the answer m is found, ``verification_values(m)`` are probed too, and if one
+        ``verify``: once the answer m is found, ``verification_values(m)`` are probed too (the round
+        that settles m fills its spare slots with the likeliest of them), and if one
         fails, the same above the highest failure, until some value w and its verification values all
         succeed (``stable`` = w), never above 2·m or ``high``. The answer itself never changes.
         """
@@ -123,8 +124,10 @@ class SmallestSuccess:
             picks = {round(start * reach ** (i / arity)) for i in range(1, arity + 1)}
         else:  # nothing succeeded yet and the rest of the range is narrow: the round includes the top
             picks = {high} | {start + (high - start) * i // arity for i in range(1, arity)}
-        picks = sorted(v for v in picks if v not in observations and start <= v <= min(top - 1, high))
-        return Step(tuple(picks), best, monotone)
+        picks = {v for v in picks if v not in observations and start <= v <= min(top - 1, high)}
+        if verify and best is not None and picks == set(range(start, top)) - set(observations):
+            picks |= _early_verification(observations, start, best, high, arity - len(picks))
+        return Step(tuple(sorted(picks)), best, monotone)
 
 
 def _predicted(inside: dict[int, bool], low: int, high: int, arity: int, predicted: Prediction, best,
@@ -142,6 +145,20 @@ def _predicted(inside: dict[int, bool], low: int, high: int, arity: int, predict
     if not below:  # everything succeeded: halve below the smallest success
         return {max(low, math.floor(best / 2 ** (i / arity))) for i in range(1, arity + 1)}
     return _spread(max(below) + 1, best, arity)
+
+
+def _early_verification(observations: Mapping[int, bool], start: int, best: int, high: int, room: int) -> set[int]:
+    """Up to ``room`` verification values probed in the round that settles the answer (it is then one
+    of start…best), so a spare slot of that round saves the verification a round of its own: the
+    values above ``best`` that the most candidate answers would verify, smallest first."""
+    if room < 1:
+        return set()
+    needed: dict[int, int] = {}
+    for answer in range(start, best + 1):
+        for v in verification_values(answer):
+            if best < v <= min(high, 2 * answer) and v not in observations:
+                needed[v] = needed.get(v, 0) + 1
+    return set(sorted(needed, key=lambda v: (-needed[v], v))[:room])
 
 
 def _stable(observations: Mapping[int, bool]) -> int | None:

@@ -58,6 +58,16 @@ def tiny_sweep(tmp_path: Path):
     return make
 
 
+@pytest.fixture(scope="session")
+def shared_tracking(tmp_path_factory) -> str:
+    """``tracking.uri=...`` of one MLflow store for the tests that run a sweep but never look inside
+    MLflow: a new store runs MLflow's schema migrations (about 3.5 s here), so once, not per test."""
+    from orchestrator.tracking import create_sqlite_store
+    path = tmp_path_factory.mktemp("mlflow") / "mlflow.db"
+    create_sqlite_store(path)
+    return f"tracking.uri=sqlite:///{path}"
+
+
 @pytest.fixture
 def mlflow_server(tmp_path):
     """Start servers with ``start(port=None)``; every one started is stopped after the test."""

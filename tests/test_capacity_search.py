@@ -4,6 +4,7 @@ import math
 import numpy as np
 import pytest
 
+from orchestrator import search
 from orchestrator.search import SmallestSuccess, is_monotone
 
 next_widths = SmallestSuccess("width").step
@@ -109,11 +110,11 @@ def test_observations_outside_the_range_do_not_move_the_answer():
     assert step.done and step.answer == 8
 
 
-def run_verified(stores, low, high, arity):
+def run_verified(stores, low, high, arity, verify=True):
     """Drive the search with verification on an arbitrary (possibly non-monotone) success function."""
     observations = {}
     while True:
-        step = next_widths(observations, low, high, arity, verify=True)
+        step = next_widths(observations, low, high, arity, verify=verify)
         if step.done:
             return step, observations
         for w in step.next:
@@ -154,3 +155,41 @@ def test_verification_gives_up_above_twice_the_answer():
     assert step.done and step.answer == 10 and step.stable is None and not step.monotone
     pending = next_widths({9: False, 10: True, 11: False, 12: False}, 1, 256, verify=True)
     assert set(pending.next) == {13, 14} and pending.stable is None  # verifying above 12
+
+
+def test_the_round_that_settles_the_answer_fills_its_spare_slots_with_verification_widths():
+    """46 fails, 49 and 53 store: probing 47 and 48 settles the answer (47, 48 or 49), and the third
+    slot takes 50, the width that m+1, m+2 or ⌈1.05m⌉ of all three answers needs."""
+    step = next_widths({46: False, 49: True, 53: True}, 1, 65536, 3, verify=True)
+    assert step.next == (47, 48, 50)
+    assert next_widths({46: False, 49: True, 53: True}, 1, 65536, 3).next == (47, 48)  # without verification
+
+
+@pytest.mark.parametrize("arity", [2, 3, 5])
+def test_filling_the_settling_round_never_changes_the_answer(arity):
+    rng = np.random.default_rng(5 + arity)
+    for _ in range(200):
+        threshold = int(rng.integers(1, 400))
+        flicker = threshold + int(rng.integers(1, 4)) if rng.random() < 0.3 else None
+        def stores(w):
+            return w >= threshold and w != flicker
+        step, observations = run_verified(stores, 1, 1024, arity)
+        assert step.answer == run_verified(stores, 1, 1024, arity, verify=False)[0].answer
+        assert step.monotone == (flicker not in observations or step.answer > flicker)
+
+
+@pytest.mark.parametrize("arity", [3, 5])
+def test_filling_the_settling_round_spares_verification_a_round_of_its_own(arity, monkeypatch):
+    def spared():  # searches whose verification added no round
+        return sum(rounds_verified(t, arity) == run_search(t, 1, 1024, arity)[1] for t in range(1, 400))
+    filled = spared()
+    monkeypatch.setattr(search, "_early_verification", lambda *args: set())
+    assert filled > 3 * max(spared(), 1)
+
+
+def rounds_verified(threshold, arity):
+    observations, rounds = {}, 0
+    while not (step := next_widths(observations, 1, 1024, arity, verify=True)).done:
+        rounds += 1
+        observations.update({w: w >= threshold for w in step.next})
+    return rounds

@@ -216,7 +216,7 @@ storage: {{root: {root}}}
 """
 
 
-def test_tiny_sweep_through_the_orchestrator(ray_session, tmp_path):
+def test_tiny_sweep_through_the_orchestrator(ray_session, tmp_path, shared_tracking):
     from orchestrator.report import write_report
     from orchestrator.runner import run_sweep
     from orchestrator.scope import Scope
@@ -225,7 +225,7 @@ def test_tiny_sweep_through_the_orchestrator(ray_session, tmp_path):
 
     path = tmp_path / "edit.yaml"
     path.write_text(SWEEP.format(name="edit", root=tmp_path / "results"))
-    spec = load_spec(path)
+    spec = load_spec(path, [shared_tracking])
     report = run_sweep(spec, progress=False)
     assert (report.cells, report.cells_done, report.probes_failed) == (3, 3, 0)
     cells = Store(spec.results_root).load("cells", "edit")

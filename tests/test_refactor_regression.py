@@ -100,13 +100,17 @@ def saved() -> dict:
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
+SCIENCE = ("min_width", "stable_width", "params")
 
 
 @pytest.mark.parametrize("method", METHODS)
 def test_minimum_widths_are_unchanged(saved, method):
     for cell in CELLS:
         if cell[0] == method:
-            assert search(cell_of(*cell)) == saved["widths"][_key(*cell)], _key(*cell)
+            found, before = search(cell_of(*cell)), saved["widths"][_key(*cell)]
+            # num_probes is recorded but not compared: which widths a search probes may change
+            # (the verification fill of issue 21), the widths it finds may not.
+            assert {k: found[k] for k in SCIENCE} == {k: before[k] for k in SCIENCE}, _key(*cell)
 
 
 def test_synthetic_fact_sets_are_bit_identical(saved):

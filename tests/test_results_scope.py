@@ -2,6 +2,8 @@
 the invocations that made them, and a clear error instead of an empty frame."""
 from __future__ import annotations
 
+import json
+
 import pandas as pd
 import pytest
 
@@ -55,24 +57,25 @@ def test_a_file_covers_only_its_cells_and_the_others_can_be_listed_and_set_aside
     assert "12 cell(s) recorded under this name are not defined" in capsys.readouterr().out
 
 
-def test_every_row_names_the_invocation_and_code_that_made_it(ray_session, tiny_sweep):
+def test_every_row_names_the_invocation_and_code_that_made_it(ray_session, tiny_sweep, shared_tracking):
     path = tiny_sweep("made", "")
-    spec = load_spec(path, ["grid.num_facts=[8]"])
+    spec = load_spec(path, ["grid.num_facts=[8]", shared_tracking])
     run_sweep(spec, progress=False)
     con = Store(spec.results_root).connect()
     rows = con.execute("select c.cell_id, i.overrides, i.code_version, i.state, i.host, i.file_sha256 "
                        "from cells c join invocations i using (invocation_id)").df()
     assert len(rows) == 2 and (rows["state"] == "finished").all()
-    assert rows["overrides"].iloc[0] == '["grid.num_facts=[8]"]' and len(rows["file_sha256"].iloc[0]) == 64
+    assert json.loads(rows["overrides"].iloc[0]) == ["grid.num_facts=[8]", shared_tracking]
+    assert len(rows["file_sha256"].iloc[0]) == 64
     probes = con.execute("select count(*) from probes where invocation_id is null or code_version is null").fetchone()
     assert probes[0] == 0
 
 
-def test_a_non_monotone_search_is_flagged_in_the_report(tiny_sweep):
+def test_a_non_monotone_search_is_flagged_in_the_report(tiny_sweep, shared_tracking):
     """Probes recorded as failing at 9, storing at 10 and 11, failing at 12, storing from 13: the search
     is done from its records, and the report marks the cell with both widths."""
     path = tiny_sweep("flicker", "")
-    spec = load_spec(path, ["grid.method=[hebbian_whitened]", "grid.num_facts=[16]"])
+    spec = load_spec(path, ["grid.method=[hebbian_whitened]", "grid.num_facts=[16]", shared_tracking])
     (config,) = spec.cells
     cid = cell_id("capacity", config)
     outcome = {9: False, 10: True, 11: True, 12: False, 13: True, 14: True, 15: True}

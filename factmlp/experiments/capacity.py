@@ -11,12 +11,11 @@ import functools
 import math
 import time
 
-import numpy as np
-
 from factmlp import geometries, methods
 from factmlp.decodability import coherence, decodability
 from factmlp.evaluate import evaluate
 from factmlp.experiments.capacity_findings import capacity_findings
+from factmlp.experiments.capacity_prediction import is_number, predict
 from factmlp.experiments.sweep_params import GEOMETRY_PARAMS, Param, geometry_options, method_options, method_params
 from factmlp.factsets import FactSet
 from factmlp.options import OptionError
@@ -81,8 +80,6 @@ SEARCH = SmallestSuccess("width")
 # One panel per value of the first of these that a sweep varies (a figure mixing them would draw two
 # series of one method in the same colour and marker).
 PANELS = ("spike_on", "spike_axis", "whiten", "geometry", "tied", "mapping")
-# What a prediction extrapolates over: cells that differ only in these are the same setting.
-FREE_IN_PREDICTION = ("num_facts", "d", "seed", "search_low", "search_high", "search_arity", "search_verify")
 
 
 def _search(cell: dict, results: list[dict], hint: Prediction | None = None):
@@ -92,34 +89,6 @@ def _search(cell: dict, results: list[dict], hint: Prediction | None = None):
 
 def next_probes(cell: dict, results: list[dict], hint: Prediction | None = None) -> list[dict]:
     return [{"width": w} for w in _search(cell, results, hint).next]
-
-
-def predict(cell: dict, finished: list[dict]) -> Prediction | None:
-    """The minimum width expected from the finished cells of the same setting (equal in every
-    parameter but F, d, seed and the search range): it grows close to linearly in F/d, so
-    log m = a + b·log(F/d) is fitted (b = 1 from a single cell). The bracket's spread is twice the
-    leave-one-out error of that fit (between 6% and 25%; 25% with fewer than three cells)."""
-    same = [c for c in finished if c.get("stored") is True and _number(c.get("min_width"))
-            and all(c.get(k) == v for k, v in cell.items() if k not in FREE_IN_PREDICTION)]
-    if not same:
-        return None
-    x = np.log([c["num_facts"] / c["d"] for c in same])
-    y = np.log([float(c["min_width"]) for c in same])
-    target = math.log(cell["num_facts"] / cell["d"])
-    value = math.exp(_loglinear(x, y, target))
-    errors = [_loglinear(np.delete(x, i), np.delete(y, i), x[i]) - y[i] for i in range(len(x))] if len(x) >= 3 else []
-    spread = min(0.25, max(0.06, 2 * float(np.sqrt(np.mean(np.square(errors)))))) if errors else 0.25
-    return Prediction(value, spread)
-
-
-def _number(value) -> bool:
-    return value is not None and value == value
-
-
-def _loglinear(x: np.ndarray, y: np.ndarray, at: float) -> float:
-    """log m at log(F/d) = ``at`` from a line through (x, y): slope 1 while x does not vary."""
-    slope = 1.0 if np.ptp(x) < 1e-9 else float(np.clip(np.polyfit(x, y, 1)[0], 0.5, 2.0))
-    return float(np.mean(y) + slope * (at - np.mean(x)))
 
 
 def run_probes(cell: dict, probes: list[dict]) -> list[dict]:
@@ -154,7 +123,7 @@ def summarize(cell: dict, results: list[dict]) -> dict:
     at = {int(r["width"]): r for r in results}
     best, stable = at.get(step.answer), at.get(step.stable)
     facts = cell["num_facts"]
-    predicted = next((r["predicted_width"] for r in results if _number(r.get("predicted_width"))), None)
+    predicted = next((r["predicted_width"] for r in results if is_number(r.get("predicted_width"))), None)
     return {
         "min_width": step.answer,
         "params": None if best is None else int(best["params"]),
