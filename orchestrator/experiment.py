@@ -22,6 +22,12 @@ class ParamError(ValueError):
         self.key, self.message = key, message
 
 
+def is_set(value) -> bool:
+    """False for a value a row does not have: missing or None, or NaN read back from a table (a
+    method's own option in another method's cell, a result of a cell that stored nothing)."""
+    return value is not None and value == value
+
+
 def as_param_error(err: ValueError, key: str | None = None) -> ParamError:
     """A science-side error carrying ``key`` and ``message`` (factmlp's OptionError) as a ParamError;
     any other ValueError is blamed on ``key``."""

@@ -15,11 +15,12 @@ from dataclasses import dataclass
 from orchestrator import plan as planning
 from orchestrator.cluster import connect_for
 from orchestrator.executor import Executor, InlineExecutor, RayExecutor
+from orchestrator.experiment import is_set
 from orchestrator.lock import SweepLock
 from orchestrator.progress import Progress
 from orchestrator.provenance import finish_invocation, new_invocation
 from orchestrator.scope import Scope
-from orchestrator.spec import Spec, check_recorded_kind, is_set
+from orchestrator.spec import Spec, check_recorded_kind
 from orchestrator.store import Store
 from orchestrator.tracking import Tracker, default_uri
 

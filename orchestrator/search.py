@@ -125,7 +125,7 @@ class SmallestSuccess:
         else:  # nothing succeeded yet and the rest of the range is narrow: the round includes the top
             picks = {high} | {start + (high - start) * i // arity for i in range(1, arity)}
         picks = {v for v in picks if v not in observations and start <= v <= min(top - 1, high)}
-        if verify and best is not None and picks == set(range(start, top)) - set(observations):
+        if verify and best is not None and picks == set(range(start, top)):  # nothing in [start, top) is probed yet
             picks |= _early_verification(observations, start, best, high, arity - len(picks))
         return Step(tuple(sorted(picks)), best, monotone)
 

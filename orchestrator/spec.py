@@ -22,7 +22,7 @@ from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from orchestrator import registry
-from orchestrator.experiment import Experiment, ParamError
+from orchestrator.experiment import Experiment, ParamError, is_set
 from orchestrator.errors import SpecError
 from orchestrator.names import NAME_PATTERN, NAME_RULE, is_name  # noqa: F401 - NAME_PATTERN for the CLI
 from orchestrator.sweepyaml import Refused, read_yaml
@@ -64,12 +64,6 @@ class Spec:
         """Cell parameters whose value differs between this file's cells, in parameter order: what a
         table must show so that no two of its rows look alike."""
         return varying_keys(self.cells, self.experiment.params)
-
-
-def is_set(value) -> bool:
-    """False for a parameter a cell does not have (a method's own option, absent from other methods'
-    cells: missing or None, or NaN in a table; parameter values are always finite)."""
-    return value is not None and value == value
 
 
 def varying_keys(cells: list[dict], keys) -> tuple[str, ...]:

@@ -15,11 +15,11 @@ from factmlp import geometries, methods
 from factmlp.decodability import coherence, decodability
 from factmlp.evaluate import evaluate
 from factmlp.experiments.capacity_findings import capacity_findings
-from factmlp.experiments.capacity_prediction import is_number, predict
+from factmlp.experiments.capacity_prediction import predict
 from factmlp.experiments.sweep_params import GEOMETRY_PARAMS, Param, geometry_options, method_options, method_params
 from factmlp.factsets import FactSet
 from factmlp.options import OptionError
-from orchestrator.experiment import Experiment, FigureSpec, FitSpec
+from orchestrator.experiment import Experiment, FigureSpec, FitSpec, is_set
 from orchestrator.search import Prediction, SmallestSuccess
 
 PARAMS = {
@@ -123,7 +123,7 @@ def summarize(cell: dict, results: list[dict]) -> dict:
     at = {int(r["width"]): r for r in results}
     best, stable = at.get(step.answer), at.get(step.stable)
     facts = cell["num_facts"]
-    predicted = next((r["predicted_width"] for r in results if is_number(r.get("predicted_width"))), None)
+    predicted = next((r["predicted_width"] for r in results if is_set(r.get("predicted_width"))), None)
     return {
         "min_width": step.answer,
         "params": None if best is None else int(best["params"]),

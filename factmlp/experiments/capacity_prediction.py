@@ -13,6 +13,7 @@ import math
 
 import numpy as np
 
+from orchestrator.experiment import is_set
 from orchestrator.search import Prediction
 
 # What a prediction extrapolates over: cells that differ only in these are the same setting.
@@ -34,7 +35,7 @@ def predict(cell: dict, finished: list[dict]) -> Prediction | None:
     errors once it had at least three F/d values to bend through), between 6% and 25%; 25% before
     that. With nothing finished: GD's rule of thumb, other methods None (the plain search).
     """
-    same = [c for c in finished if c.get("stored") is True and is_number(c.get("min_width"))
+    same = [c for c in finished if c.get("stored") is True and is_set(c.get("min_width"))
             and all(c.get(k) == v for k, v in cell.items() if k not in FREE_IN_PREDICTION)]
     if not same:
         if cell.get("method") != "gd":
@@ -75,8 +76,3 @@ def _fit(x: np.ndarray, log_d: np.ndarray, y: np.ndarray, at_x: float, at_log_d:
         beta = np.linalg.lstsq(np.column_stack(columns[:2]), y, rcond=None)[0]
         at = at[:2]
     return float(np.dot(at, beta))
-
-
-def is_number(value) -> bool:
-    """False for None and NaN (a missing value read back from a table)."""
-    return value is not None and value == value

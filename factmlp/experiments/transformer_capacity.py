@@ -16,7 +16,7 @@ from factmlp.experiments.transformer_schedules import (COMMON, LABELS, SCHEDULES
                                                       method_of, run_schedule)
 from factmlp.experiments.verdicts import against, by, fmt, paired, seeds_of, summary
 from factmlp.options import OptionError
-from orchestrator.experiment import Experiment, FigureSpec
+from orchestrator.experiment import Experiment, FigureSpec, is_set
 from orchestrator.search import LargestSuccess
 
 SETTINGS = ("transformer", "standalone")
@@ -111,7 +111,7 @@ def findings(cells: list[dict], fits: list[dict]) -> str:
         name = f"{method}, d = {d}, width {width} (seeds {seeds_of(rows)})"
         for column, where in (("max_facts_standalone", "alone"), ("max_facts", "inside the Transformer")):
             for variant, group in (("plain", plain), ("whitened", white)):
-                below = [r for r in group if r.get(column) is None or r.get(column) != r.get(column)]
+                below = [r for r in group if not is_set(r.get(column))]
                 if below:
                     lines.append(f"- {name}: {variant}, in {len(below)} of {len(group)} seed(s) (seeds "
                                  f"{seeds_of(below)}) no F from {below[0].get('search_low', '?')} up is stored "

@@ -13,6 +13,7 @@ from collections import defaultdict
 import numpy as np
 
 from factmlp.scaling import interval
+from orchestrator.experiment import is_set
 
 MIN_SEEDS = 3
 
@@ -30,7 +31,7 @@ def seeds_of(rows: list[dict]) -> str:
 
 def summary(values: list[float]) -> tuple[float, float, float, int]:
     """(mean, low, high, n) of the finite values (raw-scale t interval)."""
-    x = np.array([v for v in values if v is not None and v == v], dtype=float)
+    x = np.array([v for v in values if is_set(v)], dtype=float)
     if not len(x):
         return math.nan, math.nan, math.nan, 0
     low, high = interval(x, log=False)
@@ -43,7 +44,7 @@ def against(values: list[float], threshold: float, *, above: bool = True) -> tup
     numbers = f"{fmt(mean)} [{fmt(low)}, {fmt(high)}] over {n} seed(s)"
     if n < MIN_SEEDS:
         return f"inconclusive — {n} seed(s) (a verdict needs ≥ {MIN_SEEDS})", numbers
-    if all(v == threshold for v in values if v is not None and v == v):
+    if all(v == threshold for v in values if is_set(v)):
         return f"inconclusive — exactly {threshold:g} in every seed (no difference to judge)", numbers
     if (low > threshold) if above else (high < threshold):
         return "holds", numbers
