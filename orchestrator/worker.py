@@ -19,8 +19,8 @@ def execute(kind: str, config: dict, probes: list[dict], threads: int | None = N
     if threads:
         import torch
         torch.set_num_threads(threads)
-    start = time.perf_counter()
-    where = {"host": socket.gethostname(), "pid": os.getpid(), **_placement(), "task_started_at": time.time()}
+    started_at, start = time.time(), time.perf_counter()  # one moment: started_at + task_seconds is the end
+    where = {"host": socket.gethostname(), "pid": os.getpid(), **_placement(), "task_started_at": started_at}
     params = [{k: v for k, v in p.items() if k != "probe_id"} for p in probes]
     try:
         results = registry.get(kind).run_probes(config, params)
