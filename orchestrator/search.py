@@ -6,7 +6,7 @@ evaluates them together). Two searches serve every experiment:
 
 - ``SmallestSuccess``: the smallest value in [low, high] that succeeds (the minimum hidden width
   that stores F facts), with a verification round above the answer and, when a prediction is
-  given, a first bracket around it;
+  given, a first round on the quantiles of its belief and bisection at the belief's median;
 - ``LargestSuccess``: the largest multiple of a step in [low, high] that succeeds (the most facts
   a fixed-width MLP stores).
 """
@@ -15,14 +15,33 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
+from statistics import NormalDist
+
+
+# Below this belief in the remaining bracket the prediction has missed, and the search stops using it.
+TRUSTED_MASS = 0.05
 
 
 @dataclass(frozen=True)
 class Prediction:
-    """Where a search expects its answer: ``value`` within a factor (1 + ``spread``) either way."""
+    """Where a search expects its answer: a log-normal belief with median ``value`` whose log has
+    standard deviation ln(1 + ``spread``) (``spread`` 0.25: one standard deviation is a factor 1.25)."""
 
     value: float
     spread: float = 0.25
+
+    def _sigma(self) -> float:
+        if not self.spread > 0:  # zero, negative or NaN: a belief sure of its value
+            return 1e-9
+        return min(math.log1p(self.spread), 50.0)
+
+    def quantile(self, q: float) -> float:
+        """The value below which the belief puts probability q (0 < q < 1)."""
+        return self.value * math.exp(self._sigma() * NormalDist().inv_cdf(q))
+
+    def probability_below(self, v: float) -> float:
+        """The belief's probability that the answer is below v."""
+        return 0.0 if v <= 0 else NormalDist().cdf(math.log(v / self.value) / self._sigma())
 
 
 @dataclass(frozen=True)
@@ -89,11 +108,14 @@ class SmallestSuccess:
         probed only once the bracket below it is narrow (a value far above the answer is never tried).
         Non-monotone observations are flagged and the search still brackets the smallest success.
 
-        ``predicted`` (e.g. from the cells already finished): the first round probes ⌊p/(1+s)⌋ and
-        ⌈p·(1+s)⌉ (s = its spread; 0.25 gives 0.8·p and 1.25·p) and arity − 2 values between; a side
-        that misses widens by doubling until a failure lies below a success, then the plain search
-        takes over. The answer is the same smallest success with a failure just below it, so a bad
-        prediction costs probes, never correctness.
+        ``predicted`` (e.g. from the cells already finished): the first round probes the arity
+        values that split the prediction's belief into equal parts (its median for arity 1, its
+        quartiles for arity 3); afterwards, while the belief puts at least ``TRUSTED_MASS`` on the
+        values the answer can still take, one value per round at the belief's median among them
+        (fewer probes than arity evenly spaced values; other cells keep the cores busy), and once
+        it does not, the plain search's doubling, halving or even spread. The answer is the same
+        smallest success with a failure just below it, so a bad prediction costs probes, never
+        correctness.
 
         ``verify``: once the answer m is found, ``verification_values(m)`` are probed too (the round
         that settles m fills its spare slots with the likeliest of them), and if one
@@ -115,7 +137,7 @@ class SmallestSuccess:
                 return Step((), best, monotone, _stable(observations))
             want, stable = _verify(observations, best, high)
             return Step(tuple(sorted(want)), best, monotone, stable)
-        if predicted is not None and predicted.value > 0:
+        if predicted is not None and 0 < predicted.value < math.inf:
             picks = _predicted(inside, low, high, arity, predicted, best, below)
         elif best is not None:
             picks = _spread(start, top, arity)
@@ -133,18 +155,29 @@ class SmallestSuccess:
 def _predicted(inside: dict[int, bool], low: int, high: int, arity: int, predicted: Prediction, best,
                below) -> set[int]:
     """The next values of a search opened around a prediction (see ``SmallestSuccess.step``)."""
-    if not inside:  # the first round: a bracket around the prediction
-        factor = 1 + max(predicted.spread, 0.0)
-        lo = max(low, math.floor(predicted.value / factor))
-        hi = min(high, max(math.ceil(predicted.value * factor), low))
-        inner = _spread(lo, hi, arity - 2) if arity > 2 and hi > lo + 1 else set()
-        return {lo, hi} | inner
-    if best is None:  # everything failed: double above the highest failure
-        failed = max(below)
-        return {min(high, math.ceil(failed * 2 ** (i / arity))) for i in range(1, arity + 1)}
-    if not below:  # everything succeeded: halve below the smallest success
+    if not inside:  # the first round: the quantiles that split the belief into arity + 1 equal parts
+        return {round(min(high, max(low, predicted.quantile(i / (arity + 1))))) for i in range(1, arity + 1)}
+    start = max(below) + 1 if below else low
+    top = high if best is None else best  # the answer is one of start…top (or none, if top is high and fails)
+    if predicted.probability_below(top + 0.5) - predicted.probability_below(start - 0.5) >= TRUSTED_MASS:
+        return {_median_split(start, top, predicted)}
+    if best is None:  # the belief missed low: double above the highest failure
+        return {min(high, math.ceil((start - 1) * 2 ** (i / arity))) for i in range(1, arity + 1)}
+    if not below:  # the belief missed high: halve below the smallest success
         return {max(low, math.floor(best / 2 ** (i / arity))) for i in range(1, arity + 1)}
-    return _spread(max(below) + 1, best, arity)
+    return _spread(start, best, arity)
+
+
+def _median_split(start: int, top: int, predicted: Prediction) -> int:
+    """The value v in [start, top) that best halves the belief about the answer (one of start…top)
+    into m ≤ v and m > v: one probe at the belief's median costs fewer probes than arity evenly
+    spaced values, and the runner keeps the cores busy with other cells meanwhile."""
+    if top == start:
+        return top
+    half = (predicted.probability_below(start - 0.5) + predicted.probability_below(top + 0.5)) / 2
+    median = predicted.quantile(half) - 0.5  # m ≤ v holds half the belief when v + 0.5 is its median
+    near = {min(top - 1, max(start, f(median))) for f in (math.floor, math.ceil)}
+    return min(near, key=lambda v: (abs(predicted.probability_below(v + 0.5) - half), v))
 
 
 def _early_verification(observations: Mapping[int, bool], start: int, best: int, high: int, room: int) -> set[int]:

@@ -27,7 +27,7 @@ MIN_SPREAD, MAX_SPREAD = 0.06, 0.25
 
 
 def predict(cell: dict, finished: list[dict]) -> Prediction | None:
-    """The expected minimum width of ``cell`` and the spread of its first bracket.
+    """The expected minimum width of ``cell`` and the spread of the search's belief around it.
 
     From the finished cells of the same setting that stored (equal in every parameter but F, d,
     seed and the search range): log2 m fitted against x = log2(F/d) (``_fit``). The spread is 1.5×
