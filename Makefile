@@ -31,13 +31,19 @@ test-fast: dev
 	$(BIN)/python -m pytest -m "not slow"
 
 # The committed laptop-scale reference reports, one folder per study in results/reference/ (report,
-# figures, a CSV of its cells). Resumes: a study already run (or half run) only finishes what is left.
-STUDIES := quickstart capacity_isotropic capacity_anisotropic rho_law whitening llm_embeddings transformer_usability \
-           transformer_capacity fact_editing
+# figures, CSVs of its cells and probes). Resumes: a study already run (or half run) only finishes what is
+# left. Refuses a tree with uncommitted code, and a study whose cells were recorded by one (a `-dirty`
+# code version): a committed number must name the commit that made it.
+STUDIES ?= quickstart capacity_isotropic capacity_anisotropic rho_law rho_law_d128 whitening llm_embeddings \
+           transformer_usability transformer_capacity transformer_whitened_grid fact_editing
 reference: install
+	@git diff --quiet HEAD -- factmlp orchestrator sweeps pyproject.toml || \
+	  { echo "make reference: uncommitted changes in factmlp/, orchestrator/, sweeps/ or pyproject.toml: commit them first"; exit 1; }
 	@for s in $(STUDIES); do \
 	  start=$$(date +%s); \
 	  $(BIN)/factsweep run sweeps/$$s.yaml > results/reference-$$s.log 2>&1 || { tail -3 results/reference-$$s.log; exit 1; }; \
+	  if grep -q -- '-dirty' results/reports/$$s-cells.csv; then \
+	    echo "make reference: $$s has cells recorded by uncommitted code (a -dirty code version); not copied"; exit 1; fi; \
 	  mkdir -p results/reference/$$s && rm -f results/reference/$$s/* && cp results/reports/$$s.md results/reports/$$s-* results/reference/$$s/; \
 	  echo "$$s: $$(( $$(date +%s) - start )) s"; \
 	done

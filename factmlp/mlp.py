@@ -1,8 +1,15 @@
 """The gated MLP every method produces: y = D[(U x + b_u) ⊙ σ(G x + b_g)] + b_d.
 
-One model class for GD and for every construction, so one evaluation code scores them all and one
-parameter count (every weight the forward pass uses, biases included, a factorised down
-projection counted as its two factors) is reported everywhere.
+One model class for GD and for every construction, so one evaluation code scores them all and the
+same two parameter counts are reported everywhere (docs/science.md#parameter-counting):
+- ``param_count`` (the convention, "dense"): every weight the forward pass uses, biases included, a
+  factorised down projection counted as its two factors; code coordinates that no unit writes (and
+  the decoder columns they feed) change no output and are not counted;
+- ``distinct_param_count`` ("distinct"): the values a model needs to be written down: gate rows
+  (with their bias) repeated verbatim count once, and a down projection that is fixed 0/1 wiring
+  (each unit writes one coordinate with weight 1) counts zero. For a dense trained MLP both agree;
+  for the encoder–decoder, whose units share their bucket's gate and write one code coordinate
+  each, the distinct count is about a third of the dense one.
 """
 from __future__ import annotations
 
@@ -96,6 +103,28 @@ class GatedMLP(nn.Module):
         """The d_out×m linear map from hidden units to outputs (decoder @ down when factorised)."""
         return self.down if self.decoder is None else self.decoder @ self.down
 
+    def _written(self) -> torch.Tensor:
+        """Which outputs of the down projection some unit writes (all of them without a decoder)."""
+        if self.decoder is None:
+            return torch.ones(self.down.shape[0], dtype=torch.bool)
+        return (self.down != 0).any(dim=1)
+
     def param_count(self) -> int:
-        """Every weight the forward pass uses; biases and both decoder factors included."""
-        return sum(p.numel() for p in self.parameters())
+        """Every weight the forward pass uses (biases and both decoder factors included), less the
+        code coordinates no unit writes and the decoder columns they feed."""
+        unused = int((~self._written()).sum())
+        dead = unused * self.width + (unused * self.decoder.shape[0] if self.decoder is not None else 0)
+        return sum(p.numel() for p in self.parameters()) - dead
+
+    def distinct_param_count(self) -> int:
+        """``param_count`` with repeated gate rows (and their biases) counted once and a 0/1 wiring
+        down projection (one weight 1 per unit, the rest 0) counted as zero."""
+        with torch.no_grad():
+            gate = self.gate if self.gate_bias is None else torch.cat([self.gate, self.gate_bias[:, None]], dim=1)
+            down = self.down[self._written()]
+            wiring = self.decoder is not None and bool(((down == 0) | (down == 1)).all()) and bool(
+                ((down == 1).sum(dim=0) == 1).all())
+            parts = [self.up, torch.unique(gate, dim=0), self.up_bias, self.down_bias,
+                     None if wiring else down,
+                     None if self.decoder is None else self.decoder[:, self._written()]]
+        return sum(p.numel() for p in parts if p is not None)

@@ -31,6 +31,8 @@ class SyntheticOptions(Options):
                              "direction (as the revised paper's code draws it: its generator has the "
                              "embeddings' seed, so u is the first embedding row)", choices=SPIKE_AXES)
     kappa: float = option(10.0, "condition number (geometry condition)", low=1.0, high=1e12)
+    condition_on: str = option("both", "which tables the condition number reshapes (geometry condition): "
+                               "values only moves ρ with the keys left isotropic", choices=SPIKE_TARGETS)
     whiten: bool = option(False, "whiten the values")
 
 
@@ -74,13 +76,21 @@ def check(geometry: str, d: int, num_facts: int, options: SyntheticOptions) -> N
         raise OptionError('d', f"d and num_facts must be positive, got d={d}, num_facts={num_facts}")
 
 
+def _table(geometry: str, options: SyntheticOptions, side: str, rows: int, d: int, seed: int) -> np.ndarray:
+    """One side's table (tied: both drawn from the keys' stream); a condition geometry leaves the
+    side that ``condition_on`` excludes spherical."""
+    if geometry == "condition" and options.condition_on not in (side, "both"):
+        geometry = "spherical"
+    return sample_table(geometry, rows, d, stream(seed, "keys" if options.tied else side), kappa=options.kappa)
+
+
 def build(geometry: str, d: int, num_facts: int, seed: int, options: SyntheticOptions) -> FactSet:
     """Keys and values of the geometry (tied: one table, as with tied LM embeddings; else two draws;
     a spike on one side only, or whitened values, then makes them differ), then the map."""
     check(geometry, d, num_facts, options)
-    keys = sample_table(geometry, num_facts, d, stream(seed, "keys"), kappa=options.kappa)
-    values = keys.copy() if options.tied else sample_table(geometry, num_facts, d, stream(seed, "values"),
-                                                           kappa=options.kappa)
+    keys = _table(geometry, options, "keys", num_facts, d, seed)
+    one_table = options.tied and (geometry != "condition" or options.condition_on == "both")
+    values = keys.copy() if one_table else _table(geometry, options, "values", num_facts, d, seed)
     if geometry == "spike" and options.beta:
         direction = spike_direction(d, seed) if options.spike_axis == "random" else unit_rows(keys[:1])[0]
         if options.spike_on in ("keys", "both"):

@@ -110,9 +110,8 @@ def write_report(scope: Scope, *, n_boot: int = 1000) -> tuple[list[Path], Path,
         raise NothingToReport(f"no finished cells among {scope.label} under {scope.root}")
     experiment = scope.experiment
     laws = fit_scope(store, scope, n_boot=n_boot)
-    probes = scope.load(store, "probes") if any(f.table == "probes" for f in experiment.figures) else pd.DataFrame()
-    if len(probes):
-        probes = probes[probes["status"] == "ok"]
+    recorded = scope.load(store, "probes")
+    probes = recorded[recorded["status"] == "ok"] if len(recorded) else recorded
     out = scope.root / "reports"
     varying = scope.varying(cells)
     pictures = [p for spec in experiment.figures
@@ -142,7 +141,10 @@ def write_report(scope: Scope, *, n_boot: int = 1000) -> tuple[list[Path], Path,
     md.parent.mkdir(parents=True, exist_ok=True)
     table = out / f"{scope.sweep}-cells.csv"  # every covered cell, every column: for pandas, R or a spreadsheet
     write_atomic(table, lambda tmp: cells.drop(columns=["sweep"], errors="ignore").to_csv(tmp, index=False))
-    parts.insert(2, f"Cells as a table: [{table.name}]({table.name}).")
+    trail = out / f"{scope.sweep}-probes.csv"  # every probe of those cells: the evidence behind each answer
+    write_atomic(trail, lambda tmp: recorded.drop(columns=["sweep"], errors="ignore").dropna(axis=1, how="all")
+                 .to_csv(tmp, index=False))
+    parts.insert(2, f"Cells as a table: [{table.name}]({table.name}); every probe of them: [{trail.name}]({trail.name}).")
     write_atomic(md, lambda tmp: tmp.write_text("\n\n".join(parts) + "\n"))
-    pictures = pictures + [table]
+    pictures = pictures + [table, trail]
     return pictures, md, over_seeds if over_seeds is not None else cell_table(scope, cells)

@@ -96,6 +96,26 @@ def test_encoder_decoder_parameter_count_is_exact(solve):
     assert model.param_count() == units * (2 * d + c) + units + c * d  # up, gate, down, gate bias, decoder
 
 
+def test_encoder_decoder_counts_under_both_conventions():
+    """Dense: a width below c writes only `width` code coordinates, so the other decoder columns are
+    not counted. Distinct: a bucket's c units share one gate (and bias), and the 0/1 wiring of units
+    to code coordinates holds no parameter."""
+    fs = facts("spherical", 64, 512)
+    c, d = codebook(fs).dim, 64
+    u = c - 3
+    narrow = build("encoder_decoder", fs, u)
+    assert narrow.param_count() == u * 2 * d + u + u * u + u * d  # up and gate, bias, written down rows, decoder
+    wide = build("encoder_decoder", fs, c * 9)
+    assert wide.param_count() == c * 9 * (2 * d + c) + c * 9 + c * d
+    assert wide.distinct_param_count() == c * 9 * d + 9 * (d + 1) + c * d  # up, 9 distinct gates, decoder
+
+
+def test_a_dense_mlp_counts_the_same_under_both_conventions():
+    fs = facts("spherical", 32, 128)
+    model = build("hebbian_whitened", fs, 40)
+    assert model.distinct_param_count() == model.param_count() == 3 * 32 * 40
+
+
 def test_gradient_variant_stores_and_counts_its_parameters():
     fs = facts("spherical", 32, 128)
     model = build("encoder_decoder", fs, 16, variant="fit", fit_epochs=400)

@@ -108,7 +108,8 @@ def run_probes(cell: dict, probes: list[dict]) -> list[dict]:
     rows = []
     for width, (model, extra) in zip(widths, built):
         scores = evaluate(model, factset)
-        rows.append({"width": width, "params": model.param_count(), **scores,
+        rows.append({"width": width, "params": model.param_count(), "params_distinct": model.distinct_param_count(),
+                     **scores,
                      "success": scores["accuracy"] >= cell["threshold"], "seconds": seconds, **geometry, **extra})
     return rows
 
@@ -127,6 +128,8 @@ def summarize(cell: dict, results: list[dict]) -> dict:
     return {
         "min_width": step.answer,
         "params": None if best is None else int(best["params"]),
+        "params_distinct": None if best is None or not is_set(best.get("params_distinct")) else int(
+            best["params_distinct"]),  # the second counting convention (factmlp/mlp.py)
         "params_per_fact": None if best is None else best["params"] / facts,
         "bits_per_param": None if best is None else bits_per_param(facts, best["params"]),
         "accuracy": None if best is None else float(best["accuracy"]),
