@@ -5,9 +5,13 @@
 - ρ law      log W = a + p·log(1/ρ): how value decodability sets the cost at fixed (d, F).
 
 Replicates: with ``strata`` (the fact count F of each row, several seeds per F), a bootstrap draw
-resamples the seeds within each F, so an interval reflects how much the answer moves with the fact
-set, not only the scatter of a few points around a line (a cluster bootstrap). Without replicates
-it resamples rows. Each fit keeps the indices of the rows it used, so a report names the cells.
+resamples the seeds within each F (a stratified bootstrap), so an interval reflects how much the
+answer moves with the fact set, not only the scatter of a few points around a line. Without
+replicates it resamples rows. With few seeds (3) that bootstrap is too narrow: it never draws a
+fourth fact set. So with ``replicates`` (the seed of each row) the law is also fitted once per seed
+and a Student's t interval taken over those fits; each parameter reports the wider of the two
+intervals and says which (``Fit.interval_kind``). Each fit keeps the indices of the rows it used,
+so a report names the cells.
 """
 from __future__ import annotations
 
@@ -21,6 +25,7 @@ PARAMETERS = {"size": ("C", "b"), "power": ("s", "c"), "rho": ("p", "a")}
 B_MAX = 64.0  # upper end of the b grid of the size law
 MIN_R2 = 0.5  # below this a fit says nothing about its law
 MIN_RHO_RANGE = 1.1  # a rho law needs the largest rho at least 10% above the smallest
+MIN_X_FOR_INTERVAL = 4  # through 3 values of x an interval says little: point estimates only
 
 
 @dataclass(frozen=True)
@@ -35,6 +40,7 @@ class Fit:
     extra: dict = field(default_factory=dict)
     draws: tuple[dict, ...] = ()
     b_floor: float = float("-inf")
+    interval_kind: dict[str, str] = field(default_factory=dict)  # per parameter: which interval is reported
 
     def predict(self, x, estimates: dict | None = None) -> np.ndarray:
         """y of the law at x, in the law's own direction: W for size and ρ, log2 F for power."""
@@ -45,6 +51,10 @@ class Fit:
         curves = np.array([self.predict(x, d) for d in self.draws])
         tail = (1 - level) / 2
         return np.quantile(curves, tail, axis=0), np.quantile(curves, 1 - tail, axis=0)
+
+    def has_interval(self) -> bool:
+        """Whether the fit saw enough distinct x for its intervals to be reported."""
+        return len({round(v, 12) for v in self.extra.get("x", ())}) >= MIN_X_FOR_INTERVAL
 
     def problems(self) -> list[str]:
         """Why the fit is degenerate (empty when it is not): printed as a warning, never as a number."""
@@ -121,11 +131,39 @@ def _usable(law: str, x: np.ndarray, y: np.ndarray) -> np.ndarray:
     return keep[x[keep] > 1] if law != "rho" else keep
 
 
-def fit(law: str, x, y, *, strata=None, n_boot: int = 1000, seed: int = 0, level: float = 0.95) -> Fit:
+BOOTSTRAP, PER_SEED = "stratified bootstrap", "per-seed t"
+
+
+def per_replicate(law: str, x, y, replicates, b_grid=None) -> list[dict[str, float]]:
+    """The law fitted to each replicate's rows alone (replicates with < 3 usable rows or one x skipped)."""
+    x, y, replicates = np.asarray(x, dtype=float), np.asarray(y, dtype=float), np.asarray(replicates)
+    out = []
+    for r in sorted(set(replicates.tolist()), key=str):
+        rows = np.flatnonzero(replicates == r)
+        keep = rows[_usable(law, x[rows], y[rows])]
+        if len(keep) >= 3 and len(np.unique(x[keep])) >= 2:
+            grid = b_grid if b_grid is not None else np.linspace(-np.log2(x[keep].min()) + 0.05, B_MAX, 2048)
+            estimate = _estimate(law, x[keep], y[keep], grid)
+            if all(np.isfinite(v) for v in estimate.values()):
+                out.append(estimate)
+    return out
+
+
+def wider(bootstrap: tuple[float, float], per_seed: tuple[float, float]) -> tuple[tuple[float, float], str]:
+    """The wider of two intervals, named; a per-seed interval that is not finite does not count."""
+    if not all(np.isfinite(per_seed)) or per_seed[1] - per_seed[0] <= bootstrap[1] - bootstrap[0]:
+        return bootstrap, BOOTSTRAP
+    return per_seed, PER_SEED
+
+
+def fit(law: str, x, y, *, strata=None, replicates=None, n_boot: int = 1000, seed: int = 0,
+        level: float = 0.95) -> Fit:
     """Fit ``law`` ∈ {size, power, rho}; x is F (size, power) or ρ (rho), y is W.
 
     ``strata`` (optional, one label per row, e.g. F): the bootstrap resamples rows within each
-    label (see ``resample``). Intervals are percentile intervals over ``n_boot`` draws.
+    label (see ``resample``); its intervals are percentile intervals over ``n_boot`` draws.
+    ``replicates`` (optional, one seed per row): also fit each seed alone and report, per parameter,
+    the wider of the bootstrap and the t interval over seeds (see the module docstring).
     """
     if law not in LAWS:
         raise ValueError(f"unknown law {law!r}; allowed: {', '.join(LAWS)}")
@@ -153,18 +191,26 @@ def fit(law: str, x, y, *, strata=None, n_boot: int = 1000, seed: int = 0, level
     tail = (1 - level) / 2
     intervals = {k: (float(np.quantile([d[k] for d in draws], tail)), float(np.quantile([d[k] for d in draws], 1 - tail)))
                  for k in estimates}
+    kinds = {k: BOOTSTRAP for k in estimates}
+    seeds = per_replicate(law, xs, ys, np.asarray(replicates)[keep], b_grid) if replicates is not None else []
+    if len(seeds) >= 2:
+        for k in estimates:
+            own = interval([e[k] for e in seeds], level, log=(k == "C"))
+            intervals[k], kinds[k] = wider(intervals[k], own)
     fitted = predict(law, estimates, ys if law == "power" else xs)
     quality = _r2(np.log2(xs), fitted) if law == "power" else _r2(np.log(ys), np.log(fitted))
     return Fit(law, estimates, intervals, quality, tuple(int(i) for i in keep),
-               {"n": len(keep), "n_boot": len(draws), "x": tuple(float(v) for v in xs)}, tuple(draws), b_floor)
+               {"n": len(keep), "n_boot": len(draws), "x": tuple(float(v) for v in xs), "fits_per_seed": len(seeds)},
+               tuple(draws), b_floor, kinds)
 
 
 def paired_difference(law: str, name: str, a: tuple, b: tuple, *, n_boot: int = 1000, seed: int = 0,
-                      level: float = 0.95) -> tuple[float, float, float]:
-    """(estimate, low, high) of a's fitted ``name`` minus b's, for two methods measured on the same
+                      level: float = 0.95) -> tuple[float, float, float, str]:
+    """(estimate, low, high, interval kind) of a's fitted ``name`` minus b's, for two methods measured on the same
     fact sets. ``a`` and ``b`` are (x, y, replicate) arrays; one bootstrap draw picks, within each x,
     replicates with replacement and uses those fact sets for both methods, so the shared fact-set
-    noise cancels (with one replicate per x it resamples the x values, for both alike)."""
+    noise cancels (with one replicate per x it resamples the x values, for both alike). The
+    interval is the wider of that bootstrap and a t interval over the per-replicate differences."""
     samples = []
     for xs, ys, reps in (a, b):
         xs, ys, reps = (np.asarray(v) for v in (xs, ys, reps))
@@ -190,17 +236,36 @@ def paired_difference(law: str, name: str, a: tuple, b: tuple, *, n_boot: int = 
     rng = np.random.default_rng(seed)
     draws = [v for v in (difference(resample(unit_x, rng)) for _ in range(n_boot)) if v is not None]
     tail = (1 - level) / 2
-    return estimate, float(np.quantile(draws, tail)), float(np.quantile(draws, 1 - tail))
+    booted = (float(np.quantile(draws, tail)), float(np.quantile(draws, 1 - tail)))
+    per_seed = []  # the difference of the two laws fitted on one replicate's fact sets at a time
+    for rep in sorted({u[1] for u in units}, key=str):
+        value = difference([i for i, u in enumerate(units) if u[1] == rep])
+        if value is not None:
+            per_seed.append(value)
+    (low, high), kind = wider(booted, interval(per_seed, level, log=False)) if len(per_seed) >= 2 else (booted, BOOTSTRAP)
+    return estimate, low, high, kind
 
 
-def interval(values, level: float = 0.95, *, log: bool | None = None) -> tuple[float, float]:
+BOUND_MARGIN = 1e-3  # a bounded value this close to a bound is taken as this far from it (logit(1) is infinite)
+
+
+def interval(values, level: float = 0.95, *, log: bool | None = None,
+             bounds: tuple[float, float] | None = None) -> tuple[float, float]:
     """Student's t interval of the mean over replicate seeds; of the geometric mean when ``log``
     (default: when every value is positive, as parameter counts spread multiplicatively); NaN below
-    two values."""
+    two values. With ``bounds`` (a fraction such as recall lies in (0, 1), a difference of two in
+    (−1, 1)) the interval is taken on the logit scale of the bounded range, so it never runs past a
+    bound; values within ``BOUND_MARGIN`` of a bound are moved that far inside it."""
     from scipy import stats
     values = np.asarray(values, dtype=float)
     if len(values) < 2:
         return math.nan, math.nan
+    if bounds is not None:
+        lo, hi = bounds
+        p = np.clip((values - lo) / (hi - lo), BOUND_MARGIN, 1 - BOUND_MARGIN)
+        low, high = interval(np.log(p / (1 - p)), level, log=False)
+        back = lambda z: lo + (hi - lo) / (1 + math.exp(-z))
+        return back(low), back(high)
     positive = bool(np.all(values > 0)) if log is None else log
     x = np.log(values) if positive else values
     half = stats.t.ppf(0.5 + level / 2, len(x) - 1) * x.std(ddof=1) / math.sqrt(len(x))

@@ -117,6 +117,7 @@ class Experiment:
     order: Callable[[dict], Any] | None = None  # the order cells start in (e.g. small F first)
     summary_columns: tuple[str, ...] = ()
     aggregates: tuple[str, ...] = ()  # results summarised over seeds (median, range, 95% interval)
+    fractions: tuple[str, ...] = ()  # results bounded in [0, 1] (recall, scores): intervals on the logit scale
     view_metrics: tuple[str, ...] = ()  # results the MLflow runs table shows beside the summary columns
     trajectory: tuple[str, ...] = ()
     fits: tuple[FitSpec, ...] = ()

@@ -27,10 +27,12 @@ class FittedLaw:
         row = {"fit_id": digest({"sweep": sweep, "law": self.spec.law, "cells": sorted(used["cell_id"])}),
                "law": self.spec.law, "x": self.spec.x, "y": self.spec.y, **self.labels, "r2": self.fit.r2,
                "n": len(used), "seeds": len(set(used[REPLICATE])) if REPLICATE in used else 1,
+               "x_values": len(set(self.fit.extra["x"])),
                "problems": "; ".join(self.fit.problems()), "cell_ids": list(used["cell_id"])}
         for name, value in self.fit.estimates.items():
             low, high = self.fit.intervals[name]
-            row.update({name: value, f"{name}_low": low, f"{name}_high": high})
+            row.update({name: value, f"{name}_low": low, f"{name}_high": high,
+                        f"{name}_interval": self.fit.interval_kind.get(name, "")})
         return row
 
 
@@ -51,7 +53,8 @@ def fit_laws(cells: pd.DataFrame, specs: tuple[FitSpec, ...], varying: tuple[str
             strata = group[moving].astype(str).agg("|".join, axis=1).to_numpy()
             try:
                 result = fit(spec.law, group[spec.x].astype(float), group[spec.y].astype(float),
-                             strata=strata, n_boot=n_boot)
+                             strata=strata, replicates=group[REPLICATE].to_numpy() if REPLICATE in group else None,
+                             n_boot=n_boot)
             except ValueError:
                 continue  # too few stored cells in this group for this law
             labels = dict(zip(group_keys, key if isinstance(key, tuple) else (key,)))

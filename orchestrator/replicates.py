@@ -1,7 +1,8 @@
 """Replicates: the seeds of one setting summarised as n, median, range and a 95% interval.
 
 The interval is Student's t interval of the mean, taken on the log scale for a positive result
-(parameter counts spread multiplicatively), i.e. an interval of the geometric mean. With n = 3 it
+(parameter counts spread multiplicatively), i.e. an interval of the geometric mean, and on the
+logit scale for a fraction (recall, accuracy, a score), so it never runs past 1. With n = 3 it
 is wide, as it should be: three fact sets say little about a fourth.
 """
 from __future__ import annotations
@@ -16,9 +17,11 @@ from factmlp.scaling import interval
 REPLICATE = "seed"
 
 
-def aggregate(cells: pd.DataFrame, keys: list[str], metrics: list[str], notes: pd.Series | None = None) -> pd.DataFrame:
+def aggregate(cells: pd.DataFrame, keys: list[str], metrics: list[str], notes: pd.Series | None = None,
+              fractions: tuple[str, ...] = ()) -> pd.DataFrame:
     """One row per combination of ``keys``: ``n`` replicate cells and, per metric over the cells where
-    it exists, ``m`` (median), ``m_min``, ``m_max``, ``m_low``/``m_high`` (95% interval), ``m_n``."""
+    it exists, ``m`` (median), ``m_min``, ``m_max``, ``m_low``/``m_high`` (95% interval), ``m_n``.
+    A metric in ``fractions`` lies in [0, 1]: its interval is taken on the logit scale."""
     rows = []
     frame = cells.assign(_note=notes if notes is not None else "")
     for key, group in frame.groupby(keys, dropna=False, sort=True) if keys else [((), frame)]:
@@ -26,7 +29,7 @@ def aggregate(cells: pd.DataFrame, keys: list[str], metrics: list[str], notes: p
         row["n"] = len(group)
         for m in metrics:
             values = pd.to_numeric(group[m], errors="coerce").dropna().to_numpy(dtype=float) if m in group else []
-            low, high = interval(values)
+            low, high = interval(values, bounds=(0.0, 1.0) if m in fractions else None)
             row.update({m: float(np.median(values)) if len(values) else math.nan,
                         f"{m}_min": float(np.min(values)) if len(values) else math.nan,
                         f"{m}_max": float(np.max(values)) if len(values) else math.nan,

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from factmlp.scaling import PARAMETERS
+from factmlp.scaling import BOOTSTRAP, PARAMETERS
 from orchestrator.atomic import write_atomic
 from orchestrator.figures import figure
 from orchestrator.fitting import FittedLaw, fit_scope
@@ -55,7 +55,7 @@ def replicate_table(scope: Scope, cells: pd.DataFrame) -> pd.DataFrame | None:
     if REPLICATE not in scope.varying(cells) or not metrics:
         return None
     keys = [k for k in keys if k != REPLICATE]
-    return display(aggregate(cells, keys, metrics, _notes(scope, cells)), keys, metrics)
+    return display(aggregate(cells, keys, metrics, _notes(scope, cells), scope.experiment.fractions), keys, metrics)
 
 
 def summary(scope: Scope, cells: pd.DataFrame) -> pd.DataFrame:
@@ -78,8 +78,13 @@ def fits_section(laws: list[FittedLaw]) -> list[str]:
                             "not reported.")
             continue
         names = PARAMETERS[law.spec.law]
-        estimate = "; ".join(f"{n} = {law.fit.estimates[n]:.3g} [{law.fit.intervals[n][0]:.3g}, "
-                             f"{law.fit.intervals[n][1]:.3g}]" for n in names)
+        if law.fit.has_interval():
+            estimate = "; ".join(f"{n} = {law.fit.estimates[n]:.3g} [{law.fit.intervals[n][0]:.3g}, "
+                                 f"{law.fit.intervals[n][1]:.3g}] ({law.fit.interval_kind.get(n, BOOTSTRAP)})"
+                                 for n in names)
+        else:
+            estimate = "; ".join(f"{n} = {law.fit.estimates[n]:.3g}" for n in names) + (
+                f" (point estimates: {len(set(law.fit.extra['x']))} values of {law.spec.x}, too few for an interval)")
         seeds = law.cells[REPLICATE].nunique() if REPLICATE in law.cells else 1
         rows.append({"law": law.spec.law, "group": _group(law.labels), "estimate [95% CI]": estimate,
                      "R²": law.fit.r2, "cells": len(law.fit.rows), "seeds": seeds})
@@ -127,12 +132,14 @@ def write_report(scope: Scope, *, n_boot: int = 1000) -> tuple[list[Path], Path,
     parts += [f"![{p.stem}]({p.name}) ([PDF]({p.with_suffix('.pdf').name}))" for p in pictures if p.suffix == ".png"]
     over_seeds = replicate_table(scope, cells)
     if over_seeds is not None:
-        parts += [f"## Results over seeds", "Per setting: n seeds, the median, the range and a 95% t interval of "
-                  "the geometric mean (see `orchestrator/replicates.py`).", markdown(over_seeds)]
+        parts += [f"## Results over seeds", "Per setting: n seeds, the median, the range and a 95% t interval "
+                  "(of the geometric mean for counts, on the logit scale for fractions: see "
+                  "`orchestrator/replicates.py`).", markdown(over_seeds)]
     parts += ["## Cells", markdown(cell_table(scope, cells))]
     if laws:
-        parts += ["## Fits", "Bootstrap over cells; with replicates, seeds are resampled within each value of the "
-                  "law's x (a cluster bootstrap)."] + fits_section(laws)
+        parts += ["## Fits", "Intervals: a stratified bootstrap (seeds resampled within each value of the law's x) "
+                  "and, with replicates, a t interval over one fit per seed; each estimate shows the wider of the "
+                  "two and names it."] + fits_section(laws)
     if experiment.findings:
         text = experiment.findings(cells.to_dict("records"), [law.row(scope.sweep) for law in laws])
         if text:

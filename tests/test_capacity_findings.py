@@ -110,7 +110,8 @@ def test_the_spike_axis_is_compared_paired_by_seed():
     assert "x, d = 32, F = 256: median ρ 0.5 (random axis) vs 0.312 (row axis); row axis needs 1.6× [1.6, 1.6]" in text
     assert "The row axis costs more: holds" in text
     same = capacity_findings(axis(base, "random", 1.0) + axis(base, "row", 1.0), [])
-    assert "the same parameters in each of 3 paired seed(s)" in same and "costs more" not in same
+    assert "below resolution: the same parameters in each of 3 paired seed(s)" in same
+    assert "The row axis costs more: inconclusive" in same
     two_seeds = [r for r in axis(base, "random", 1.0) + axis(base, "row", 1.6) if r["seed"] < 2]
     assert "inconclusive — 2 paired seed(s)" in capacity_findings(two_seeds, [])
 
@@ -131,6 +132,80 @@ def test_shared_verdict_rules():
     from factmlp.experiments.verdicts import against
     assert against([0.2, 0.25, 0.21], 0.0)[0] == "holds"
     assert against([0.2, -0.25, 0.21], 0.0)[0].startswith("inconclusive — the interval contains 0")
-    assert against([0.0, 0.0, 0.0], 0.0)[0].startswith("inconclusive — exactly 0 in every seed")
+    assert against([0.0, 0.0, 0.0], 0.0)[0].startswith("inconclusive — the 3 replicates are identical (0)")
     assert against([0.2, 0.25], 0.0)[0].startswith("inconclusive — 2 seed(s)")
     assert against([1.01, 1.02, 1.0], 1.05, above=False)[0] == "holds"
+
+
+def test_slopes_are_compared_on_the_f_both_methods_stored():
+    """GD bends at F = 1024; x was measured to F = 512 only. Like for like (F = 64–512) the slopes
+    are equal; GD's slope over its own longer range would make them look different."""
+    facts = (64, 128, 256, 512)
+    gd = cells("gd", facts, 1.0, 4) + [{**c, "params": c["params"] * 3.0} for c in cells("gd", (1024,), 1.0, 4)]
+    text = capacity_findings(gd + cells("x", facts, 1.0, 60), [])
+    assert "matching asymptotics, x vs gd: holds" in text
+    assert "on the F both stored" in text and "cells: F = 64, 128, 256, 512; seeds 0, 1, 2; 24 cells" in text
+
+
+def test_a_method_that_stores_nothing_where_gd_stores_does_not_match_its_asymptotics():
+    facts = (64, 128, 256, 512)
+    lost = [{**c, "params": float("nan"), "best_accuracy": 0.97} for c in cells("x", (1024,), 1.0, 60)]
+    text = capacity_findings(cells("gd", facts + (1024,), 1.0, 4) + cells("x", facts, 1.0, 60) + lost, [])
+    assert "matching asymptotics, x vs gd: does not hold at this d — x stores nothing at F = 1024" in text
+    assert "On the common range, slope difference" in text
+
+
+def test_the_slope_interval_is_the_wider_of_the_bootstrap_and_the_per_seed_fits():
+    """Each seed's fact sets follow their own slope (0.9, 1.0, 1.1 against GD's 1.0): resampling
+    seeds within F mixes them and narrows the interval; one fit per seed shows the real spread."""
+    gd = cells("gd", WIDE, 1.0, 4)
+    x = [c for s, slope in enumerate((0.9, 1.0, 1.1)) for c in cells("x", WIDE, slope, 60, seeds=(s,))]
+    text = capacity_findings(gd + x, [])
+    line = next(l for l in text.splitlines() if "matching asymptotics, x vs gd" in l)
+    assert "per-seed t interval" in line
+    low, high = (float(v) for v in line.split("[")[1].split("]")[0].split(", "))
+    assert high - low > 0.3 and "inconclusive" in line
+
+
+def test_identical_replicates_are_named_with_their_resolution_and_never_a_verdict():
+    from factmlp.experiments.verdicts import against
+    verdict, numbers = against([704, 704, 704], 0.0, resolution="F is searched on multiples of 64")
+    assert verdict == "inconclusive — the 3 replicates are identical (704); F is searched on multiples of 64"
+    assert "[704, 704]" not in numbers
+
+
+def test_bounded_intervals_never_run_past_their_bounds():
+    from factmlp.experiments.verdicts import DIFFERENCE, FRACTION, against, summary
+    recall = [0.999, 0.997, 0.995]
+    assert summary(recall)[2] > 1.0  # a raw t interval runs past 1 ...
+    mean, low, high, _ = summary(recall, FRACTION)
+    assert 0.95 < low < mean < high < 1.0  # ... the logit one does not
+    assert summary([1.0, 1.0, 0.998], FRACTION)[2] < 1.0
+    assert -1.0 < summary([0.9, 0.95, -0.2], DIFFERENCE)[1] < summary([0.9, 0.95, -0.2])[1] + 1.0
+    assert against([0.999, 0.997, 0.995], 0.99, bounds=FRACTION)[0] in ("holds", "inconclusive — the interval contains 0.99")
+
+
+def test_a_cost_difference_within_one_width_step_is_below_resolution():
+    """d = 384: one hidden unit of GD is 3·384 = 1152 parameters, a third of a 4-unit model."""
+    rows = [{"method": "gd", "geometry": g, "d": 384, "num_facts": 256, "seed": s, "min_width": w,
+             "params": 1152 * w, "rho": 0.6 if g == "spherical" else 0.45, "threshold": 0.98, "monotone": True}
+            for s in (0, 1, 2) for g, w in (("spherical", 3), ("llm_mlp_io", 3 + (s == 1)))]
+    text = capacity_findings(rows, [])
+    assert "below resolution: in each of 3 paired seed(s) the costs differ by at most one step" in text
+    assert "one unit = 1152 parameters, up to 33% of the cost" in text
+    assert "The real embeddings cost more: inconclusive" in text and "the same parameters" not in text
+
+
+def test_condition_number_cells_are_judged_against_the_spike_cells_rho_curve():
+    def rows(geometry, knob, rho, params, seeds=(0, 1, 2)):
+        return [{"method": "x", "geometry": geometry, "d": 128, "num_facts": 1024, "seed": s, "rho": rho,
+                 "params": params * (1 + 0.01 * s), "min_width": 100, "threshold": 1.0, "monotone": True,
+                 "beta" if geometry == "spike" else "kappa": knob} for s in seeds]
+    spike = [r for b, rho in zip((0, 2, 4, 6, 10), (0.63, 0.6, 0.54, 0.48, 0.41))
+             for r in rows("spike", b, rho, 1000 * (0.63 / rho) ** 2)]
+    on = capacity_findings(spike + rows("condition", 100, 0.56, 1000 * (0.63 / 0.56) ** 2), [])
+    assert "x, d = 128, F = 1024: κ cells (ρ 0.56) against the spike's ρ curve: on one curve (holds)" in on
+    off = capacity_findings(spike + rows("condition", 100, 0.56, 2000 * (0.63 / 0.56) ** 2), [])
+    assert "off the curve (does not hold). Cost over the curve's prediction ×2" in off
+    outside = capacity_findings(spike + rows("condition", 100, 0.7, 900), [])
+    assert "not compared — some κ cells' ρ lies outside the spike cells' range" in outside

@@ -52,3 +52,16 @@ def test_rows_with_missing_results_are_left_out_and_named():
 def test_too_few_rows_is_a_clear_error():
     with pytest.raises(ValueError, match="at least 3 rows"):
         fit("power", [256, 512], [1000, 2000])
+
+
+def test_a_fit_with_replicates_reports_the_wider_interval_and_names_it():
+    facts = np.repeat([128, 256, 512, 1024], 3)
+    seeds = np.tile([0, 1, 2], 4)
+    slopes = np.array([0.8, 1.0, 1.25])[seeds]  # each seed's fact sets scale differently
+    params = 4 * 2.0 ** (np.log2(facts) / slopes)
+    booted = fit("power", facts, params, strata=facts, n_boot=300)
+    both = fit("power", facts, params, strata=facts, replicates=seeds, n_boot=300)
+    assert booted.interval_kind["s"] == "stratified bootstrap"
+    assert both.interval_kind["s"] == "per-seed t"
+    assert both.intervals["s"][1] - both.intervals["s"][0] > booted.intervals["s"][1] - booted.intervals["s"][0]
+    assert both.estimates == booted.estimates

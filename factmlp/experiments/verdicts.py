@@ -2,8 +2,10 @@
 
 A verdict ("holds" / "does not hold") needs at least ``MIN_SEEDS`` replicate seeds and an interval
 that lies wholly on one side of the claim's threshold; otherwise the finding says "inconclusive" and
-why. Intervals are Student's t intervals over seeds (``factmlp.scaling.interval``); a
+why. Intervals are Student's t intervals over seeds (``factmlp.scaling.interval``), on the logit
+scale for bounded quantities (recall, scores and their differences), so none runs past a bound; a
 comparison of two settings measured on the same seeds is paired (the difference per seed).
+Identical replicates are reported as such, never as a verdict.
 """
 from __future__ import annotations
 
@@ -29,23 +31,31 @@ def seeds_of(rows: list[dict]) -> str:
     return ", ".join(str(s) for s in sorted({r.get("seed", 0) for r in rows}))
 
 
-def summary(values: list[float]) -> tuple[float, float, float, int]:
-    """(mean, low, high, n) of the finite values (raw-scale t interval)."""
+FRACTION, DIFFERENCE = (0.0, 1.0), (-1.0, 1.0)  # bounds of a fraction (recall, score) and of a difference of two
+
+
+def summary(values: list[float], bounds: tuple[float, float] | None = None) -> tuple[float, float, float, int]:
+    """(mean, low, high, n) of the finite values: a t interval, on the logit scale within ``bounds``."""
     x = np.array([v for v in values if is_set(v)], dtype=float)
     if not len(x):
         return math.nan, math.nan, math.nan, 0
-    low, high = interval(x, log=False)
+    low, high = interval(x, log=False, bounds=bounds)
     return float(x.mean()), low, high, len(x)
 
 
-def against(values: list[float], threshold: float, *, above: bool = True) -> tuple[str, str]:
-    """(verdict, numbers) for 'the mean is above (or below) ``threshold``'."""
-    mean, low, high, n = summary(values)
+def against(values: list[float], threshold: float, *, above: bool = True, bounds: tuple[float, float] | None = None,
+            resolution: str = "") -> tuple[str, str]:
+    """(verdict, numbers) for 'the mean is above (or below) ``threshold``'. Identical replicates give a
+    zero-width interval that is no certainty: they are named, with ``resolution`` (why the measurement
+    cannot tell them apart: a search step, a stopping level), and never become a verdict."""
+    mean, low, high, n = summary(values, bounds)
     numbers = f"{fmt(mean)} [{fmt(low)}, {fmt(high)}] over {n} seed(s)"
     if n < MIN_SEEDS:
         return f"inconclusive — {n} seed(s) (a verdict needs ≥ {MIN_SEEDS})", numbers
-    if all(v == threshold for v in values if is_set(v)):
-        return f"inconclusive — exactly {threshold:g} in every seed (no difference to judge)", numbers
+    finite = [v for v in values if is_set(v)]
+    if len(set(finite)) == 1:
+        why = f"; {resolution}" if resolution else "; a zero-width interval from identical replicates is not certainty"
+        return f"inconclusive — the {n} replicates are identical ({fmt(finite[0])}){why}", f"{fmt(mean)} in every seed"
     if (low > threshold) if above else (high < threshold):
         return "holds", numbers
     if (high < threshold) if above else (low > threshold):
