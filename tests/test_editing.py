@@ -1,7 +1,9 @@
 """Fact editing (factmlp.editing, experiment fact_editing): properties that fail if the math is wrong."""
 from __future__ import annotations
 
+import dataclasses
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,6 +13,7 @@ from factmlp.editing import Bench, LMConfig, choose_edits, fine_tune, make_task,
 from factmlp.editing.edits import batch_update, key_covariance, rank_one_update, target_outputs
 from factmlp.editing.metrics import Readout, correct, edit_metrics, harmonic_mean, target_log_prob, text_nll
 from factmlp.editing.task import A, S, TEMPLATES, non_fact_mask, render
+from factmlp.editing.tuning import GRIDS, describe, split_facts, tuned_edit
 from orchestrator.registry import every
 
 torch.set_num_threads(1)
@@ -169,9 +172,57 @@ def test_fine_tune_reaches_the_edit_and_leaves_the_base_model_alone(tiny):
     task, bench = tiny
     before = [p.clone() for p in bench.model.mlp.parameters()]
     edited, mapping = choose_edits(task, 0.1, 2)
-    new, steps = fine_tune(bench, edited, mapping, steps=300, lr=1e-2)
-    assert bench.score(new, edited, mapping)["efficacy"] == 1.0 and steps < 300
+    new, steps = fine_tune(bench, edited, mapping, steps=300, lr=1e-2, replay=False)
+    assert bench.score(new, edited, mapping)["efficacy"] == 1.0 and steps < 300  # stops once the edit is right
     assert all(torch.equal(a, b) for a, b in zip(before, bench.model.mlp.parameters()))
+
+
+def test_fine_tune_with_replay_keeps_the_untouched_facts(tiny, one_torch_thread):
+    """Replay (the default) fits the whole edited table, as the swap does: at a learning rate where
+    fine-tuning on the edits alone wrecks the other facts, replay keeps them, and reaches the edit too."""
+    task, bench = tiny
+    edited, mapping = choose_edits(task, 0.25, 0)
+    alone, _ = fine_tune(bench, edited, mapping, steps=200, lr=3e-2, replay=False)
+    replayed, steps = fine_tune(bench, edited, mapping, steps=200, lr=3e-2, seed=1)
+    without, with_replay = bench.score(alone, edited, mapping), bench.score(replayed, edited, mapping)
+    assert without["efficacy"] == with_replay["efficacy"] == 1.0 and steps == 200
+    assert with_replay["specificity"] > without["specificity"] + 0.2 and with_replay["specificity"] == 1.0
+    again, _ = fine_tune(bench, edited, mapping, steps=200, lr=3e-2, seed=1)  # the replayed batches are seeded
+    assert all(torch.equal(a, b) for a, b in zip(replayed.parameters(), again.parameters()))
+
+
+def test_split_halves_the_edited_and_the_untouched_facts_and_the_text():
+    task = make_task(40, 0, 8, 1)
+    edited, _ = choose_edits(task, 0.25, 3)
+    split = split_facts(task, edited, 50, 3)
+    assert not set(split.tune) & set(split.evaluate) and len(split.tune) + len(split.evaluate) == 40
+    assert len(np.intersect1d(split.tune, edited)) == 5 and len(np.intersect1d(split.evaluate, edited)) == 5
+    assert len(split.text_tune) == 25 and sorted([*split.text_tune, *split.text_evaluate]) == list(range(50))
+    assert split_facts(task, edited, 50, 3).tune.tolist() == split.tune.tolist()  # seeded by the draw
+    with pytest.raises(ValueError, match="at least 2 edited facts"):
+        split_facts(task, edited[:1], 50, 3)
+
+
+def test_the_setting_is_picked_on_the_tuning_half_only(tiny, one_torch_thread):
+    """Wrecking the evaluation half's held-out prompts (paraphrase templates, which no edit reads)
+    changes the reported metrics but neither the picked setting nor its tuning score."""
+    task, bench = tiny
+    edited, mapping = choose_edits(task, 0.25, 1)
+    split = split_facts(task, edited, len(bench.text.z), 1)
+    rows = bench.prompt_index(split.evaluate, task.paraphrase_templates)
+    other_max = bench.prompts.other_max.clone()
+    other_max[rows] = 1e9  # no attribute can win these prompts any more
+    wrecked = dataclasses.replace(bench, prompts=dataclasses.replace(bench.prompts, other_max=other_max))
+    grid = ({"lr": 1e-3, "steps": 20}, {"lr": 3e-2, "steps": 60})
+    for method, settings, common in (("batch_rank_one", GRIDS["batch_rank_one"], {}),
+                                     ("fine_tune", grid, {"replay": False})):
+        picked = tuned_edit(bench, method, edited, mapping, split, settings, **common)
+        again = tuned_edit(wrecked, method, edited, mapping, split, settings, **common)
+        assert picked.setting == again.setting and picked.tune_score == again.tune_score
+        assert picked.setting in settings
+        honest = bench.score(picked.mlp, edited, mapping, facts=split.evaluate)
+        assert wrecked.score(again.mlp, edited, mapping, facts=split.evaluate)["score"] < honest["score"]
+    assert picked.setting == grid[1]  # fine_tune: 20 steps at lr 1e-3 do not reach the edit
 
 
 def test_a_cell_carries_the_options_of_its_fact_mlp_only():
@@ -190,6 +241,17 @@ def test_bad_parameters_are_rejected_with_the_key():
                 {"edit_method": "swap", "fact_mlp": "nope"}):
         with pytest.raises(ValueError, match=next(k for k in bad if k != "edit_method" or len(bad) == 1)):
             experiment.resolve(bad)
+
+
+def test_the_sweep_gives_ten_seeds_to_two_percent_edits():
+    from orchestrator.spec import load_spec
+    spec = load_spec(Path(__file__).parents[1] / "sweeps" / "fact_editing.yaml")
+    seeds = {}
+    for cell in spec.cells:
+        seeds.setdefault((cell["fact_mlp"], cell["edit_fraction"], cell["edit_method"]), set()).add(cell["seed"])
+    assert len(seeds) == 2 * 3 * 4
+    for (fact_mlp, fraction, _), got in seeds.items():
+        assert got == (set(range(10)) if (fact_mlp, fraction) == ("gd", 0.02) else {0, 1, 2})
 
 
 SWEEP = """
@@ -233,7 +295,11 @@ def test_tiny_sweep_through_the_orchestrator(ray_session, tmp_path, shared_track
     assert sorted(cells["edit_method"]) == ["fine_tune", "rank_one", "swap"] and len(probes) == 6
     for row in cells.to_dict("records"):
         mine = probes[probes["cell_id"] == row["cell_id"]]
-        assert row["score"] == pytest.approx(mine["score"].mean()) and row["edits"] == 4
+        assert row["score"] == pytest.approx(mine["score"].mean()) and (row["edits"], row["eval_edits"]) == (4, 2)
+        if row["edit_method"] != "swap":  # the picked setting is recorded, as a string and as numbers
+            assert all(s in [describe(g) for g in GRIDS[row["edit_method"]]] for s in mine["tuned_setting"])
+            assert mine["tuned_ridge" if row["edit_method"] == "rank_one" else "tuned_lr"].notna().all()
+            assert str(row["tuned_setting"]).endswith("×2") or ";" in str(row["tuned_setting"])
     for probe in probes.to_dict("records"):  # a harmonic mean lies between the smallest value and the mean
         parts = [probe["efficacy"], probe["paraphrase"], probe["specificity"]]
         assert min(parts) - 1e-12 <= probe["score"] <= sum(parts) / 3 + 1e-12
@@ -241,3 +307,4 @@ def test_tiny_sweep_through_the_orchestrator(ray_session, tmp_path, shared_track
     assert probes["base_accuracy"].nunique() == 1
     _, md, table = write_report(Scope.of_spec(spec), n_boot=10)
     assert len(table) == 3 and "ppl_ratio" in table and "swap" in md.read_text()
+    assert "held-out evaluation half" in md.read_text() and "picked on the tuning half: " in md.read_text()

@@ -7,7 +7,8 @@ model (the rest of the model is never touched), and ``Bench.score`` measures it:
   original (a construction, or GD) and drop it in. Nothing is retrained and nothing about the model
   but the edited map is used.
 - **fine_tune**: Adam on the MLP's weights, cross-entropy of the new author at the attribute
-  position of the edited facts in the edit templates, until all of those are right.
+  position of the edited facts in the edit templates; by default with replay of the untouched facts
+  (their old authors, the same templates), so it fits the whole edited table as the swap does.
 - **rank_one** (after ROME, written from its idea): the MLP is a linear associative memory at its
   down projection D: hidden key k = h(z) ↦ output D k. For each edited fact, k* = the mean hidden
   key over the edit templates; the target output v* = D k* + δ with δ optimised so the model
@@ -112,21 +113,32 @@ class Bench:
         return correct(attribute_logits(mlp, self.scale, self.values, readout), readout.other_max, targets)
 
     @torch.no_grad()
-    def nll(self, mlp: GatedMLP) -> torch.Tensor:
-        return text_nll(attribute_logits(mlp, self.scale, self.values, self.text), self.text)
+    def nll(self, mlp: GatedMLP, positions=None) -> torch.Tensor:
+        """−log p(target) at the text positions (all, or the rows ``positions`` of ``text``)."""
+        text = self.text if positions is None else self.text.take(positions)
+        return text_nll(attribute_logits(mlp, self.scale, self.values, text), text)
 
     @torch.no_grad()
-    def score(self, mlp: GatedMLP, edited: np.ndarray, mapping: np.ndarray) -> dict:
+    def score(self, mlp: GatedMLP, edited: np.ndarray, mapping: np.ndarray, facts: np.ndarray | None = None,
+              text: np.ndarray | None = None) -> dict:
         """Efficacy (edited facts, edit templates), paraphrase (edited, held-out templates),
-        specificity (untouched facts, every template) and the non-fact perplexity ratio."""
+        specificity (untouched facts, every template) and the non-fact perplexity ratio.
+
+        ``facts`` and ``text``: read the metrics on these facts and text positions only (one part of
+        a split, so that a setting picked on one part is reported on the other); default all.
+        """
         task = self.task
         kept = np.setdiff1d(np.arange(task.num_facts), edited)
+        if facts is not None:
+            edited, kept = np.intersect1d(edited, facts), np.intersect1d(kept, facts)
+            if not len(edited):
+                raise ValueError("no edited fact in the scored part of the facts")
         every = tuple(range(len(task.templates)))
         out = edit_metrics(
             efficacy_hits=self.hits(mlp, edited, task.edit_templates, mapping),
             paraphrase_hits=self.hits(mlp, edited, task.paraphrase_templates, mapping),
             specificity_hits=self.hits(mlp, kept, every, mapping) if len(kept) else [1.0],
-            nll_after=self.nll(mlp), nll_before=self.nll(self.model.mlp))
+            nll_after=self.nll(mlp, text), nll_before=self.nll(self.model.mlp, text))
         out["old_kept"] = float(self.hits(mlp, edited, every, task.mapping).double().mean())
         return out
 
@@ -179,11 +191,15 @@ def _edit_prompts(bench: Bench, edited: np.ndarray, mapping: np.ndarray) -> tupl
 
 
 def fine_tune(bench: Bench, edited: np.ndarray, mapping: np.ndarray, *, steps: int = 500, lr: float = 1e-3,
-              weights: str = "all", check_every: int = 10) -> tuple[GatedMLP, int]:
-    """Adam on a copy of the MLP's weights (``all`` or only ``down``) until every edit prompt is right.
+              weights: str = "all", replay: bool = True, replay_batch: int = 256, seed: int = 0,
+              check_every: int = 10) -> tuple[GatedMLP, int]:
+    """Adam on a copy of the MLP's weights (``all`` or only ``down``); returns the MLP and the steps taken.
 
-    Returns the MLP and the steps taken. The loss is the full-vocabulary cross-entropy of the new
-    author at the edit prompts; nothing else is in the objective (no replay of other facts).
+    The loss is the full-vocabulary cross-entropy of the new author at the edit prompts. With
+    ``replay`` (the default) each step adds the mean cross-entropy of ``replay_batch`` prompts of the
+    untouched facts (edit templates, their old authors; a batch drawn by ``seed``), so fine-tuning sees
+    the whole edited table, as the swap does, and runs all ``steps``. Without replay nothing holds the
+    other facts, so it stops at the first check where every edit prompt is right.
     """
     if weights not in ("all", "down"):
         raise OptionError("weights", f"got {weights!r}; allowed: all, down")
@@ -191,15 +207,27 @@ def fine_tune(bench: Bench, edited: np.ndarray, mapping: np.ndarray, *, steps: i
     for name, p in mlp.named_parameters():
         p.requires_grad_(weights == "all" or name in ("down", "decoder"))
     readout, targets = _edit_prompts(bench, edited, mapping)
+    kept = np.setdiff1d(np.arange(bench.task.num_facts), edited)
+    replay = replay and len(kept) > 0
+    if replay:
+        others, other_targets = _edit_prompts(bench, kept, mapping)
+        rng = np.random.default_rng([bench.task.seed, seed, 37])
     opt = torch.optim.Adam([p for p in mlp.parameters() if p.requires_grad], lr=lr)
     taken = 0
     for taken in range(steps + 1):
         logits = attribute_logits(mlp, bench.scale, bench.values, readout)
-        if taken % check_every == 0 and bool(correct(logits.detach(), readout.other_max, targets).all()):
+        if (not replay and taken % check_every == 0
+                and bool(correct(logits.detach(), readout.other_max, targets).all())):
             break
         if taken == steps:
             break
         loss = -target_log_prob(logits, readout.other_lse, targets).mean()
+        if replay:
+            rows = torch.as_tensor(rng.choice(len(other_targets), size=min(replay_batch, len(other_targets)),
+                                              replace=False))
+            batch = others.take(rows)
+            replay_logits = attribute_logits(mlp, bench.scale, bench.values, batch)
+            loss = loss - target_log_prob(replay_logits, batch.other_lse, other_targets[rows]).mean()
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
