@@ -29,6 +29,18 @@ def test_each_study_has_a_committed_report_of_its_own_cells(study):
         assert (folder / link).is_file(), f"{study}.md links to a missing {link}"
 
 
+@pytest.mark.parametrize("study", STUDIES)
+def test_each_committed_study_was_recorded_by_committed_code(study):
+    """A committed number names the commit that made it: no cell of a `-dirty` code version, and the
+    probes behind the cells are committed beside them."""
+    folder = REPO / "results" / "reference" / study
+    cells = pd.read_csv(folder / f"{study}-cells.csv")
+    dirty = sorted({v for v in cells["code_version"].astype(str) if v.endswith("-dirty")})
+    assert not dirty, f"{study}: cells recorded by uncommitted code ({', '.join(dirty)}): run `make reference`"
+    probes = pd.read_csv(folder / f"{study}-probes.csv")
+    assert set(probes["cell_id"]) == set(cells["cell_id"]), f"{study}: the probes CSV does not cover its cells"
+
+
 def test_the_readme_links_only_to_committed_files():
     readme = (REPO / "README.md").read_text()
     links = [link for link in re.findall(r"\]\(([^)#\s]+)", readme) if not link.startswith("http")]

@@ -21,7 +21,7 @@ import numpy as np
 from factmlp.editing import Bench, LMConfig, choose_edits, make_task, swap, train_lm
 from factmlp.editing.task import TEMPLATES
 from factmlp.editing.tuning import GRIDS, describe, split_facts, tuned_edit
-from factmlp.experiments.verdicts import against, by, fmt, paired, seeds_of, summary
+from factmlp.experiments.verdicts import DIFFERENCE, FRACTION, against, by, fmt, paired, seeds_of, summary
 from orchestrator.experiment import Experiment, ParamError
 from factmlp.experiments.sweep_params import Param, method_options, method_params
 from factmlp.methods import METHODS
@@ -212,7 +212,8 @@ def findings(cells: list[dict], fits: list[dict]) -> str:
         for (rival,), other in methods.items():
             if rival == "swap":
                 continue
-            verdict, numbers = against(paired(swap, other, "score"), 0.0)
+            verdict, numbers = against(paired(swap, other, "score"), 0.0, bounds=DIFFERENCE,
+                                       resolution="the score does not separate the two methods on these draws")
             lines.append(f"- {name}: swap scores higher than {rival}: {verdict}. Score(swap) − score({rival}) = "
                          f"{numbers}. {rival}'s setting, picked on the tuning half: {_picked(other)}.")
         verdict, numbers = against([r.get("ppl_ratio") for r in swap], 1.05, above=False)
@@ -231,6 +232,7 @@ EXPERIMENT = Experiment(
                      "specificity", "ppl_ratio", "edits", "base_accuracy"),
     trajectory=("draw", "score"),
     aggregates=("score", "efficacy", "paraphrase", "specificity", "ppl_ratio"),
+    fractions=("score", "efficacy", "paraphrase", "specificity"),
     findings=findings,
     check=check,
     order=lambda cell: _base_key(cell),  # cells sharing a base model start together: each worker trains it once
