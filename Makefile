@@ -33,7 +33,7 @@ test-fast: dev
 # The committed laptop-scale reference reports, one folder per study in results/reference/ (report,
 # figures, a CSV of its cells). Resumes: a study already run (or half run) only finishes what is left.
 STUDIES := quickstart capacity_isotropic capacity_anisotropic rho_law whitening llm_embeddings transformer_usability \
-           transformer_capacity fact_editing
+           transformer_capacity transformer_whitened_grid fact_editing
 reference: install
 	@for s in $(STUDIES); do \
 	  start=$$(date +%s); \
