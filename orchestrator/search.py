@@ -221,7 +221,7 @@ def _verify(observations: dict[int, bool], ceiling: int, values=verification_val
         top_failure = max(v for v, ok in observations.items() if not ok)
         return {v for v in values(top_failure) if v <= ceiling} - set(observations), None
     want = {v for v in values(stable) if v <= ceiling} - set(observations)
-    return want, (None if want else stable)
+    return want, (None if want or stable > ceiling else stable)
 
 
 def _negated_below(value: int) -> set[int]:

@@ -199,6 +199,11 @@ def test_a_flicker_in_f_is_found_and_the_cell_flagged():
     text = CAPACITY.findings([verified, white], [])
     assert "† success was not monotone in F inside the Transformer in 1 of 2 cells (plain seed 0)" in text
     assert "not monotone in F alone" not in text
+    # A failure far below the answer (as hebbian whitened seed 2 gave: 832 failed, 1088 stored): no F
+    # within half of the answer up to which every probe stored, so no stable F.
+    far = largest_facts({128: True, 832: False, 896: True, 960: True, 1024: False, 1088: True, 1152: False,
+                         1216: False, 1280: False}, cell)
+    assert far.done and far.answer == 1088 and not far.monotone and far.stable is None
 
 
 def test_capacity_cell_brackets_its_answers():
