@@ -8,7 +8,8 @@ evaluates them together). Two searches serve every experiment:
   that stores F facts), with a verification round above the answer and, when a prediction is
   given, a first round on the quantiles of its belief and bisection at the belief's median;
 - ``LargestSuccess``: the largest multiple of a step in [low, high] that succeeds (the most facts
-  a fixed-width MLP stores).
+  a fixed-width MLP stores), with the mirrored verification round below the answer and two values
+  just above the failure that closed its bracket.
 """
 from __future__ import annotations
 
@@ -46,8 +47,9 @@ class Prediction:
 
 @dataclass(frozen=True)
 class Step:
-    """``next`` empty means done. ``answer`` None when nothing in range succeeded. ``stable``: the
-    smallest probed value from which every probed value succeeds (SmallestSuccess with verification)."""
+    """``next`` empty means done. ``answer`` None when nothing in range succeeded. ``stable`` (with
+    verification): the smallest probed value from which every probed value succeeds (SmallestSuccess),
+    the largest up to which every probed value succeeds (LargestSuccess)."""
 
     next: tuple[int, ...]
     answer: int | None
@@ -85,6 +87,12 @@ def is_monotone(observations: Mapping[int, bool]) -> bool:
 def verification_values(value: int) -> set[int]:
     """The values just above a found minimum that must succeed too: m+1, m+2, ⌈1.05·m⌉, ⌈1.1·m⌉."""
     return {value + 1, value + 2, math.ceil(1.05 * value), math.ceil(1.1 * value)}
+
+
+def verification_below(value: int) -> set[int]:
+    """The mirror for a found maximum, the values just below it that must succeed too: n−1, n−2,
+    ⌊0.95·n⌋, ⌊0.9·n⌋."""
+    return {value - 1, value - 2, math.floor(0.95 * value), math.floor(0.9 * value)}
 
 
 def _spread(start: int, stop: int, n: int) -> set[int]:
@@ -135,7 +143,7 @@ class SmallestSuccess:
         if start >= top:
             if not verify:
                 return Step((), best, monotone, _stable(observations))
-            want, stable = _verify(observations, best, high)
+            want, stable = _verify(observations, min(high, 2 * best))
             return Step(tuple(sorted(want)), best, monotone, stable)
         if predicted is not None and 0 < predicted.value < math.inf:
             picks = _predicted(inside, low, high, arity, predicted, best, below)
@@ -196,24 +204,29 @@ def _early_verification(observations: Mapping[int, bool], start: int, best: int,
 
 def _stable(observations: Mapping[int, bool]) -> int | None:
     """The smallest probed value from which every probed value succeeds (None if the largest failed)."""
-    top_failure = max((v for v, ok in observations.items() if not ok), default=0)
+    top_failure = max((v for v, ok in observations.items() if not ok), default=-math.inf)
     return min((v for v, ok in observations.items() if ok and v > top_failure), default=None)
 
 
-def _verify(observations: dict[int, bool], found: int, high: int) -> tuple[set[int], int | None]:
-    """(values still to probe, stable value) once the plain search found ``found``.
+def _verify(observations: dict[int, bool], ceiling: int, values=verification_values) -> tuple[set[int], int | None]:
+    """(values still to probe, stable value) once the plain search found its answer.
 
     Success can flicker near the boundary (a construction's random draw, GD that fails at one width
-    and stores at a smaller one), so values just above the answer are probed too; past 2·found the
-    stable value is reported as unknown.
+    and stores at a smaller one), so values just above the answer are probed too; past ``ceiling``
+    (2·answer) the stable value is reported as unknown. LargestSuccess runs this same walk on
+    negated values (``values`` then gives the negated ``verification_below``).
     """
-    ceiling = min(high, 2 * found)
     stable = _stable(observations)
     if stable is None:  # the largest value probed failed: verify above it
         top_failure = max(v for v, ok in observations.items() if not ok)
-        return {v for v in verification_values(top_failure) if v <= ceiling} - set(observations), None
-    want = {v for v in verification_values(stable) if v <= ceiling} - set(observations)
-    return want, (None if want else stable)
+        return {v for v in values(top_failure) if v <= ceiling} - set(observations), None
+    want = {v for v in values(stable) if v <= ceiling} - set(observations)
+    return want, (None if want or stable > ceiling else stable)
+
+
+def _negated_below(value: int) -> set[int]:
+    """``verification_below`` on negated values: below a maximum is above the negated minimum."""
+    return {-v for v in verification_below(-value)}
 
 
 @dataclass(frozen=True)
@@ -223,11 +236,17 @@ class LargestSuccess:
     param: str  # the probe key it searches, e.g. "num_facts"
 
     def step(self, observations: Mapping[int, bool], low: int, high: int, arity: int = 1, *,
-             step: int = 1) -> Step:
+             step: int = 1, verify: bool = False) -> Step:
         """A k-ary bisection on indices n (value = n·step ≥ 2). The bracket is [largest success,
         smallest failure above it); while nothing succeeded the round probes the smallest value (if
         even that fails the answer is None) and arity − 1 values above it. Observations off the grid
-        or out of range are ignored, so a resumed cell continues exactly."""
+        or out of range are ignored, so a resumed cell continues exactly.
+
+        ``verify``: once the bracket closes on n (its failure f = n + 1, or f = the smallest value
+        when nothing succeeded), one round probes f + 1 and f + 2 (a success there was hidden by a
+        flicker at f: the answer moves up to it and the bisection resumes) and
+        ``verification_below(n)``, walking below any of those that fails as SmallestSuccess walks
+        above (``stable``: the largest value up to which every probe succeeds), never below n/2."""
         observations, low, high = _checked(observations, max(low, 1), max(high, 1), arity)
         lo = max(-(-low // step), -(-2 // step))
         hi = max(lo, high // step)
@@ -236,13 +255,19 @@ class LargestSuccess:
         successes = [n for n, ok in seen.items() if ok]
         best = max(successes) if successes else None
         answer = None if best is None else best * step
-        if best is None and seen.get(lo) is False:
-            return Step((), None, monotone)
         bottom = lo - 1 if best is None else best
         failures = [n for n, ok in seen.items() if not ok and n > bottom]
         end = min(failures) - 1 if failures else hi  # the largest index not known to fail
         if bottom >= end:
-            return Step((), answer, monotone)
+            if not verify:
+                return Step((), answer, monotone)
+            want = {n for n in (end + 2, end + 3) if n <= hi and n not in seen}
+            stable = None
+            if best is not None:  # the width search's walk on negated indices: below the answer is above there
+                below, stable = _verify({-n: ok for n, ok in seen.items()}, -max(lo, -(-best // 2)), _negated_below)
+                want |= {-n for n in below}
+                stable = None if want or stable is None else -stable * step
+            return Step(tuple(sorted(n * step for n in want)), answer, monotone, stable)
         span = end - bottom
         if best is None:
             picks = {lo} | {lo + (end - lo) * i // arity for i in range(1, arity)}

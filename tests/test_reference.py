@@ -1,4 +1,4 @@
-"""Every sweep in sweeps/ (the nine studies, the quickstart among them) has a committed reference
+"""Every sweep in sweeps/ (the ten studies, the quickstart among them) has a committed reference
 report, made by the current schema from exactly the cells its sweep file defines, and the
 README's claims table links only to committed files."""
 from __future__ import annotations

@@ -123,18 +123,87 @@ def test_attention_noise_floor_and_query_noise(factset, pretrained, mlp):
     assert row["jacobian_norm_max"] <= row["lipschitz_bound"] + 1e-9
 
 
+def search_facts(stores, cell) -> tuple:
+    """Drive one setting's F search on a synthetic 'F stores iff stores(F)'; (last step, observations, rounds)."""
+    obs, rounds = {}, 0
+    while (step := largest_facts(obs, cell)).next:
+        rounds += 1
+        assert all(f % cell["facts_step"] == 0 and cell["search_low"] <= f <= cell["search_high"] and f not in obs
+                   for f in step.next)
+        obs.update({f: stores(f) for f in step.next})
+    return step, obs, rounds
+
+
 def test_largest_facts_search_is_a_mirrored_bisection():
     cell = CAPACITY.resolve({"method": "hebbian", "d": 16, "width": 64, "search_low": 16, "search_high": 1024,
-                             "facts_step": 16})
+                             "facts_step": 16, "search_verify": False})
     for truth in (16, 48, 512, 1024, 0):
-        obs = {}
-        while True:
-            nxt, best = largest_facts(obs, cell)
-            if not nxt:
-                break
-            obs.update({f: f <= truth for f in nxt})
-            assert all(f % 16 == 0 and 16 <= f <= 1024 for f in nxt)
-        assert best == (truth or None) and len(obs) <= 7  # 1 + log2(64 grid points)
+        step, obs, _ = search_facts(lambda f: f <= truth, cell)
+        assert step.answer == (truth or None) and len(obs) <= 7  # 1 + log2(64 grid points)
+
+
+@pytest.mark.parametrize("arity", [1, 3])
+def test_verification_keeps_a_monotone_answer_in_at_most_one_more_round(arity):
+    """On monotone success the verified search finds the plain answer, calls it monotone and stable,
+    and probes the grid values just below it and two above the failure that closed its bracket."""
+    cell = CAPACITY.resolve({"method": "hebbian", "d": 16, "width": 64, "search_low": 64, "search_high": 4096,
+                             "facts_step": 64, "search_arity": arity})
+    rng = np.random.default_rng(arity)
+    for truth in [0, 64, 4096, *(64 * rng.integers(2, 64, 40))]:
+        plain, _, plain_rounds = search_facts(lambda f: f <= truth, {**cell, "search_verify": False})
+        step, obs, rounds = search_facts(lambda f: f <= truth, cell)
+        assert step.answer == plain.answer == (truth or None) and step.monotone
+        assert step.stable == step.answer and rounds <= plain_rounds + 1
+        expected = {f for f in (truth - 64, truth - 128, truth + 128, truth + 192)
+                    if max(64, truth / 2) <= f <= 4096} if truth else {128, 192}
+        assert expected <= set(obs)
+
+
+def test_the_verification_round_is_proposed_for_both_settings():
+    cell = CAPACITY.resolve({"method": "hebbian", "d": 16, "width": 64, "search_low": 64, "search_high": 4096,
+                             "facts_step": 64})
+    # The transformer bisection closed on 640 (704 fails); the standalone one on nothing (64 fails).
+    closed = [{"setting": "transformer", "num_facts": f, "recall": float(f <= 640)}
+              for f in (64, 576, 640, 704, 832, 1088, 2112)] + [{"setting": "standalone", "num_facts": 64,
+                                                                  "mlp_accuracy": 0.5}]
+    assert CAPACITY.next_probes({**cell, "search_verify": False}, closed) == []
+    proposed = {(p["setting"], p["num_facts"]) for p in CAPACITY.next_probes(cell, closed)}
+    # 640 = 10 steps: 9 and 8 steps below (576 already probed), 12 and 13 above (832 already probed);
+    # nothing stored alone: the two grid values above the failure at 64.
+    assert proposed == {("transformer", 512), ("transformer", 768), ("standalone", 128), ("standalone", 192)}
+
+
+def test_a_flicker_in_f_is_found_and_the_cell_flagged():
+    """Recall inside the Transformer fails at F = 576 but reaches the bar at 640: the plain bisection
+    stops at 512 and calls the cell monotone; the verification round probes 640, moves the answer there
+    and flags the cell (summary, † note and findings), the F up to which every probe stored being 512."""
+    cell = CAPACITY.resolve({"method": "hebbian", "d": 16, "width": 64, "search_low": 64, "search_high": 4096,
+                             "facts_step": 64})
+
+    def summarize(cell):
+        results = []
+        while probes := CAPACITY.next_probes(cell, results):
+            results += [{**p, "recall": float(p["num_facts"] <= 640 and p["num_facts"] != 576),
+                         "mlp_accuracy": float(p["num_facts"] <= 1152)} for p in probes]
+        return {**cell, **CAPACITY.summarize(cell, results)}
+
+    plain = summarize({**cell, "search_verify": False})
+    assert plain["max_facts"] == 512 and plain["monotone_transformer"] and not CAPACITY.cell_note(plain)
+    verified = summarize(cell)
+    assert verified["max_facts"] == 640 and verified["stable_facts"] == 512
+    assert verified["monotone_transformer"] is False and verified["monotone_standalone"] is True
+    assert verified["max_facts_standalone"] == verified["stable_facts_standalone"] == 1152
+    assert CAPACITY.cell_note(verified).startswith("† non-monotone inside the Transformer: stores at 640")
+    assert "every probed F up to 512 stores" in CAPACITY.cell_note(verified)
+    white = {**verified, "whiten": True, "monotone_transformer": True}
+    text = CAPACITY.findings([verified, white], [])
+    assert "† success was not monotone in F inside the Transformer in 1 of 2 cells (plain seed 0)" in text
+    assert "not monotone in F alone" not in text
+    # A failure far below the answer (as hebbian whitened seed 2 gave: 832 failed, 1088 stored): no F
+    # within half of the answer up to which every probe stored, so no stable F.
+    far = largest_facts({128: True, 832: False, 896: True, 960: True, 1024: False, 1088: True, 1152: False,
+                         1216: False, 1280: False}, cell)
+    assert far.done and far.answer == 1088 and not far.monotone and far.stable is None
 
 
 def test_capacity_cell_brackets_its_answers():
@@ -154,6 +223,21 @@ def test_capacity_cell_brackets_its_answers():
         assert best is not None and got[best] and (best == 256 or got[best + 16] is False)
         assert all(ok == (f <= best) for f, ok in got.items())  # monotone on what was probed
     assert summary["params"] == 3 * 16 * 32
+
+
+def test_usability_findings_pair_plain_and_whitened_recall_per_f_for_the_schedules_run():
+    """A sweep of one schedule (transformer_whitened_grid): no lines about the other, and per F the
+    recall of each variant and plain − whitened paired by seed, in numeric order of F."""
+    cells = [{"method": "encoder_decoder", "whiten": whiten, "d": 64, "num_facts": facts, "width": 512, "seed": seed,
+              "swap_recall": 1.0 - 0.01 * seed - (0.02 if whiten and facts == 128 else 0.0)}
+             for whiten in (False, True) for facts in (1024, 128) for seed in range(3)]
+    text = USABILITY.findings(cells, [])
+    assert "insert" not in text
+    assert "- > 99% recall, encoder_decoder whitened, d = 64, F = 128, width 512 (seeds 0, 1, 2), pretrained " in text
+    assert ("- Whitening lowers recall, encoder_decoder, d = 64, F = 128, width 512, pretrained attention, MLP "
+            "swapped in: holds. Recall(plain) − recall(whitened) = 0.02 [0.02, 0.02] over 3 seed(s)") in text
+    assert "F = 1024, width 512, pretrained attention, MLP swapped in: inconclusive — exactly 0" in text
+    assert text.index("F = 128,") < text.index("F = 1024,")
 
 
 def test_bad_cells_fail_with_the_key_named():

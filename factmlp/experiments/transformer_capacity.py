@@ -3,8 +3,8 @@
 
 A cell fixes the width; a probe is one number of facts F (in one of two settings, the Transformer
 schedule or the MLP standalone), and a pure search finds the largest F that each setting stores at
-the threshold. Capacity in the Transformer against capacity alone shows the capacity–usability
-tradeoff in one number per cell.
+the threshold, then checks that success is monotone in F around it. Capacity in the Transformer
+against capacity alone shows the capacity–usability tradeoff in one number per cell.
 """
 from __future__ import annotations
 
@@ -17,9 +17,14 @@ from factmlp.experiments.transformer_schedules import (COMMON, LABELS, SCHEDULES
 from factmlp.experiments.verdicts import against, by, fmt, paired, seeds_of, summary
 from factmlp.options import OptionError
 from orchestrator.experiment import Experiment, FigureSpec, is_set
-from orchestrator.search import LargestSuccess
+from orchestrator.search import LargestSuccess, Step
 
 SETTINGS = ("transformer", "standalone")
+# The summary's columns of each setting: the largest F stored, the F up to which every probed F
+# stored, and whether success fell monotonically with F.
+COLUMNS = {"transformer": ("max_facts", "stable_facts", "monotone_transformer"),
+           "standalone": ("max_facts_standalone", "stable_facts_standalone", "monotone_standalone")}
+WHERE = {"transformer": "inside the Transformer", "standalone": "alone"}
 
 PARAMS = {
     **COMMON,
@@ -32,17 +37,20 @@ PARAMS = {
     "search_high": Param(int, 4096, low=2, high=1 << 22, doc="largest F searched"),
     "search_arity": Param(int, 1, low=1, high=64, doc="values of F probed per round and setting"),
     "facts_step": Param(int, 16, low=1, doc="F is searched on multiples of this step (within the range)"),
+    "search_verify": Param(bool, True, doc="once the largest F stored, n·step, is found, probe (n+2)·step and "
+                           "(n+3)·step above it and n−1, n−2, ⌊0.95n⌋, ⌊0.9n⌋ steps below (and below any of "
+                           "those that fails), so a flicker in F is flagged as non-monotone"),
 }
 
 
 SEARCH = LargestSuccess("num_facts")
 
 
-def largest_facts(observations: dict[int, bool], cell: dict) -> tuple[list[int], int | None]:
-    """(next F to probe, largest F stored so far) for one setting, on multiples of facts_step."""
-    step = SEARCH.step(observations, cell["search_low"], cell["search_high"], cell["search_arity"],
-                       step=cell["facts_step"])
-    return list(step.next), step.answer
+def largest_facts(observations: dict[int, bool], cell: dict) -> Step:
+    """The search's step for one setting (next F to probe, largest F stored so far, monotone, the F
+    up to which every probe stored), on multiples of facts_step."""
+    return SEARCH.step(observations, cell["search_low"], cell["search_high"], cell["search_arity"],
+                       step=cell["facts_step"], verify=cell["search_verify"])
 
 
 def _observations(results: list[dict], setting: str, threshold: float) -> dict[int, bool]:
@@ -57,8 +65,8 @@ def _threshold(cell: dict, setting: str) -> float:
 def capacity_next(cell: dict, results: list[dict]) -> list[dict]:
     probes = []
     for setting in SETTINGS:
-        nxt, _ = largest_facts(_observations(results, setting, _threshold(cell, setting)), cell)
-        probes += [{"setting": setting, "num_facts": f} for f in nxt]
+        step = largest_facts(_observations(results, setting, _threshold(cell, setting)), cell)
+        probes += [{"setting": setting, "num_facts": f} for f in step.next]
     return probes
 
 
@@ -85,9 +93,9 @@ def capacity_run(cell: dict, probes: list[dict]) -> list[dict]:
 
 def capacity_summary(cell: dict, results: list[dict]) -> dict:
     out = {}
-    for setting, name in (("transformer", "max_facts"), ("standalone", "max_facts_standalone")):
-        _, best = largest_facts(_observations(results, setting, _threshold(cell, setting)), cell)
-        out[name] = best
+    for setting, (best, stable, monotone) in COLUMNS.items():
+        step = largest_facts(_observations(results, setting, _threshold(cell, setting)), cell)
+        out.update({best: step.answer, stable: step.stable, monotone: step.monotone})
     # Constructions may build fewer units than the width allows (encoder_decoder): the parameters of
     # the MLP at the largest F stored in the Transformer, else at any probe.
     at_best = [r for r in results if r["setting"] == "transformer" and int(r["num_facts"]) == out["max_facts"]]
@@ -99,6 +107,22 @@ def capacity_summary(cell: dict, results: list[dict]) -> dict:
     return out
 
 
+def _flagged(cell: dict) -> list[str]:
+    """The settings of a cell whose success was not monotone in F."""
+    return [s for s in SETTINGS if is_set(cell.get(COLUMNS[s][2])) and not cell[COLUMNS[s][2]]]
+
+
+def cell_note(cell: dict) -> str:
+    """Non-monotone success: an F below the largest F stored failed, so that answer needs a second look."""
+    notes = []
+    for setting in _flagged(cell):
+        best, stable, _ = (cell.get(c) for c in COLUMNS[setting])
+        upto = (f"every probed F up to {stable:.0f} stores" if is_set(stable)
+                else "no F within half of it below which every probe stores")
+        notes.append(f"† non-monotone {WHERE[setting]}: stores at {best:.0f} but fails at a smaller F; {upto}")
+    return "; ".join(notes)
+
+
 def findings(cells: list[dict], fits: list[dict]) -> str:
     """The capacity–usability tradeoff in facts, per method and width, paired by seed: does whitening
     raise the facts an MLP stores alone, and the facts it delivers inside the Transformer?"""
@@ -106,16 +130,24 @@ def findings(cells: list[dict], fits: list[dict]) -> str:
     for (method, d, width), rows in by(cells, ("method", "d", "width")).items():
         plain = [r for r in rows if not r["whiten"]]
         white = [r for r in rows if r["whiten"]]
+        name = f"{method}, d = {d}, width {width} (seeds {seeds_of(rows)})"
+        for setting in SETTINGS:
+            flagged = [r for r in rows if setting in _flagged(r)]
+            if flagged:
+                where = ", ".join(f"{'whitened' if r['whiten'] else 'plain'} seed {r.get('seed', 0)}" for r in flagged)
+                lines.append(f"- {name}: † success was not monotone in F {WHERE[setting]} in {len(flagged)} of "
+                             f"{len(rows)} cells ({where}): an F below the largest stored failed; their cells "
+                             "are marked † in the table.")
         if not plain or not white:
             continue
-        name = f"{method}, d = {d}, width {width} (seeds {seeds_of(rows)})"
         for column, where in (("max_facts_standalone", "alone"), ("max_facts", "inside the Transformer")):
             for variant, group in (("plain", plain), ("whitened", white)):
                 below = [r for r in group if not is_set(r.get(column))]
                 if below:
                     lines.append(f"- {name}: {variant}, in {len(below)} of {len(group)} seed(s) (seeds "
-                                 f"{seeds_of(below)}) no F from {below[0].get('search_low', '?')} up is stored "
-                                 f"{where}: below the searched range, so no difference is computed for them.")
+                                 f"{seeds_of(below)}) no probed F is stored {where} (the lowest, "
+                                 f"{below[0].get('search_low', '?')}, failed, and with verification the next two "
+                                 "grid F too), so no difference is computed for them.")
             verdict, numbers = against(paired(white, plain, column), 0.0)
             lines.append(f"- {name}: whitening raises the facts stored {where}: {verdict}. F(whitened) − F(plain) = "
                          f"{numbers}; plain {fmt(summary([r.get(column) for r in plain])[0])}, whitened "
@@ -137,9 +169,11 @@ EXPERIMENT = Experiment(
     method_of=method_of,
     summary_columns=("method", "whiten", "d", "width", "schedule", "params", "max_facts_standalone", "max_facts",
                      "usable_fraction"),
+    view_metrics=("monotone_transformer", "monotone_standalone", "stable_facts", "stable_facts_standalone"),
     trajectory=("num_facts", "success"),
     aggregates=("max_facts_standalone", "max_facts", "usable_fraction"),
     findings=findings,
+    cell_note=cell_note,
     figures=(
         FigureSpec("facts_in_transformer_vs_params", "params", "max_facts", "method", "whiten",
                    title="facts recalled inside the Transformer vs MLP parameters"),
