@@ -229,14 +229,15 @@ def test_usability_findings_pair_plain_and_whitened_recall_per_f_for_the_schedul
     """A sweep of one schedule (transformer_whitened_grid): no lines about the other, and per F the
     recall of each variant and plain − whitened paired by seed, in numeric order of F."""
     cells = [{"method": "encoder_decoder", "whiten": whiten, "d": 64, "num_facts": facts, "width": 512, "seed": seed,
-              "swap_recall": 1.0 - 0.01 * seed - (0.02 if whiten and facts == 128 else 0.0)}
+              "swap_recall": 1.0 - 0.01 * seed - (0.02 + 0.001 * seed if whiten and facts == 128 else 0.0)}
              for whiten in (False, True) for facts in (1024, 128) for seed in range(3)]
     text = USABILITY.findings(cells, [])
     assert "insert" not in text
     assert "- > 99% recall, encoder_decoder whitened, d = 64, F = 128, width 512 (seeds 0, 1, 2), pretrained " in text
     assert ("- Whitening lowers recall, encoder_decoder, d = 64, F = 128, width 512, pretrained attention, MLP "
-            "swapped in: holds. Recall(plain) − recall(whitened) = 0.02 [0.02, 0.02] over 3 seed(s)") in text
-    assert "F = 1024, width 512, pretrained attention, MLP swapped in: inconclusive — exactly 0" in text
+            "swapped in: holds. Recall(plain) − recall(whitened) = 0.021 [0.0185, 0.0235] over 3 seed(s)") in text
+    assert ("F = 1024, width 512, pretrained attention, MLP swapped in: inconclusive — the 3 replicates are "
+            "identical (0); the two MLPs recall the same facts in every seed") in text
     assert text.index("F = 128,") < text.index("F = 1024,")
 
 

@@ -9,7 +9,7 @@ recall under query noise, the attention noise floor).
 from __future__ import annotations
 
 from factmlp.experiments.sweep_params import Param
-from factmlp.experiments.verdicts import against, by, fmt, paired, seeds_of, summary
+from factmlp.experiments.verdicts import DIFFERENCE, FRACTION, against, by, fmt, paired, seeds_of, summary
 from orchestrator.experiment import Experiment, FigureSpec, is_set
 from factmlp.experiments.transformer_schedules import COMMON, EPS, LABELS, SCHEDULES, check, method_of, run_schedule
 
@@ -78,7 +78,8 @@ def usability_findings(cells: list[dict], fits: list[dict]) -> str:
         for schedule, column in RECALLS:
             if not _ran(rows, column):
                 continue
-            verdict, numbers = against([r.get(column) for r in rows], RECALL)
+            verdict, numbers = against([r.get(column) for r in rows], RECALL, bounds=FRACTION,
+                                       resolution=f"recall is measured on {facts} facts")
             lines.append(f"- > 99% recall, {name}, {schedule}: {verdict}. Recall {numbers}.")
     for (method, d, facts, width), rows in sorted(by(cells, ("method", "d", "num_facts", "width")).items()):
         plain = [r for r in rows if not r["whiten"]]
@@ -87,13 +88,15 @@ def usability_findings(cells: list[dict], fits: list[dict]) -> str:
             continue
         for schedule, column in RECALLS:
             if _ran(plain, column) and _ran(white, column):
-                verdict, numbers = against(paired(plain, white, column), 0.0)
+                verdict, numbers = against(paired(plain, white, column), 0.0, bounds=DIFFERENCE,
+                                           resolution="the two MLPs recall the same facts in every seed")
                 lines.append(f"- Whitening lowers recall, {method}, d = {d}, F = {facts}, width {width}, {schedule}: "
                              f"{verdict}. Recall(plain) − recall(whitened) = {numbers} (paired by seed); plain "
                              f"{fmt(summary([r.get(column) for r in plain])[0])}, whitened "
                              f"{fmt(summary([r.get(column) for r in white])[0])}.")
         drop = paired(plain, white, "recall_eps_0p1")
-        verdict, numbers = against(drop, 0.0)
+        verdict, numbers = against(drop, 0.0, bounds=DIFFERENCE,
+                                   resolution="the two MLPs recall the same facts in every seed")
         lines.append(f"- Capacity–usability tradeoff, {method}, d = {d}, F = {facts}, width {width}: whitening "
                      f"lowers recall under query noise ε = 0.1: {verdict}. Recall(plain) − recall(whitened) = "
                      f"{numbers} (paired by seed); standalone accuracy plain "
@@ -123,5 +126,6 @@ EXPERIMENT = Experiment(
     ),
     findings=usability_findings,
     aggregates=("insert_recall", "swap_recall", "recall_eps_0p1", "mlp_accuracy", "jacobian_rel_max"),
+    fractions=("insert_recall", "swap_recall", "recall_eps_0p1", "mlp_accuracy"),
     labels=LABELS,
 )
