@@ -149,7 +149,7 @@ def findings(cells: list[dict], fits: list[dict]) -> str:
                                  f"{below[0].get('search_low', '?')}, failed, and with verification the next two "
                                  "grid F too), so no difference is computed for them.")
             verdict, numbers = against(paired(white, plain, column), 0.0, resolution=(
-                f"F is searched on multiples of {rows[0].get('facts_step', '?')}, so equal answers differ by less"))
+                f"F is searched on multiples of {rows[0].get('facts_step', '?')}: answers closer than that read the same"))
             lines.append(f"- {name}: whitening raises the facts stored {where}: {verdict}. F(whitened) − F(plain) = "
                          f"{numbers}; plain {fmt(summary([r.get(column) for r in plain])[0])}, whitened "
                          f"{fmt(summary([r.get(column) for r in white])[0])}.")
