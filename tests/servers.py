@@ -50,3 +50,73 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+class MotoServer:
+    """moto's standalone S3 server on 127.0.0.1 (its own process group), with one bucket.
+
+    ``conditional_writes`` says whether it honours ``If-None-Match: *`` and ``If-Match`` on PUT, which
+    the object-store lease needs (checked once at start-up; older moto releases ignore both)."""
+
+    BUCKET = "factsweep-tests"
+
+    def __init__(self, port: int):
+        self.port, self.endpoint = port, f"127.0.0.1:{port}"
+        self.process = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+        self.conditional_writes = False
+
+    def wait(self, timeout: float = 60) -> "MotoServer":
+        deadline = time.time() + timeout
+        while True:
+            try:
+                urllib.request.urlopen(f"http://{self.endpoint}/", timeout=2).close()
+                break
+            except OSError:
+                if time.time() > deadline or self.process.poll() is not None:
+                    self.stop()
+                    raise AssertionError("moto S3 server did not come up")
+                time.sleep(0.3)
+        client = self.client()
+        client.create_bucket(Bucket=self.BUCKET)
+        self.conditional_writes = _honours_conditional_writes(client, self.BUCKET)
+        return self
+
+    def client(self):
+        import boto3
+        return boto3.client("s3", endpoint_url=f"http://{self.endpoint}", region_name="us-east-1",
+                            aws_access_key_id="testing", aws_secret_access_key="testing")
+
+    def root(self, prefix: str) -> str:
+        return f"s3://{self.BUCKET}/{prefix}?endpoint_override={self.endpoint}&scheme=http"
+
+    def stop(self) -> None:
+        for sig in (signal.SIGTERM, signal.SIGKILL):
+            try:
+                os.killpg(self.process.pid, sig)
+            except ProcessLookupError:
+                return
+            try:
+                self.process.wait(timeout=10)
+                return
+            except subprocess.TimeoutExpired:
+                pass
+
+
+def _honours_conditional_writes(client, bucket: str) -> bool:
+    from botocore.exceptions import ClientError
+    key = "conditional-write-check"
+    first = client.put_object(Bucket=bucket, Key=key, Body=b"1", IfNoneMatch="*")
+    try:
+        client.put_object(Bucket=bucket, Key=key, Body=b"2", IfNoneMatch="*")
+        return False
+    except ClientError:
+        pass
+    try:
+        client.put_object(Bucket=bucket, Key=key, Body=b"3", IfMatch='"not-the-etag"')
+        return False
+    except ClientError:
+        pass
+    client.put_object(Bucket=bucket, Key=key, Body=b"4", IfMatch=first["ETag"])
+    client.delete_object(Bucket=bucket, Key=key)
+    return True
