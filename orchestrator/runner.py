@@ -1,7 +1,7 @@
 """The driver: plan a sweep, hand its probes to an executor, record results as they complete, and
 advance each cell's search.
 
-Only the driver writes, and only while it holds the sweep's lock. Each finished task is appended to
+Only the driver writes, and only while it holds the sweep's lease (``orchestrator.lease``). Each finished task is appended to
 Parquet at once (a kill loses no finished result), then the cell's next probes are derived from its
 records; a cell that is done gets its summary row and its MLflow cell run. In-flight work is bounded
 and results are handled in completion order. Where probes run is the executor's business
@@ -16,7 +16,7 @@ from orchestrator import plan as planning
 from orchestrator.cluster import connect_for
 from orchestrator.executor import Executor, InlineExecutor, RayExecutor
 from orchestrator.experiment import is_set
-from orchestrator.lock import SweepLock
+from orchestrator.lease import sweep_lease
 from orchestrator.progress import Progress
 from orchestrator.provenance import finish_invocation, new_invocation
 from orchestrator.scope import Scope
@@ -110,7 +110,8 @@ def run_sweep(spec: Spec, *, retry_failed: bool = False, progress: bool | str | 
     store = Store(spec.results_root)
     check_recorded_kind(spec, store)
     store.check_writable(spec.name)  # an unwritable or full root fails here: no Ray, no MLflow run, no work lost
-    with SweepLock(spec.results_root, spec.name):
+    with sweep_lease(spec.results_root, spec.name) as lease:  # rows carry its epoch; a lost lease stops writes
+        store.epoch, store.guard = lease.epoch, lease
         return SweepRun(spec, store, progress).run(retry_failed=retry_failed, address=address, inline=inline)
 
 
