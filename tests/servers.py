@@ -14,10 +14,10 @@ from pathlib import Path
 class MlflowServer:
     """A real `mlflow server` on 127.0.0.1, started in its own process group so it can be ended whole."""
 
-    def __init__(self, root: Path, port: int, uri: str | None = None):
+    def __init__(self, root: Path, port: int, uri: str | None = None, command: list[str] | None = None):
         self.port, self.url = port, f"http://127.0.0.1:{port}"
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "orchestrator.cli", "ui", "--root", str(root), "--port", str(port)]
+            command or [sys.executable, "-m", "orchestrator.cli", "ui", "--root", str(root), "--port", str(port)]
             + (["--uri", uri] if uri else []),
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
 
@@ -120,3 +120,64 @@ def _honours_conditional_writes(client, bucket: str) -> bool:
     client.put_object(Bucket=bucket, Key=key, Body=b"4", IfMatch=first["ETag"])
     client.delete_object(Bucket=bucket, Key=key)
     return True
+
+
+def postgres_bin() -> Path | None:
+    """Debian's PostgreSQL binaries (``make dev`` installs the package where missing)."""
+    found = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"))
+    return found[-1].parent if found else None
+
+
+class PostgresServer:
+    """A throw-away PostgreSQL cluster on 127.0.0.1 (trust authentication, loopback only), run as the
+    ``postgres`` user when the tests run as root (PostgreSQL refuses to run as root), with one database."""
+
+    def __init__(self, port: int, database: str = "mlflow"):
+        import shutil
+        import tempfile
+        self.port, self.database, self.bin = port, database, postgres_bin()
+        self.data = Path(tempfile.mkdtemp(prefix="factsweep-pg-", dir="/tmp"))  # reachable by the postgres user
+        self.as_user = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+        if self.as_user:
+            shutil.chown(self.data, "postgres", "postgres")
+        subprocess.run([*self.as_user, str(self.bin / "initdb"), "-D", str(self.data / "db"), "-A", "trust",
+                        "-U", "postgres", "--no-sync"], check=True, capture_output=True)
+        self.process = subprocess.Popen(
+            [*self.as_user, str(self.bin / "postgres"), "-D", str(self.data / "db"), "-h", "127.0.0.1",
+             "-p", str(port), "-k", str(self.data), "-F"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+        self.uri = f"postgresql+psycopg2://postgres@127.0.0.1:{port}/{database}"
+
+    def wait(self, timeout: float = 60) -> "PostgresServer":
+        deadline = time.time() + timeout
+        while subprocess.run([str(self.bin / "pg_isready"), "-h", "127.0.0.1", "-p", str(self.port)],
+                             capture_output=True).returncode != 0:
+            if time.time() > deadline or self.process.poll() is not None:
+                self.stop()
+                raise AssertionError("PostgreSQL did not come up")
+            time.sleep(0.3)
+        subprocess.run([str(self.bin / "createdb"), "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres",
+                        self.database], check=True, capture_output=True)
+        return self
+
+    def stop(self) -> None:
+        import shutil
+        for sig, wait in ((signal.SIGINT, 20), (signal.SIGKILL, 5)):  # SIGINT: PostgreSQL's fast shutdown
+            try:
+                os.killpg(self.process.pid, sig)
+                self.process.wait(timeout=wait)
+                break
+            except ProcessLookupError:
+                break
+            except subprocess.TimeoutExpired:
+                pass
+        shutil.rmtree(self.data, ignore_errors=True)
+
+
+def mlflow_server_command(backend: str, artifacts: Path, port: int) -> list[str]:
+    """`mlflow server` as a lab runs it: a database backend, artifacts proxied through the server
+    (clients never write the artifact store themselves), one worker, and the Host headers it accepts
+    (MLflow 3 refuses any other Host, a DNS-rebinding guard)."""
+    return [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", backend, "--serve-artifacts",
+            "--artifacts-destination", artifacts.as_uri(), "--host", "127.0.0.1", "--port", str(port),
+            "--workers", "1", "--allowed-hosts", f"127.0.0.1:{port},localhost:{port}"]
