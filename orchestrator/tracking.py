@@ -153,8 +153,10 @@ class Tracker:
         os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
         os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "20")
         self.uri, self.experiment_name = uri, experiment
-        remote = "://" in str(results_root)  # an object-store root: the server (or MLflow's default) keeps artifacts
-        self.artifacts = None if remote else (Path(results_root).resolve() / "mlartifacts").as_uri()
+        # Beside the results; with an object-store root, beside a sqlite file (a server keeps its own).
+        database = sqlite_path(uri or "")
+        local = Path(results_root) if "://" not in str(results_root) else database.parent if database else None
+        self.artifacts = None if local is None else (local.resolve() / "mlartifacts").as_uri()
         self.failed = False
         self.sweep = sweep or experiment
         self.parent_id: str | None = None  # the sweep run
