@@ -48,6 +48,7 @@ class UnknownResults(LookupError):
         super().__init__(f"no {what} {got!r} recorded in {where.resolve() if isinstance(where, Path) else where}{hint}; "
                          f"allowed: {', '.join(known) or 'none (nothing is recorded there: wrong folder?)'}")
 QUARANTINE = "quarantine"
+FETCHERS = 16  # concurrent requests to an object store when reading or deleting many fragments
 log = logging.getLogger("factsweep")
 
 
@@ -172,19 +173,31 @@ class Store:
         """
         for attempt in range(100):
             try:
-                return [part for part in (self._read_one(key, read) for key in self._keys(table, sweep))
-                        if part is not None]
+                keys = self._keys(table, sweep)
+                return [part for key, source in zip(keys, self._sources(keys))
+                        if (part := self._decode(key, source, read)) is not None]
             except FileNotFoundError:
                 time.sleep(0.01 * min(attempt, 10))
         raise StorageError(self.where(self._dir(table, sweep)), OSError(errno.EAGAIN, "fragments kept vanishing while read"))
 
-    def _read_one(self, key: str, read):
+    def _sources(self, keys: list[str]):
+        """What the readers open, fragment by fragment: paths on a folder (read as they are decoded); on an
+        object store the fetched bytes, with up to FETCHERS GETs in flight (a round trip each)."""
+        if not self.location.remote or len(keys) < 2:
+            return map(self._source, keys)
+        from concurrent.futures import ThreadPoolExecutor
+        with ThreadPoolExecutor(min(FETCHERS, len(keys))) as pool:
+            return list(pool.map(self._source, keys))
+
+    def _source(self, key: str):
         try:
-            source = self.location.source(key)  # an object store fetches here: transport errors are raised
+            return self.location.source(key)  # an object store fetches here: transport errors are raised
         except FileNotFoundError:
             raise
         except OSError as e:
             raise storage_error(self.where(key), e) from e
+
+    def _decode(self, key: str, source, read):
         try:
             return read(source)
         except FileNotFoundError:
@@ -253,11 +266,18 @@ class Store:
         self._delete(parts)
 
     def _delete(self, keys: list[str]) -> None:
-        for key in keys:
+        def delete(key: str) -> None:
             try:
                 self.location.delete(key)
             except OSError as e:
                 raise storage_error(self.where(key), e) from e
+        if not self.location.remote or len(keys) < 2:
+            for key in keys:
+                delete(key)
+            return
+        from concurrent.futures import ThreadPoolExecutor
+        with ThreadPoolExecutor(min(FETCHERS, len(keys))) as pool:
+            list(pool.map(delete, keys))
 
     def set_aside(self, table: str, sweep: str, cell_ids: set[str]) -> int:
         """Move the rows of ``cell_ids`` out of a sweep's table into ``<root>/set_aside/`` (never deleted).
