@@ -82,8 +82,13 @@ def check_driver_placement(ray, root) -> None:
         return
     heads = [n for n in ray.nodes() if n.get("Alive") and "node:__internal_head__" in n.get("Resources", {})]
     here = ray.util.get_node_ip_address()
-    if not heads or heads[0].get("NodeManagerAddress") in (here, None):
+    if not heads or heads[0].get("NodeManagerAddress") in (here, "127.0.0.1", None):
         return
+    try:  # attached to the head's own raylet (a head with several addresses)
+        if ray.get_runtime_context().get_node_id() == heads[0].get("NodeID"):
+            return
+    except AttributeError:
+        pass
     kind = mount_type(root)
     if kind and kind.startswith(SHARED_FILESYSTEMS):
         return

@@ -119,10 +119,13 @@ def test_an_unreachable_store_stops_in_one_line_and_quarantines_nothing(object_s
     assert err.count("\n") == 1 and err.startswith("factsweep: error: results: cannot reach s3://bucket/x/"), err
 
 
-def fake_ray(head_ip: str, here: str):
-    nodes = [{"Alive": True, "NodeManagerAddress": head_ip, "Resources": {"node:__internal_head__": 1.0}},
-             {"Alive": True, "NodeManagerAddress": "10.0.0.7", "Resources": {"CPU": 8}}]
-    return types.SimpleNamespace(nodes=lambda: nodes, util=types.SimpleNamespace(get_node_ip_address=lambda: here))
+def fake_ray(head_ip: str, here: str, node: str = "worker"):
+    """What check_driver_placement asks of Ray: the nodes, this host's address, the node it is attached to."""
+    nodes = [{"Alive": True, "NodeManagerAddress": head_ip, "NodeID": "head", "Resources": {"node:__internal_head__": 1.0}},
+             {"Alive": True, "NodeManagerAddress": "10.0.0.7", "NodeID": "worker", "Resources": {"CPU": 8}}]
+    context = types.SimpleNamespace(get_node_id=lambda: node)
+    return types.SimpleNamespace(nodes=lambda: nodes, util=types.SimpleNamespace(get_node_ip_address=lambda: here),
+                                 get_runtime_context=lambda: context)
 
 
 def test_a_driver_away_from_the_head_with_a_local_root_is_refused(tmp_path):
@@ -132,4 +135,5 @@ def test_a_driver_away_from_the_head_with_a_local_root_is_refused(tmp_path):
     assert "\n" not in line and "the Ray head is 10.0.0.1" in line and "s3://BUCKET/PREFIX" in line
     assert line.startswith(f"storage.root: '{tmp_path / 'results'}' is a folder on this host")
     check_driver_placement(fake_ray("10.0.0.1", "10.0.0.1"), tmp_path / "results")  # on the head
+    check_driver_placement(fake_ray("10.0.0.1", "192.168.0.1", node="head"), tmp_path / "results")  # another NIC of it
     check_driver_placement(fake_ray("10.0.0.1", "10.0.0.7"), "s3://bucket/results")  # shared record
