@@ -93,6 +93,7 @@ def test_lease_refuses_a_second_driver_and_is_taken_over_after_expiry(leases):
 @pytest.mark.slow
 def test_an_unreachable_store_stops_in_one_line_and_quarantines_nothing(object_store, tmp_path, caplog, capsys,
                                                                          monkeypatch):
+    monkeypatch.setattr("orchestrator.location.RETRIES", 2)  # each retry waits; two show the path
     dead = f"s3://bucket/x?endpoint_override=127.0.0.1:{free_port()}&scheme=http"
     with pytest.raises(StorageError) as e:
         Store(dead).append("probes", "s", [{"probe_id": "p"}])
@@ -110,6 +111,7 @@ def test_an_unreachable_store_stops_in_one_line_and_quarantines_nothing(object_s
         Store(root).load("probes", "s")
     assert "NETWORK_CONNECTION" in str(e.value) and not caplog.records
     monkeypatch.undo()
+    monkeypatch.setattr("orchestrator.location.RETRIES", 2)
     assert store.location.files("quarantine", "*/*/*") == [] and len(Store(root).load("probes", "s")) == 1
 
     path = tmp_path / "down.yaml"
