@@ -10,10 +10,13 @@ $(BIN)/factsweep: pyproject.toml
 	$(BIN)/pip install --quiet -e .
 	touch $@
 
-# The dashboard test drives a real headless Chromium: Debian's package, installed when missing.
+# The dashboard test drives a real headless Chromium, and the MLflow server test a real PostgreSQL:
+# Debian's packages, installed when missing (one line says so first).
 $(VENV)/.dev: $(BIN)/factsweep
 	$(BIN)/pip install --quiet -e '.[dev]'
 	command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium >/dev/null)
+	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || (echo "make dev: installing PostgreSQL (Debian's postgresql) for the MLflow server test" && \
+	  apt-get update -qq && apt-get install -y -qq postgresql >/dev/null)
 	touch $@
 
 install: $(BIN)/factsweep

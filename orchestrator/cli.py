@@ -197,11 +197,11 @@ def cmd_extra_cells(args) -> int:
     print(text(others[shown].sort_values(keys or ["cell_id"]).reset_index(drop=True)))
     if not args.move_aside:
         print(f"{spec.name}: {len(others)} cell(s) recorded under this name are not defined by {spec.source}; "
-              "`--move-aside` moves their rows to " + str(store.root / "set_aside"))
+              "`--move-aside` moves their rows to " + str(store.where("set_aside")))
         return 0
     moved = {t: store.set_aside(t, spec.name, set(others["cell_id"])) for t in ("probes", "cells")}
     print(f"{spec.name}: moved {moved['cells']} cell rows and {moved['probes']} probe rows to "
-          f"{store.root / 'set_aside'}")
+          f"{store.where('set_aside')}")
     return 0
 
 
@@ -257,11 +257,11 @@ def cmd_ui(args) -> int:
 
 def cmd_sync(args) -> int:
     spec = _spec(args)
-    from orchestrator.lock import SweepLock
+    from orchestrator.lease import sweep_lease
     from orchestrator.runner import sync_tracking, tracker_for
     from orchestrator.store import StorageError, Store
     try:
-        with SweepLock(spec.results_root, spec.name):  # a run of the sweep logs its own cells: not both at once
+        with sweep_lease(spec.results_root, spec.name):  # a run of the sweep logs its own cells: not both at once
             tracker = tracker_for(spec)
             added = sync_tracking(spec, Store(spec.results_root), tracker)
     except StorageError as e:

@@ -69,10 +69,62 @@ def _check_reachable(address: str, key: str) -> None:
                           "(`ray start --head`), or fix the address") from None
 
 
+SHARED_FILESYSTEMS = ("nfs", "nfs4", "lustre", "gpfs", "beegfs", "ceph", "cephfs", "glusterfs", "cifs", "smb3",
+                      "smbfs", "9p", "virtiofs", "panfs", "wekafs", "fuse.")
+
+
+def check_driver_placement(ray, root) -> None:
+    """Refuse, in one line, a driver that is not on the Ray head while ``root`` is a folder on a disk of
+    its own host: it would write its own results and lock, apart from the head's, and run everything
+    again. An object-store root, or a folder on a network file system (NFS, Lustre, GPFS, ...), is fine."""
+    from orchestrator.location import is_remote
+    if is_remote(str(root)):
+        return
+    heads = [n for n in ray.nodes() if n.get("Alive") and "node:__internal_head__" in n.get("Resources", {})]
+    here = ray.util.get_node_ip_address()
+    if not heads or heads[0].get("NodeManagerAddress") in (here, "127.0.0.1", None):
+        return
+    try:  # attached to the head's own raylet (a head with several addresses)
+        if ray.get_runtime_context().get_node_id() == heads[0].get("NodeID"):
+            return
+    except AttributeError:
+        pass
+    kind = mount_type(root)
+    if kind and kind.startswith(SHARED_FILESYSTEMS):
+        return
+    raise Unavailable(f"storage.root: {str(root)!r} is a folder on this host ({socket.gethostname()}, {here}, "
+                      f"{kind or 'local disk'}), but the Ray head is {heads[0]['NodeManagerAddress']}: this driver "
+                      "would keep its own results and lock apart from the head's; run it on the head "
+                      "(--address auto there), or set storage.root to a shared file system or s3://BUCKET/PREFIX")
+
+
+def mount_type(path) -> str | None:
+    """The file system type of the mount holding ``path`` (from /proc/mounts), or None if unknown."""
+    target = os.path.realpath(path)
+    while not os.path.exists(target) and target != os.path.dirname(target):
+        target = os.path.dirname(target)
+    best, kind = "", None
+    try:
+        with open("/proc/mounts") as mounts:
+            for line in mounts:
+                fields = line.split()
+                if len(fields) > 2:
+                    point = fields[1].replace("\\040", " ")
+                    inside = target == point or target.startswith(point.rstrip("/") + "/")
+                    if inside and len(point) >= len(best):
+                        best, kind = point, fields[2]
+    except OSError:
+        return None
+    return kind
+
+
 def connect_for(spec, address: str | None = None):
     """Ray for ``spec`` (``address`` from the command line wins over ``cluster.address``), after checking
-    that some node can run one of its tasks: SpecError (exit 2) naming the resource and what the nodes have."""
+    that some node can run one of its tasks: SpecError (exit 2) naming the resource and what the nodes have.
+    A driver joining a cluster away from its head with a folder of its own host as root is refused."""
     ray = ensure_ray(address or spec.cluster_address, key="--address" if address else "cluster.address")
+    if address or spec.cluster_address:
+        check_driver_placement(ray, spec.results_root)
     nodes = [n.get("Resources", {}) for n in ray.nodes() if n.get("Alive")]
     if any(r.get("CPU", 0) >= spec.num_cpus and r.get("GPU", 0) >= spec.num_gpus for r in nodes):
         return ray

@@ -7,6 +7,9 @@ simply taken over, and no pid has to be checked for liveness (pids are reused, a
 another host). The file also records the holder's pid, host and start time, so a second driver can
 say who holds it. On release the file is removed while still locked; an acquirer checks that the
 file it locked is still the one at the path, so a removed file can never be held by two drivers.
+Each holder raises ``<root>/locks/<sweep>.epoch`` by one and stamps it on its rows
+(``orchestrator.lease``): on a folder shared between hosts, "newest row wins" then never depends on
+which host's clock runs ahead.
 """
 from __future__ import annotations
 
@@ -18,6 +21,7 @@ import sys
 import time
 from pathlib import Path
 
+from orchestrator.atomic import write_atomic
 from orchestrator.errors import Unavailable
 from orchestrator.store import storage_error
 
@@ -32,6 +36,7 @@ class SweepLock:
     def __init__(self, root: str | Path, sweep: str):
         self.path = Path(root) / "locks" / f"{sweep}.lock"
         self.sweep = sweep
+        self.epoch: int | None = None
         self._fd: int | None = None
 
     def __enter__(self) -> "SweepLock":
@@ -54,10 +59,24 @@ class SweepLock:
                     "command": " ".join(sys.argv)[:500]}
             os.ftruncate(self._fd, 0)
             os.pwrite(self._fd, json.dumps(info).encode(), 0)
+            self.epoch = self._next_epoch()
         except OSError as e:
             self._close()
             raise storage_error(self.path.parent, e) from e
         return self
+
+    def _next_epoch(self) -> int:
+        """One more than the last holder's (kept in a file beside the lock, which is never removed)."""
+        path = self.path.with_suffix(".epoch")
+        try:
+            last = int(path.read_text().strip() or 0)
+        except (FileNotFoundError, ValueError):
+            last = 0
+        write_atomic(path, lambda tmp: tmp.write_text(f"{last + 1}\n"), sync=True)
+        return last + 1
+
+    def check(self) -> None:
+        """The kernel keeps a flock for as long as this process lives: it cannot be lost."""
 
     def __exit__(self, *exc) -> None:
         if self._fd is not None:

@@ -1,7 +1,7 @@
 """The driver: plan a sweep, hand its probes to an executor, record results as they complete, and
 advance each cell's search.
 
-Only the driver writes, and only while it holds the sweep's lock. Each finished task is appended to
+Only the driver writes, and only while it holds the sweep's lease (``orchestrator.lease``). Each finished task is appended to
 Parquet at once (a kill loses no finished result), then the cell's next probes are derived from its
 records; a cell that is done gets its summary row and its MLflow cell run. In-flight work is bounded
 and results are handled in completion order. Where probes run is the executor's business
@@ -9,6 +9,9 @@ and results are handled in completion order. Where probes run is the executor's 
 """
 from __future__ import annotations
 
+import contextlib
+import signal
+import threading
 import time
 from dataclasses import dataclass
 
@@ -16,7 +19,7 @@ from orchestrator import plan as planning
 from orchestrator.cluster import connect_for
 from orchestrator.executor import Executor, InlineExecutor, RayExecutor
 from orchestrator.experiment import is_set
-from orchestrator.lock import SweepLock
+from orchestrator.lease import sweep_lease
 from orchestrator.progress import Progress
 from orchestrator.provenance import finish_invocation, new_invocation
 from orchestrator.scope import Scope
@@ -110,7 +113,8 @@ def run_sweep(spec: Spec, *, retry_failed: bool = False, progress: bool | str | 
     store = Store(spec.results_root)
     check_recorded_kind(spec, store)
     store.check_writable(spec.name)  # an unwritable or full root fails here: no Ray, no MLflow run, no work lost
-    with SweepLock(spec.results_root, spec.name):
+    with sweep_lease(spec.results_root, spec.name) as lease:  # rows carry its epoch; a lost lease stops writes
+        store.epoch, store.guard = lease.epoch, lease
         return SweepRun(spec, store, progress).run(retry_failed=retry_failed, address=address, inline=inline)
 
 
@@ -125,6 +129,10 @@ class SweepRun:
     def run(self, *, retry_failed: bool, address: str | None, inline: bool) -> RunReport:
         todo = self.plan(retry_failed)
         executor = self.executor(address, inline) if todo else None  # a cluster that cannot run it costs nothing
+        with stop_signals_as_ctrl_c():  # after Ray's init, which installs its own SIGTERM handler
+            return self._run(todo, executor, address)
+
+    def _run(self, todo: list[planning.CellPlan], executor: Executor | None, address: str | None) -> RunReport:
         self.record_start(address)
         self.tracker = tracker_for(self.spec)
         self.tracker.close_stale()
@@ -262,6 +270,28 @@ class SweepRun:
         except Exception:  # noqa: BLE001 - the run is already ending on an error, which stays the one reported
             if not best_effort:
                 raise
+
+
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGUSR1)
+
+
+@contextlib.contextmanager
+def stop_signals_as_ctrl_c():
+    """SIGTERM (``scancel``, preemption, a batch system's time limit, ``kill``) and SIGUSR1 (SLURM's
+    pre-timeout ``--signal``) stop the driver as Ctrl-C does: what is recorded stays, the invocation is
+    closed "interrupted", the sweep run is marked KILLED, and the command exits 130 for a requeue to resume."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt(signal.Signals(signum).name)
+    previous = {s: signal.signal(s, interrupt) for s in STOP_SIGNALS}
+    try:
+        yield
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler if handler is not None else signal.SIG_DFL)
 
 
 def _frame(rows: list[dict]):

@@ -16,7 +16,13 @@ from orchestrator import registry
 from orchestrator.experiment import Experiment
 from orchestrator.identity import cell_id
 from orchestrator.spec import Spec, varying_keys
+from orchestrator.location import RemoteRoot, is_remote
 from orchestrator.store import Store
+
+
+def record_root(root) -> Path | RemoteRoot:
+    """A scope's root: a Path, or an object-store URI whose derived files (reports) go to a local folder."""
+    return RemoteRoot(root) if is_remote(str(root)) else Path(root)
 
 
 @dataclass(frozen=True)
@@ -24,7 +30,7 @@ class Scope:
     """A sweep name plus the cell ids a command covers (None: all of the name's cells)."""
 
     sweep: str
-    root: Path
+    root: Path | RemoteRoot
     experiment: Experiment
     cell_ids: frozenset[str] | None
     label: str
@@ -34,7 +40,7 @@ class Scope:
     def of_spec(cls, spec: Spec) -> Scope:
         ids = frozenset(cell_id(spec.experiment.name, c) for c in spec.cells)
         overrides = f" with {' '.join(spec.overrides)}" if spec.overrides else ""
-        return cls(spec.name, Path(spec.results_root), spec.experiment, ids,
+        return cls(spec.name, record_root(spec.results_root), spec.experiment, ids,
                    f"the {len(ids)} cells of {spec.source}{overrides}", spec)
 
     @classmethod
@@ -47,7 +53,7 @@ class Scope:
         if len(kinds) != 1 or kinds[0] not in registry.names():
             raise LookupError(f"sweep {sweep!r} under {root} holds cells of experiments {kinds}; allowed: "
                               "exactly one known experiment kind per sweep name")
-        return cls(sweep, Path(root), registry.get(kinds[0]), None, f"every cell recorded under the name {sweep!r} "
+        return cls(sweep, record_root(root), registry.get(kinds[0]), None, f"every cell recorded under the name {sweep!r} "
                    "(give the sweep file instead to cover only the cells it defines)")
 
     def split(self, frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:

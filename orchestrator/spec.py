@@ -268,6 +268,21 @@ def tracking_uri_problem(uri: str) -> str | None:
             "MLflow server, or a postgresql/mysql/mssql:// database URI")
 
 
+def root_problem(root: str, tracking_uri: str | None) -> tuple[str, str] | None:
+    """(key, message) when ``storage.root`` names no usable place, or an object store with no tracking URI:
+    MLflow's default is a sqlite file beside the results, which an object store cannot hold."""
+    from orchestrator.location import SCHEMES, is_remote
+    if not is_remote(root):
+        return None
+    if root.split("://", 1)[0].lower() not in SCHEMES:
+        return ("storage.root", f"got {root!r}; allowed: a folder path, s3://BUCKET/PREFIX (?endpoint_override="
+                                "HOST:PORT&scheme=http for an S3-compatible server) or gs://BUCKET/PREFIX")
+    if tracking_uri is None:
+        return ("tracking.uri", f"got null with storage.root {root!r}; allowed: http(s)://HOST:PORT of an MLflow "
+                                "server (no sqlite file is made on an object store), or sqlite:///LOCAL_PATH")
+    return None
+
+
 def _where(key: str, grid: dict, zipped: dict, search: dict, seeds: list) -> str:
     """The key as the user wrote it: ``grid.d``, ``search.high``, ``seeds``, ``fixed.threshold``..."""
     if key == "seed" and seeds:
@@ -341,6 +356,9 @@ def load_spec(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> 
     uri = sections["tracking"].get("uri")
     if uri is not None and (problem := tracking_uri_problem(uri)):
         raise SpecError(source, "tracking.uri", problem)
+    root = sections["storage"].get("root", "results")
+    if problem := root_problem(root, uri):
+        raise SpecError(source, *problem)
     return Spec(
         name=name, experiment=experiment, cells=cells, source=source,
         num_cpus=float(num_cpus), num_gpus=float(num_gpus), max_retries=res.get("max_retries", 3),

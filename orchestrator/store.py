@@ -1,15 +1,18 @@
 """Parquet, the system of record: one dataset per table, partitioned by sweep.
 
-Layout: ``<root>/<table>/sweep=<name>/part-*.parquet``. Every write goes to a temporary file that
-is then renamed into place, so a reader never sees half a file and a kill loses nothing that was
-written. Rows carry their primary key; reads keep the newest row per key, which makes appends
-idempotent and compaction safe to interrupt. A write that fails (folder not writable, not a folder,
+Layout: ``<root>/<table>/sweep=<name>/part-*.parquet``, where the root is a folder or an object-store
+URI (``orchestrator.location``). Every write is whole or nothing (a temporary file renamed into place,
+or one PUT), so a reader never sees half a file and a kill loses nothing that was written. Rows carry
+their primary key and the epoch of the lease their driver held (``orchestrator.lease``); reads keep the
+newest row per key (highest epoch, then latest ``recorded_at``: clocks of different hosts never
+decide between two drivers), which makes appends idempotent and compaction safe to interrupt. A write that fails (folder not writable, not a folder,
 disk full) removes its temporary file and raises ``StorageError``: one line naming the path.
 
 Reads never fail because of what they find: a fragment that a compaction merges away while it is
 being read makes the read list the folder again, and a fragment that cannot be decoded (truncated,
 empty, corrupt) is moved to ``<root>/quarantine/`` with one warning line, so its probes simply run
-again. SQL (``connect``) sees the same rows as ``load``: DuckDB gets Arrow tables read here, never a
+again. An I/O error that says nothing about the data (network, server down) never quarantines: it is
+retried, then raised as one ``StorageError`` line that stops the sweep. SQL (``connect``) sees the same rows as ``load``: DuckDB gets Arrow tables read here, never a
 path or a folder name inside SQL text, and folders whose names break the name rule are skipped.
 """
 from __future__ import annotations
@@ -27,93 +30,104 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from orchestrator.atomic import write_atomic
+from orchestrator.errors import Unavailable
 from orchestrator.identity import SCHEMA_VERSION
+from orchestrator.location import open_root, transient
 from orchestrator.names import is_name
 
 KEYS = {"probes": "probe_id", "cells": "cell_id", "fits": "fit_id", "invocations": "invocation_id"}
+EPOCH = "lease_epoch"  # the lease (or lock) epoch of the driver that wrote a row: newer drivers win
 
 
 class UnknownResults(LookupError):
     """A table or sweep with nothing recorded under the root: one line with a did-you-mean and the root."""
 
-    def __init__(self, what: str, got: str, known: list[str], where: Path):
+    def __init__(self, what: str, got: str, known: list[str], where):
         close = difflib.get_close_matches(got, known, n=1)
         hint = f" (did you mean {close[0]!r}?)" if close else ""
-        super().__init__(f"no {what} {got!r} recorded in {where.resolve()}{hint}; "
+        super().__init__(f"no {what} {got!r} recorded in {where.resolve() if isinstance(where, Path) else where}{hint}; "
                          f"allowed: {', '.join(known) or 'none (nothing is recorded there: wrong folder?)'}")
 QUARANTINE = "quarantine"
+FETCHERS = 16  # concurrent requests to an object store when reading or deleting many fragments
 log = logging.getLogger("factsweep")
 
 
-class StorageError(Exception):
-    """The results folder cannot be written; ``str()`` is one line naming the path, the problem and a way out."""
+class StorageError(Unavailable):
+    """The results folder cannot be written (or an object store not reached); ``str()`` is one line naming
+    the path, the problem and a way out."""
 
     def __init__(self, path: str | Path, error: OSError):
         reason = os.strerror(error.errno) if error.errno else (str(error).splitlines() or [type(error).__name__])[0]
-        if error.errno in (errno.ENOSPC, errno.EDQUOT):
+        verb = "write"
+        if transient(error) and "://" in str(path):
+            reason, verb = reason[:240], "reach"
+            hint = "the object store did not answer (retried); check it is up and reachable, then run again"
+        elif error.errno in (errno.ENOSPC, errno.EDQUOT):
             hint = "free space or set storage.root to another folder"
         elif error.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
             hint = "make it writable or set storage.root to another folder"
         else:
             hint = "set storage.root to a writable folder"
-        super().__init__(f"results: cannot write {path}: {reason}; {hint}")
-        self.path, self.errno = Path(path), error.errno
+        super().__init__(f"results: cannot {verb} {path}: {reason}; {hint}")
+        self.path, self.errno = (path if "://" in str(path) else Path(path)), error.errno
 
 
 def storage_error(path: str | Path, error: OSError) -> StorageError:
     """``error`` as a StorageError, naming the path the system call reported when it names one."""
-    return StorageError(error.filename or path, error)
+    return StorageError(error.filename if error.filename and "://" not in str(path) else path, error)
 
 
 class Store:
-    """Append-only Parquet tables under ``root`` with atomic writes and compaction."""
+    """Append-only Parquet tables under ``root`` (a folder or an object-store URI) with whole-or-nothing
+    writes and compaction. ``epoch``: the lease epoch stamped on every row written (None: none stamped);
+    ``guard``: the lease, checked before each write so a driver that lost it stops writing."""
 
-    def __init__(self, root: str | Path):
-        self.root = Path(root)
+    def __init__(self, root, *, epoch: int | None = None, guard=None):
+        self.location = open_root(root)
+        self.root = self.location.path if not self.location.remote else self.location.uri
+        self.epoch, self.guard = epoch, guard
 
-    def _dir(self, table: str, sweep: str) -> Path:
-        return self.root / table / f"sweep={sweep}"
+    def _dir(self, table: str, sweep: str) -> str:
+        return f"{table}/sweep={sweep}"
 
-    def append(self, table: str, sweep: str, rows: list[dict]) -> Path | None:
-        """Write ``rows`` as one new fragment (temporary file, then an atomic rename)."""
+    def where(self, key: str = ""):
+        """A key as the user names it: a path under a folder root, a URI under an object store."""
+        return self.location.error_path(key)
+
+    def append(self, table: str, sweep: str, rows: list[dict]):
+        """Write ``rows`` as one new fragment (whole or nothing)."""
         if not rows:
             return None
         now = time.time()
-        frame = pd.DataFrame([{"schema_version": SCHEMA_VERSION, "recorded_at": now, **r} for r in rows])
+        stamp = {EPOCH: self.epoch} if self.epoch is not None else {}
+        frame = pd.DataFrame([{"schema_version": SCHEMA_VERSION, "recorded_at": now, **r, **stamp} for r in rows])
         return self._write(self._dir(table, sweep), frame, f"part-{time.time_ns():020d}-{uuid.uuid4().hex[:8]}.parquet")
 
-    @staticmethod
-    def _write(folder: Path, frame: pd.DataFrame, name: str) -> Path:
-        final = folder / name
+    def _write(self, folder: str, frame: pd.DataFrame, name: str):
+        if self.guard is not None:
+            self.guard.check()  # a driver whose lease was taken over writes nothing more
+        key = f"{folder}/{name}"
         try:
-            folder.mkdir(parents=True, exist_ok=True)
-            write_atomic(final, lambda tmp: pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), tmp),
-                         sync=True)
-        except OSError as e:  # not writable, not a folder, disk full: nothing half-written stays behind
-            raise storage_error(folder, e) from e
-        return final
+            self.location.write(key, lambda sink: pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), sink))
+        except OSError as e:  # not writable, not a folder, disk full, store down: nothing half-written stays behind
+            raise storage_error(self.where(folder), e) from e
+        return self.location.handle(key)
 
     def check_writable(self, sweep: str) -> None:
         """Fail fast, before any work: create the sweep's folders and write, sync and delete a 4 KiB file
-        in each. Raises StorageError when the root is not writable, not a folder, or full."""
+        in each. Raises StorageError when the root is not writable, not a folder, full or unreachable."""
         for table in ("probes", "cells"):
             folder = self._dir(table, sweep)
-            check = folder / f".part-check-{uuid.uuid4().hex[:8]}.tmp"  # removed by remove_temporary if killed
             try:
-                folder.mkdir(parents=True, exist_ok=True)
-                try:
-                    with open(check, "wb") as fh:
-                        fh.write(bytes(4096))
-                        fh.flush()
-                        os.fsync(fh.fileno())
-                finally:
-                    check.unlink(missing_ok=True)
+                self.location.check_writable(folder)
             except OSError as e:
-                raise storage_error(folder, e) from e
+                raise storage_error(self.where(folder), e) from e
 
     def remove_temporary(self, sweep: str) -> int:
-        """Delete temporary files a killed writer left behind (never visible to readers)."""
+        """Delete temporary files a killed writer left behind (never visible to readers; an object
+        store has none: a PUT is whole or absent)."""
+        if self.location.remote:
+            return 0
         stale = list(self.root.glob(f"*/sweep={sweep}/.part-*.tmp"))
         for path in stale:
             try:
@@ -122,21 +136,36 @@ class Store:
                 raise storage_error(path, e) from e
         return len(stale)
 
-    def fragments(self, table: str, sweep: str) -> list[Path]:
-        return sorted(self._dir(table, sweep).glob("part-*.parquet"))
+    def _keys(self, table: str, sweep: str) -> list[str]:
+        try:
+            return self.location.files(self._dir(table, sweep), "part-*.parquet")
+        except OSError as e:
+            raise storage_error(self.where(self._dir(table, sweep)), e) from e
+
+    def fragments(self, table: str, sweep: str) -> list:
+        """The fragments' paths (an ``ObjectKey`` with ``name``, ``read_bytes`` on an object store)."""
+        return [self.location.handle(k) for k in self._keys(table, sweep)]
+
+    def _folders(self, folder: str) -> list[str]:
+        try:
+            return self.location.folders(folder)
+        except OSError as e:
+            raise storage_error(self.where(folder), e) from e
 
     def sweeps(self, table: str) -> list[str]:
-        base = self.root / table
-        names = sorted(p.name.split("=", 1)[1] for p in base.glob("sweep=*") if p.is_dir()) if base.exists() else []
-        return [name for name in names if _named(base / f"sweep={name}", name)]
+        names = sorted(p.split("=", 1)[1] for p in self._folders(table) if p.startswith("sweep="))
+        return [name for name in names if _named(self.where(f"{table}/sweep={name}"), name)]
 
     def tables(self) -> list[str]:
         """Folders under the root that hold fragments, named by the name rule (the others are skipped)."""
-        found = sorted(p for p in self.root.glob("*") if p.is_dir() and any(p.glob("sweep=*/part-*.parquet")))
-        return [p.name for p in found if _named(p, p.name)]
+        try:
+            found = [t for t in self._folders("") if self.location.files(t, "sweep=*/part-*.parquet")]
+        except OSError as e:
+            raise storage_error(self.where(), e) from e
+        return [t for t in found if _named(self.where(t), t)]
 
     def _read_fragments(self, table: str, sweep: str, read) -> list:
-        """``read(path)`` of every fragment of a sweep's table, as of one listing of the folder.
+        """``read(source)`` of every fragment of a sweep's table, as of one listing of the folder.
 
         A compaction writes its merged fragment before it deletes the old ones, so when a listed
         fragment has vanished, listing again finds its rows in the merged one: start over. A fragment
@@ -144,37 +173,55 @@ class Store:
         """
         for attempt in range(100):
             try:
-                return [part for part in (self._read_one(path, read) for path in self.fragments(table, sweep))
-                        if part is not None]
+                keys = self._keys(table, sweep)
+                return [part for key, source in zip(keys, self._sources(keys))
+                        if (part := self._decode(key, source, read)) is not None]
             except FileNotFoundError:
                 time.sleep(0.01 * min(attempt, 10))
-        raise StorageError(self._dir(table, sweep), OSError(errno.EAGAIN, "fragments kept vanishing while read"))
+        raise StorageError(self.where(self._dir(table, sweep)), OSError(errno.EAGAIN, "fragments kept vanishing while read"))
 
-    def _read_one(self, path: Path, read):
+    def _sources(self, keys: list[str]):
+        """What the readers open, fragment by fragment: paths on a folder (read as they are decoded); on an
+        object store the fetched bytes, with up to FETCHERS GETs in flight (a round trip each)."""
+        if not self.location.remote or len(keys) < 2:
+            return map(self._source, keys)
+        from concurrent.futures import ThreadPoolExecutor
+        with ThreadPoolExecutor(min(FETCHERS, len(keys))) as pool:
+            return list(pool.map(self._source, keys))
+
+    def _source(self, key: str):
         try:
-            return read(path)
+            return self.location.source(key)  # an object store fetches here: transport errors are raised
+        except FileNotFoundError:
+            raise
+        except OSError as e:
+            raise storage_error(self.where(key), e) from e
+
+    def _decode(self, key: str, source, read):
+        try:
+            return read(source)
         except FileNotFoundError:
             raise
         except (pa.ArrowException, OSError) as e:
             if isinstance(e, OSError) and e.errno is not None:
                 raise  # the system refused the read (permissions, I/O): not a damaged file
-            self.quarantine(path, e)
+            self.quarantine(key, e)
             return None
 
-    def quarantine(self, path: Path, error: Exception) -> None:
+    def quarantine(self, key: str, error: Exception) -> None:
         """Move an unreadable fragment to ``<root>/quarantine/<table>/sweep=<name>/`` (never delete it)."""
         reason = f"{type(error).__name__}: {(str(error).splitlines() or [''])[0]}"[:200]
-        target = self.root / QUARANTINE / path.relative_to(self.root)
+        path, target = self.where(key), f"{QUARANTINE}/{key}"
         try:
-            target.parent.mkdir(parents=True, exist_ok=True)
-            os.rename(path, target)
+            self.location.move(key, target)
         except FileNotFoundError:
             return  # another reader moved it first
         except OSError as e:
             log.warning("results: cannot read fragment %s (%s) and cannot move it aside (%s); it is skipped, "
                         "and its probes run again", path, reason, os.strerror(e.errno) if e.errno else e)
             return
-        log.warning("results: fragment %s cannot be read (%s); moved to %s, its probes run again", path, reason, target)
+        log.warning("results: fragment %s cannot be read (%s); moved to %s, its probes run again", path, reason,
+                    self.where(target))
 
     def kinds(self, sweep: str) -> set[str]:
         """The experiment kinds recorded under a sweep's name (one, unless something went wrong)."""
@@ -194,7 +241,7 @@ class Store:
             if table not in self.tables():
                 raise UnknownResults("table", table, self.tables(), self.root)
             if sweep and sweep not in self.sweeps(table):
-                raise UnknownResults("sweep", sweep, self.sweeps(table), self.root / table)
+                raise UnknownResults("sweep", sweep, self.sweeps(table), self.where(table))
         frames = []
         for name in [sweep] if sweep else self.sweeps(table):
             parts = self._read_fragments(table, name, pd.read_parquet)
@@ -206,21 +253,31 @@ class Store:
         frame = pd.concat(frames, ignore_index=True)
         key = KEYS.get(table)
         if key in frame:
-            frame = frame.sort_values("recorded_at", kind="stable").drop_duplicates(["sweep", key], keep="last")
+            frame = frame.loc[_newest_first(frame).index].drop_duplicates(["sweep", key], keep="last")
         return frame.reset_index(drop=True)
 
     def compact(self, table: str, sweep: str) -> None:
         """Merge a sweep's fragments into one; a kill part-way leaves duplicates that reads drop."""
-        parts = self.fragments(table, sweep)
+        parts = self._keys(table, sweep)
         if len(parts) < 2:
             return
         frame = self.load(table, sweep, missing_ok=True).drop(columns="sweep")
         self._write(self._dir(table, sweep), frame, f"part-{time.time_ns():020d}-compact.parquet")
-        for p in parts:
+        self._delete(parts)
+
+    def _delete(self, keys: list[str]) -> None:
+        def delete(key: str) -> None:
             try:
-                p.unlink(missing_ok=True)
+                self.location.delete(key)
             except OSError as e:
-                raise storage_error(p, e) from e
+                raise storage_error(self.where(key), e) from e
+        if not self.location.remote or len(keys) < 2:
+            for key in keys:
+                delete(key)
+            return
+        from concurrent.futures import ThreadPoolExecutor
+        with ThreadPoolExecutor(min(FETCHERS, len(keys))) as pool:
+            list(pool.map(delete, keys))
 
     def set_aside(self, table: str, sweep: str, cell_ids: set[str]) -> int:
         """Move the rows of ``cell_ids`` out of a sweep's table into ``<root>/set_aside/`` (never deleted).
@@ -233,17 +290,12 @@ class Store:
         moving = frame["cell_id"].isin(cell_ids) if len(frame) else pd.Series(dtype=bool)
         if not moving.any():
             return 0
-        parts = self.fragments(table, sweep)
+        parts = self._keys(table, sweep)
         stamp = f"{time.time_ns():020d}-{uuid.uuid4().hex[:8]}"
-        self._write(self.root / "set_aside" / table / f"sweep={sweep}", frame[moving].drop(columns="sweep"),
-                    f"part-{stamp}.parquet")
+        self._write(f"set_aside/{table}/sweep={sweep}", frame[moving].drop(columns="sweep"), f"part-{stamp}.parquet")
         if (~moving).any():
             self._write(self._dir(table, sweep), frame[~moving].drop(columns="sweep"), f"part-{stamp}-compact.parquet")
-        for p in parts:
-            try:
-                p.unlink(missing_ok=True)
-            except OSError as e:
-                raise storage_error(p, e) from e
+        self._delete(parts)
         return int(moving.sum())
 
     def connect(self) -> duckdb.DuckDBPyConnection:
@@ -261,7 +313,7 @@ class Store:
         return con
 
 
-def _named(path: Path, name: str) -> bool:
+def _named(path, name: str) -> bool:
     """True for a folder name that may become a sweep or view name; warn about the others."""
     if is_name(name):
         return True
@@ -269,8 +321,8 @@ def _named(path: Path, name: str) -> bool:
     return False
 
 
-def _experiments(path: Path) -> set[str]:
-    with pq.ParquetFile(path) as file:
+def _experiments(source) -> set[str]:
+    with pq.ParquetFile(source) as file:
         if "experiment" not in file.schema_arrow.names:
             return set()
         return {v for v in file.read(columns=["experiment"]).column(0).to_pylist() if v is not None}
@@ -296,9 +348,18 @@ def _newest(data: pa.Table, key: str | None) -> pa.Table:
     """The newest row per (sweep, key) by ``recorded_at``, as ``Store.load`` keeps it."""
     if key not in data.column_names or "recorded_at" not in data.column_names:
         return data
-    index = data.select(["sweep", key, "recorded_at"]).to_pandas()
-    keep = index.sort_values("recorded_at", kind="stable").drop_duplicates(["sweep", key], keep="last").index
+    index = data.select(["sweep", key, "recorded_at"] + ([EPOCH] if EPOCH in data.column_names else [])).to_pandas()
+    keep = _newest_first(index).drop_duplicates(["sweep", key], keep="last").index
     return data.take(pa.array(sorted(keep), pa.int64()))
+
+
+def _newest_first(frame: pd.DataFrame) -> pd.DataFrame:
+    """Rows in the order "newest wins" reads them: by lease epoch (rows of no lease count as 0), then by
+    ``recorded_at`` (one driver's own clock, within one epoch)."""
+    if EPOCH not in frame:
+        return frame.sort_values("recorded_at", kind="stable")
+    order = pd.DataFrame({"e": pd.to_numeric(frame[EPOCH], errors="coerce").fillna(0), "t": frame["recorded_at"]})
+    return frame.loc[order.sort_values(["e", "t"], kind="stable").index]
 
 
 def load(table: str, sweep: str | None = None, root: str | Path = "results") -> pd.DataFrame:

@@ -41,7 +41,10 @@ SWEEP_TAG = "factsweep.sweep"
 KIND_TAG = "factsweep.kind"
 
 
-def default_uri(results_root: str | Path) -> str:
+def default_uri(results_root: str | Path) -> str | None:
+    """sqlite beside a local results folder; None for an object-store root (no sqlite file is made there)."""
+    if "://" in str(results_root):
+        return None
     return f"sqlite:///{Path(results_root).resolve() / 'mlflow.db'}"
 
 
@@ -150,12 +153,18 @@ class Tracker:
         os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
         os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "20")
         self.uri, self.experiment_name = uri, experiment
-        self.artifacts = (Path(results_root).resolve() / "mlartifacts").as_uri()
+        # Beside the results; with an object-store root, beside a sqlite file (a server keeps its own).
+        database = sqlite_path(uri or "")
+        local = Path(results_root) if "://" not in str(results_root) else database.parent if database else None
+        self.artifacts = None if local is None else (local.resolve() / "mlartifacts").as_uri()
         self.failed = False
         self.sweep = sweep or experiment
         self.parent_id: str | None = None  # the sweep run
         self.names: set[str] = set()  # run names the experiment's cell runs already have
         self._experiment_id: str | None = None
+        if uri is None:  # an object-store root with no tracking URI (only a report by name): no view to update
+            self.failed, self.client = True, None
+            return
         self.client = self._guard("opening the tracking store", self._open)
 
     def _open(self):
@@ -202,7 +211,7 @@ class Tracker:
             found = self.client.get_experiment_by_name(self.experiment_name)
             local = not self.uri.startswith(("http://", "https://"))  # a server keeps its own artifact store
             self._experiment_id = found.experiment_id if found else self.client.create_experiment(
-                self.experiment_name, artifact_location=self.artifacts if local else None)
+                self.experiment_name, artifact_location=self.artifacts if local and self.artifacts else None)
         return self._experiment_id
 
     def show(self, params: list[str], metrics: list[str]) -> None:

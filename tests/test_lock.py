@@ -123,3 +123,12 @@ def test_two_runs_at_once_then_ctrl_c_then_resume(ray_session, tmp_path, capsys)
     invocations = store.load("invocations", "twice")
     assert sorted(invocations["state"]) == ["finished", "interrupted"]  # the refused run never started
     print(f"\ntwo runs at once: {err.strip()}\nctrl-c: {stopped.strip()}")
+
+
+def test_each_holder_of_a_folder_lock_gets_the_next_epoch(tmp_path):
+    """The epoch every row carries (newest row wins by it, not by a host's clock) grows with each holder."""
+    epochs = []
+    for _ in range(3):
+        with SweepLock(tmp_path, "s") as lock:
+            epochs.append(lock.epoch)
+    assert epochs == [1, 2, 3] and (tmp_path / "locks" / "s.epoch").read_text() == "3\n"

@@ -223,12 +223,13 @@ def test_disk_full_fails_fast_then_mid_sweep_and_recovers(shared, tmp_path, capf
     assert tree(root) == before and mlflow_experiment(tracking, "full") is None
 
     # Full part-way: a few fragments fit, then the kernel answers ENOSPC to the store's write.
-    fill(small_disk, 32 << 10)
+    fill(small_disk, 40 << 10)  # 32 KiB for fragments, 8 KiB for the lock epoch file and its temporary
     assert main(["run", str(path)]) == 1
     error = assert_one_line(capfd.readouterr().err, root, "No space left on device")
-    # MLflow's artifact store (the sweep run's resolved sweep file, written before the disk filled) is MLflow's.
+    # MLflow's artifact store (the sweep run's resolved sweep file, written before the disk filled) is MLflow's;
+    # locks/<sweep>.epoch is the lock's epoch counter (orchestrator/lock.py), written whole before any row.
     leftovers = [f for f in tree(root) if not f.startswith("mlartifacts/")
-                 and (Path(f).name.startswith(".") or not f.endswith((".parquet", ".md")))]
+                 and (Path(f).name.startswith(".") or not f.endswith((".parquet", ".md", ".epoch")))]
     assert not leftovers, f"temporary or partial files left behind: {leftovers}"
     store = Store(root)
     raw = pd.concat([pq.read_table(p).to_pandas() for p in store.fragments("probes", "full")], ignore_index=True)
