@@ -4,6 +4,7 @@ the commands other packages add through the ``factsweep.commands`` entry points 
 from __future__ import annotations
 
 import argparse
+import io
 import os
 import sys
 from importlib.metadata import entry_points
@@ -320,10 +321,75 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
+class _Output:
+    """stdout that a closed pipe (`| head`), a full device (`> /dev/full`) or a closed descriptor cannot
+    stop: the first failed write drops the rest of the output (the descriptor is pointed at /dev/null, so
+    Python's last flush cannot fail either) and the command goes on; ``lost`` says why."""
+
+    def __init__(self, stream, lost: str | None = None):
+        self.stream, self.lost = stream, lost
+
+    def write(self, text: str) -> int:
+        if self.lost is None:
+            try:
+                return self.stream.write(text)
+            except (OSError, ValueError) as e:
+                self._lose(e)
+        return len(text)
+
+    def flush(self) -> None:
+        if self.lost is None:
+            try:
+                self.stream.flush()
+            except (OSError, ValueError) as e:
+                self._lose(e)
+
+    def isatty(self) -> bool:
+        try:
+            return self.lost is None and self.stream.isatty()
+        except (OSError, ValueError):
+            return False
+
+    def _lose(self, error: Exception) -> None:
+        self.lost = getattr(error, "strerror", None) or str(error) or type(error).__name__
+        try:
+            null = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(null, self.stream.fileno())
+            os.close(null)
+        except (OSError, ValueError, AttributeError, io.UnsupportedOperation):
+            pass
+
+    def __getattr__(self, name):
+        return getattr(self.stream, name)
+
+
+def _standard_streams() -> None:
+    """A descriptor 0, 1 or 2 closed by the caller (`factsweep run X >&-`) is opened on /dev/null, so no
+    file this process opens (a lock, a fragment) can become its stdout, and output is dropped, not fatal."""
+    for fd in (0, 1, 2):
+        try:
+            os.fstat(fd)
+        except OSError:
+            null = os.open(os.devnull, os.O_RDWR)
+            if null != fd:
+                os.dup2(null, fd)
+                os.close(null)
+    if sys.stderr is None:
+        sys.stderr = open(os.devnull, "w")
+    sys.stdout = (_Output(open(os.devnull, "w"), "stdout is closed") if sys.stdout is None
+                  else sys.stdout if isinstance(sys.stdout, _Output) else _Output(sys.stdout))
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    _standard_streams()
+    out = sys.stdout
     try:
-        return args.fn(args)
+        code = args.fn(args)
+        if out.lost and args.command in ("run", "mlflow-sync"):  # the sweep went on: say so, where it can be seen
+            print(f"factsweep: warning: output dropped ({out.lost}); the command ran to the end (exit {code}): "
+                  f"`factsweep status` shows what was recorded", file=sys.stderr)
+        return code
     except SpecError as e:
         print(f"factsweep: error: {e}", file=sys.stderr)
         return 2
@@ -338,9 +404,10 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:  # `run` says more; any other command has nothing half-done to report
         print("factsweep: interrupted", file=sys.stderr)
         return 130
-    except BrokenPipeError:  # output piped into `head` and the like: stop quietly
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 0
+    finally:
+        if sys.stdout is out:
+            out.flush()
+            sys.stdout = out.stream  # a caller (a test, a notebook) gets its own stream back
 
 
 if __name__ == "__main__":
