@@ -11,6 +11,7 @@ from importlib.metadata import entry_points
 from pathlib import Path
 
 from orchestrator.errors import SpecError, Unavailable
+from orchestrator.redact import redact
 
 COMMANDS = "factsweep.commands"  # entry points: add_parser(subparsers) of another package's command
 
@@ -89,7 +90,7 @@ def cmd_run(args) -> int:
             except OSError as e:
                 raise storage_error(Path(spec.results_root) / "reports", e) from e
     except StorageError as e:
-        print(f"factsweep: error: {e}", file=sys.stderr)
+        print(f"factsweep: error: {redact(str(e))}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print(f"factsweep: interrupted: {_recorded(spec)}; `factsweep run {spec.source}` again resumes from there",
@@ -101,10 +102,11 @@ def cmd_run(args) -> int:
 
 def ui_hint(spec) -> str:
     """Where this sweep's MLflow runs are: the tracking server, or the exact `factsweep ui` call."""
-    if spec.tracking_uri and spec.tracking_uri.startswith(("http://", "https://")):
-        return f"the runs are on the tracking server {spec.tracking_uri}"
-    if spec.tracking_uri:
-        return f"`factsweep ui --uri {spec.tracking_uri}` serves the runs at http://127.0.0.1:5000"
+    uri = redact(spec.tracking_uri) if spec.tracking_uri else None  # credentials are never printed
+    if uri and uri.startswith(("http://", "https://")):
+        return f"the runs are on the tracking server {uri}"
+    if uri:
+        return f"`factsweep ui --uri {uri}` serves the runs at http://127.0.0.1:5000"
     root = "" if Path(spec.results_root) == Path("results") else f" --root {spec.results_root}"
     return f"`factsweep ui{root}` serves the runs at http://127.0.0.1:5000"
 
@@ -266,11 +268,11 @@ def cmd_sync(args) -> int:
             tracker = tracker_for(spec)
             added = sync_tracking(spec, Store(spec.results_root), tracker)
     except StorageError as e:
-        print(f"factsweep: error: {e}", file=sys.stderr)
+        print(f"factsweep: error: {redact(str(e))}", file=sys.stderr)
         return 1
     if tracker.failed:
         return 1
-    print(f"{spec.name}: {added} cells logged to {tracker.uri}")
+    print(f"{spec.name}: {added} cells logged to {redact(tracker.uri)}")
     return 0
 
 
@@ -391,15 +393,15 @@ def main(argv: list[str] | None = None) -> int:
                   f"`factsweep status` shows what was recorded", file=sys.stderr)
         return code
     except SpecError as e:
-        print(f"factsweep: error: {e}", file=sys.stderr)
+        print(f"factsweep: error: {redact(str(e))}", file=sys.stderr)
         return 2
     except ValueError as e:  # a plugin command's usage error: source, key and message, like a SpecError
         if not all(hasattr(e, a) for a in ("source", "key", "message")):
             raise
-        print(f"factsweep: error: {SpecError(e.source, e.key, e.message)}", file=sys.stderr)
+        print(f"factsweep: error: {redact(str(SpecError(e.source, e.key, e.message)))}", file=sys.stderr)
         return 2
     except Unavailable as e:
-        print(f"factsweep: error: {e}", file=sys.stderr)
+        print(f"factsweep: error: {redact(str(e))}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:  # `run` says more; any other command has nothing half-done to report
         print("factsweep: interrupted", file=sys.stderr)

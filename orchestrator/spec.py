@@ -24,6 +24,7 @@ from omegaconf.errors import OmegaConfBaseException
 from orchestrator import registry
 from orchestrator.experiment import Experiment, ParamError, is_set
 from orchestrator.errors import SpecError
+from orchestrator.redact import redact, redact_data
 from orchestrator.names import NAME_PATTERN, NAME_RULE, is_name  # noqa: F401 - NAME_PATTERN for the CLI
 from orchestrator.sweepyaml import Refused, read_yaml
 
@@ -264,7 +265,7 @@ def tracking_uri_problem(uri: str) -> str | None:
     maintenance mode and refuses new runs, so only database and server URIs are accepted."""
     if TRACKING_SCHEMES.fullmatch(uri) and "\n" not in uri:
         return None
-    return (f"got {uri!r}; allowed: null (sqlite under storage.root), sqlite:///PATH, http(s)://HOST:PORT of an "
+    return (f"got {redact(uri)!r}; allowed: null (sqlite under storage.root), sqlite:///PATH, http(s)://HOST:PORT of an "
             "MLflow server, or a postgresql/mysql/mssql:// database URI")
 
 
@@ -347,7 +348,7 @@ def load_spec(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> 
         probes_per_task=pack.get("probes_per_task", 8),
         tracking_uri=sections["tracking"].get("uri"), tracking_experiment=sections["tracking"].get("experiment"),
         results_root=sections["storage"].get("root", "results"), cluster_address=sections["cluster"].get("address"),
-        raw=raw, overrides=tuple(overrides), profile=profile, file_sha256=file_sha256,
+        raw=redact_data(raw), overrides=tuple(redact(o) for o in overrides), profile=profile,  # shown and stored file_sha256=file_sha256,
         predict=search_block.get("predict", True),
     )
 

@@ -33,6 +33,7 @@ import yaml
 
 from orchestrator import dashboard
 from orchestrator.provenance import code_version
+from orchestrator.redact import redact, server_uri
 
 log = logging.getLogger("factsweep")
 
@@ -149,7 +150,7 @@ class Tracker:
         os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
         os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
         os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "20")
-        self.uri, self.experiment_name = uri, experiment
+        self.uri, self.experiment_name = server_uri(uri), experiment  # a server's credentials: from the environment
         self.artifacts = (Path(results_root).resolve() / "mlartifacts").as_uri()
         self.failed = False
         self.sweep = sweep or experiment
@@ -188,13 +189,13 @@ class Tracker:
         except Exception as e:  # noqa: BLE001 - any tracking failure must not stop the sweep
             self.failed = True
             if isinstance(e, Unusable):
-                log.warning("MLflow database %s cannot be used (%s); the sweep goes on and Parquet keeps every "
-                            "result; if it stays so, move the file aside and run `factsweep mlflow-sync` to "
-                            "rebuild the view.", sqlite_path(self.uri), e)
+                log.warning(redact(f"MLflow database {sqlite_path(self.uri)} cannot be used ({e}); the sweep goes on "
+                                   "and Parquet keeps every result; if it stays so, move the file aside and run "
+                                   "`factsweep mlflow-sync` to rebuild the view."))
             else:
-                log.warning("MLflow tracking at %s failed while %s (%s); the sweep goes on and Parquet keeps "
-                            "every result; run `factsweep mlflow-sync` later to restore the view.",
-                            self.uri, what, _reason(e))
+                log.warning(redact(f"MLflow tracking at {self.uri} failed while {what} ({_reason(e)}); the sweep "
+                                   "goes on and Parquet keeps every result; run `factsweep mlflow-sync` later to "
+                                   "restore the view."))
             return None
 
     def experiment_id(self) -> str:

@@ -20,6 +20,7 @@ import urllib.request
 from pathlib import Path
 
 from orchestrator import dashboard
+from orchestrator.redact import redact
 
 START_TIMEOUT = 120.0
 
@@ -123,9 +124,9 @@ def serve(uri: str, artifacts: Path, host: str, port: int, *, out=sys.stdout) ->
         try:
             found = experiments(uri.rstrip("/"))
         except (urllib.error.URLError, OSError, ValueError) as e:
-            raise UiError(f"cannot reach the tracking server {uri} ({e}); allowed: a running MLflow server") from None
+            raise UiError(f"cannot reach the tracking server {redact(uri)} ({redact(str(e))}); allowed: a running MLflow server") from None
         for e in found:
-            print(f"  {e['name']}: {dashboard.url(uri, e['experiment_id'])}", file=out)
+            print(f"  {e['name']}: {redact(dashboard.url(uri, e['experiment_id']))}", file=out)
         return 0
     check_port(host, port)
     check_store(uri)
@@ -137,7 +138,7 @@ def serve(uri: str, artifacts: Path, host: str, port: int, *, out=sys.stdout) ->
     previous = signal.signal(signal.SIGTERM, stop)
     try:
         server.wait_ready()
-        print(f"MLflow UI for {uri} at {server.base}  (Ctrl-C stops it)", file=out)
+        print(f"MLflow UI for {redact(uri)} at {server.base}  (Ctrl-C stops it)", file=out)
         found = experiments(server.base)
         for e in found:
             print(f"  {e['name']}: {dashboard.url(server.base, e['experiment_id'])}", file=out)
