@@ -185,6 +185,19 @@ def cmd_status(args) -> int:
 def cmd_extra_cells(args) -> int:
     """List (and with --move-aside, set aside) cells recorded under the name that the file does not define."""
     spec = _spec(args)
+    if args.move_aside:  # rewrites the sweep's tables: not while a run or a sync appends to them
+        from orchestrator.lock import SweepLock
+        from orchestrator.store import StorageError
+        try:
+            with SweepLock(spec.results_root, spec.name):
+                return _extra_cells(spec, args)
+        except StorageError as e:
+            print(f"factsweep: error: {e}", file=sys.stderr)
+            return 1
+    return _extra_cells(spec, args)
+
+
+def _extra_cells(spec, args) -> int:
     from orchestrator.scope import Scope
     from orchestrator.spec import varying_keys
     from orchestrator.store import Store
