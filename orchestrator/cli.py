@@ -260,9 +260,21 @@ def cmd_query(args) -> int:
     return 0
 
 
+LOOPBACK = ("127.0.0.1", "::1", "localhost")
+
+
 def cmd_ui(args) -> int:
     from orchestrator.tracking import default_uri
     from orchestrator.ui import UiError, serve
+    if not 1 <= args.port <= 65535:
+        raise SpecError("ui", "--port", f"got {args.port}; allowed: an integer in [1, 65535] (default 5000)")
+    if args.uri is None and not Path(args.root).is_dir():  # a typo must not create an empty store
+        raise SpecError("ui", "--root", f"no results folder {args.root}; allowed: a folder `factsweep run` wrote "
+                                        "(the sweep's storage.root), or --uri of a tracking store")
+    if args.host not in LOOPBACK:
+        print(f"factsweep: warning: ui: --host {args.host} makes the MLflow server, which has no authentication, "
+              "reachable from the network: anyone who can reach this port can read and change the runs",
+              file=sys.stderr)
     uri = args.uri or default_uri(args.root)
     try:
         return serve(uri, Path(args.root).resolve() / "mlartifacts", args.host, args.port)
