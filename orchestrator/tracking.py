@@ -201,6 +201,8 @@ class Tracker:
     def experiment_id(self) -> str:
         if self._experiment_id is None:
             found = self.client.get_experiment_by_name(self.experiment_name)
+            if found is not None and found.lifecycle_stage == "deleted":  # deleted in the UI: the view comes back
+                self.client.restore_experiment(found.experiment_id)
             local = not self.uri.startswith(("http://", "https://"))  # a server keeps its own artifact store
             self._experiment_id = found.experiment_id if found else self.client.create_experiment(
                 self.experiment_name, artifact_location=self.artifacts if local else None)
@@ -285,8 +287,9 @@ class Tracker:
         def go():
             found, token = set(), None
             while True:
-                page = self.client.search_runs([self.experiment_id()], filter_string=f"tags.`{KIND_TAG}` = 'cell'",
-                                               max_results=5000, page_token=token)
+                page = self.client.search_runs(  # this sweep's cells: another may share the experiment
+                    [self.experiment_id()], max_results=5000, page_token=token,
+                    filter_string=f"tags.`{KIND_TAG}` = 'cell' and tags.`{SWEEP_TAG}` = '{self.sweep}'")
                 for run in page:
                     if run.info.status == "FINISHED":
                         found.add(run.data.tags.get(CELL_TAG))
@@ -307,7 +310,8 @@ class Tracker:
 
         config = cell["config"]
         if self.client.search_runs([self.experiment_id()], max_results=1, filter_string=(
-                f"tags.`{CELL_TAG}` = '{cell['cell_id']}' and attributes.status = 'FINISHED'")):
+                f"tags.`{CELL_TAG}` = '{cell['cell_id']}' and tags.`{SWEEP_TAG}` = '{sweep}' and "
+                "attributes.status = 'FINISHED'")):
             return  # already logged (by another route since logged_cells was read): never twice
         tags = {KIND_TAG: "cell", CELL_TAG: cell["cell_id"], SWEEP_TAG: sweep, "code_version": cell.get("code_version")
                 or code_version(), "factsweep.invocation": cell.get("invocation_id") or ""}
