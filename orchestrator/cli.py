@@ -231,12 +231,16 @@ def cmd_report(args) -> int:
     return 0
 
 
+MAX_BOOTSTRAP = 100_000  # 100x the default: a bound on the time a fit can take
+
+
 def cmd_fit(args) -> int:
     from orchestrator.fitting import fit_scope
     from orchestrator.report import fits_section
     from orchestrator.store import Store
-    if args.bootstrap < 1:
-        raise SpecError("fit", "--bootstrap", f"got {args.bootstrap}; allowed: an integer >= 1 (resamples per fit)")
+    if not 1 <= args.bootstrap <= MAX_BOOTSTRAP:
+        raise SpecError("fit", "--bootstrap", f"got {args.bootstrap}; allowed: an integer in [1, {MAX_BOOTSTRAP}] "
+                                              "(resamples per fit)")
     scope = _scope("fit", args)
     laws = fit_scope(Store(scope.root), scope, n_boot=args.bootstrap)
     print(f"{scope.sweep}: {scope.label}")

@@ -175,12 +175,12 @@ class SweepRun:
 
     def executor(self, address: str | None, inline: bool) -> Executor:
         if inline:
-            return InlineExecutor()
+            return InlineExecutor(probe_timeout_s=self.spec.probe_timeout_s)
         self.bar.status("starting Ray" if not (address or self.spec.cluster_address) else "connecting to Ray")
         ray = connect_for(self.spec, address)
         self.bar.status("running")
         return RayExecutor(ray, num_cpus=self.spec.num_cpus, num_gpus=self.spec.num_gpus,
-                           max_retries=self.spec.max_retries)
+                           max_retries=self.spec.max_retries, probe_timeout_s=self.spec.probe_timeout_s)
 
     def drive(self, executor: Executor, todo: list[planning.CellPlan]) -> None:
         """Keep the executor's slots filled and handle tasks in the order they finish."""
