@@ -9,6 +9,9 @@ and results are handled in completion order. Where probes run is the executor's 
 """
 from __future__ import annotations
 
+import contextlib
+import signal
+import threading
 import time
 from dataclasses import dataclass
 
@@ -125,6 +128,10 @@ class SweepRun:
     def run(self, *, retry_failed: bool, address: str | None, inline: bool) -> RunReport:
         todo = self.plan(retry_failed)
         executor = self.executor(address, inline) if todo else None  # a cluster that cannot run it costs nothing
+        with stop_signals_as_ctrl_c():  # after Ray's init, which installs its own SIGTERM handler
+            return self._run(todo, executor, address)
+
+    def _run(self, todo: list[planning.CellPlan], executor: Executor | None, address: str | None) -> RunReport:
         self.record_start(address)
         self.tracker = tracker_for(self.spec)
         self.tracker.close_stale()
@@ -169,6 +176,7 @@ class SweepRun:
         summary rows of cells a kill left finished but unsummarised."""
         spec, store = self.spec, self.store
         store.remove_temporary(spec.name)
+        close_stale_invocations(spec, store)
         self.invocation = new_invocation(spec, command="run", address=address or spec.cluster_address)
         store.append("invocations", spec.name, [self.invocation])
         record_finished_cells(spec, store, self.plans, self.invocation)
@@ -262,6 +270,40 @@ class SweepRun:
         except Exception:  # noqa: BLE001 - the run is already ending on an error, which stays the one reported
             if not best_effort:
                 raise
+
+
+def close_stale_invocations(spec: Spec, store: Store) -> int:
+    """Invocations still 'running' whose driver is gone (the sweep's lock, held by the caller, proves it:
+    a kill -9, a lost SIGHUP, a power cut) get their closing row, state 'killed'; returns how many."""
+    recorded = store.load("invocations", spec.name, missing_ok=True)
+    if not len(recorded) or "state" not in recorded:
+        return 0
+    stale = recorded[recorded["state"] == "running"].to_dict("records")
+    kept = [{k: v for k, v in row.items() if k not in ("recorded_at", "schema_version", "sweep")} for row in stale]
+    store.append("invocations", spec.name, [{**row, "state": "killed"} for row in kept])  # a newer row of each
+    return len(stale)
+
+
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
+
+
+@contextlib.contextmanager
+def stop_signals_as_ctrl_c():
+    """SIGTERM (``kill``, a batch system's stop) and SIGHUP (a closed terminal or SSH session) stop the
+    driver as Ctrl-C does: what is recorded stays, the invocation is closed 'interrupted', the sweep run is
+    marked KILLED, one line and exit 130. (Ray's own SIGTERM handler dumps a C++ stack and aborts, 134.)"""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt(signal.Signals(signum).name)
+    previous = {s: signal.signal(s, interrupt) for s in STOP_SIGNALS}
+    try:
+        yield
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler if handler is not None else signal.SIG_DFL)
 
 
 def _frame(rows: list[dict]):

@@ -1,0 +1,78 @@
+"""A driver stopped by SIGTERM (`kill`) or SIGHUP (a closed terminal) under Ray ends as Ctrl-C does: one
+line, exit 130, the invocation 'interrupted' and the sweep run KILLED. (Before: SIGTERM exited 134 with
+Ray's C++ stack dump, SIGHUP left the invocation 'running' and the MLflow run RUNNING.) An invocation a
+driver that died unannounced (kill -9) left 'running' is closed 'killed' by the next run."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+from orchestrator.cli import main
+from orchestrator.provenance import new_invocation
+from orchestrator.spec import load_spec
+from orchestrator.store import Store
+from orchestrator.tracking import KIND_TAG, default_uri
+
+SWEEP = """
+name: {name}
+experiment: synthetic
+fixed: {{num_probes: 6, sleep: 0.3}}
+grid: {{seed: [0, 1]}}
+packing: {{probes_per_task: 1}}
+storage: {{root: '{root}'}}
+"""
+REPO = Path(__file__).resolve().parents[1]
+
+
+def sweep(tmp_path: Path, name: str) -> Path:
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(SWEEP.format(name=name, root=tmp_path / "results"))
+    return path
+
+
+def test_an_invocation_left_running_by_a_dead_driver_is_closed_by_the_next_run(tmp_path, capsys):
+    path = sweep(tmp_path, "stale")
+    store = Store(tmp_path / "results")
+    dead = new_invocation(load_spec(path), command="run", address=None)  # what a kill -9 leaves
+    store.append("invocations", "stale", [dead])
+    assert main(["run", str(path), "fixed.sleep=0", "--inline"]) == 0
+    capsys.readouterr()
+    states = store.load("invocations", "stale").set_index("invocation_id")["state"].to_dict()
+    assert states.pop(dead["invocation_id"]) == "killed" and list(states.values()) == ["finished"], states
+
+
+@pytest.mark.slow  # a real `factsweep run` per signal, joining the session's Ray
+@pytest.mark.parametrize("signum", ["SIGTERM", "SIGHUP"])
+def test_sigterm_or_sighup_under_ray_stop_like_ctrl_c(ray_session, tmp_path, signum):
+    path = sweep(tmp_path, signum.lower())
+    store = Store(tmp_path / "results")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
+           "PYTHONUNBUFFERED": "1"}
+    address = ray_session.get_runtime_context().gcs_address
+    driver = subprocess.Popen([sys.executable, "-m", "orchestrator.cli", "run", str(path), "--address", address],
+                              env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 120
+        while len(store.load("probes", path.stem, missing_ok=True)) < 2 and driver.poll() is None:
+            assert time.monotonic() < deadline, "no probe recorded within 120 s"
+            time.sleep(0.1)
+        driver.send_signal(getattr(signal, signum))
+        out, err = driver.communicate(timeout=60)
+    finally:
+        if driver.poll() is None:
+            os.killpg(driver.pid, signal.SIGKILL)
+            driver.wait()
+    assert driver.returncode == 130, (driver.returncode, err[-2000:])
+    assert len(err.splitlines()) == 1 and err.startswith("factsweep: interrupted: "), err[-2000:]
+    assert list(store.load("invocations", path.stem)["state"]) == ["interrupted"]
+    client = MlflowClient(default_uri(tmp_path / "results"))
+    experiment = client.get_experiment_by_name(path.stem).experiment_id
+    runs = client.search_runs([experiment], filter_string=f"tags.`{KIND_TAG}` = 'sweep'")
+    assert [r.info.status for r in runs] == ["KILLED"]
