@@ -59,7 +59,7 @@ def dashboard_columns(spec: Spec) -> tuple[list[str], list[str]]:
 
 
 def cell_row(spec: Spec, cell: planning.CellPlan, invocation: dict) -> dict:
-    return {"cell_id": cell.cell_id, "experiment": spec.experiment.name, **cell.config,
+    return {"cell_id": cell.cell_id, "experiment": spec.experiment.name, **cell.config, **cell.inputs,
             **spec.experiment.summarize(cell.config, cell.results), **_made_by(invocation)}
 
 
@@ -233,7 +233,7 @@ class SweepRun:
     def record(self, cell: planning.CellPlan, rows: list[dict]) -> None:
         """A finished task's rows: to Parquet at once, then into the cell's results or failures."""
         spec = self.spec
-        extra = {**planning.hint_fields(spec, cell.hint), **_made_by(self.invocation)}
+        extra = {**planning.hint_fields(spec, cell.hint), **cell.inputs, **_made_by(self.invocation)}
         self.store.append("probes", spec.name, [{"cell_id": cell.cell_id, "experiment": spec.experiment.name,
                                                  **cell.config, **r, **extra} for r in rows])
         for r in rows:
