@@ -405,16 +405,16 @@ def _standard_streams() -> None:
             if null != fd:
                 os.dup2(null, fd)
                 os.close(null)
-    if sys.stderr is None:
-        sys.stderr = open(os.devnull, "w")
-    sys.stdout = (_Output(open(os.devnull, "w"), "stdout is closed") if sys.stdout is None
-                  else sys.stdout if isinstance(sys.stdout, _Output) else _Output(sys.stdout))
+    for name in ("stdout", "stderr"):
+        stream = getattr(sys, name)
+        setattr(sys, name, _Output(open(os.devnull, "w"), f"{name} is closed") if stream is None
+                else stream if isinstance(stream, _Output) else _Output(stream))
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     _standard_streams()
-    out = sys.stdout
+    out, err = sys.stdout, sys.stderr
     try:
         code = args.fn(args)
         if out.lost and args.command in ("run", "mlflow-sync"):  # the sweep went on: say so, where it can be seen
@@ -436,9 +436,10 @@ def main(argv: list[str] | None = None) -> int:
         print("factsweep: interrupted", file=sys.stderr)
         return 130
     finally:
-        if sys.stdout is out:
-            out.flush()
-            sys.stdout = out.stream  # a caller (a test, a notebook) gets its own stream back
+        for name, stream in (("stdout", out), ("stderr", err)):
+            if getattr(sys, name) is stream:
+                stream.flush()
+                setattr(sys, name, stream.stream)  # a caller (a test, a notebook) gets its own stream back
 
 
 if __name__ == "__main__":
