@@ -55,7 +55,8 @@ class ClosesAfter:
 
 
 @pytest.mark.parametrize("stdout", ["closed_pipe", "dev_full", "closed"])
-def test_run_whose_output_cannot_be_written_finishes_the_sweep(tmp_path, monkeypatch, capsys, shared_tracking, stdout):
+def test_run_whose_output_cannot_be_written_finishes_the_sweep(tmp_path, capsys, monkeypatch, shared_tracking, stdout):
+    # monkeypatch after capsys: it puts back capsys's stream before capsys ends (and closes) it
     path = sweep(tmp_path, "out")
     stream = {"closed_pipe": lambda: ClosesAfter(2), "dev_full": lambda: open("/dev/full", "w", buffering=1),
               "closed": lambda: None}[stdout]()
