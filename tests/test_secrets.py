@@ -36,6 +36,7 @@ def written(folder: Path) -> list[str]:
 def test_credentials_in_the_tracking_uri_are_never_shown_or_stored(tmp_path, capsys, caplog, monkeypatch):
     for name in ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD"):
         monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")  # the server is down: one try
     path = tmp_path / "secret.yaml"
     path.write_text(SYNTHETIC.format(root=tmp_path / "results"))
     override = f"tracking.uri=http://alice:{SECRET}@127.0.0.1:{free_port()}"  # a server that is down

@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -37,19 +38,39 @@ def sweep(tmp_path: Path, name: str) -> Path:
     return path
 
 
-def test_an_invocation_left_running_by_a_dead_driver_is_closed_by_the_next_run(tmp_path, capsys):
+def test_an_invocation_left_running_by_a_dead_driver_is_closed_by_the_next_run(tmp_path, capsys, shared_tracking):
     path = sweep(tmp_path, "stale")
     store = Store(tmp_path / "results")
     dead = new_invocation(load_spec(path), command="run", address=None)  # what a kill -9 leaves
     store.append("invocations", "stale", [dead])
-    assert main(["run", str(path), "fixed.sleep=0", "--inline"]) == 0
+    assert main(["run", str(path), "fixed.sleep=0", shared_tracking, "--inline"]) == 0
     capsys.readouterr()
     states = store.load("invocations", "stale").set_index("invocation_id")["state"].to_dict()
     assert states.pop(dead["invocation_id"]) == "killed" and list(states.values()) == ["finished"], states
 
 
-@pytest.mark.slow  # a real `factsweep run` per signal, joining the session's Ray
-@pytest.mark.parametrize("signum", ["SIGTERM", "SIGHUP"])
+def test_sighup_stops_a_run_like_ctrl_c(tmp_path, capsys, shared_tracking):
+    """A closed terminal: SIGHUP to this process (a timer thread sends it once a probe is recorded)."""
+    path = sweep(tmp_path, "hangup")
+    store = Store(tmp_path / "results")
+
+    def hang_up():
+        while len(store.load("probes", "hangup", missing_ok=True)) < 2:
+            time.sleep(0.05)
+        os.kill(os.getpid(), signal.SIGHUP)
+    threading.Thread(target=hang_up, daemon=True).start()
+    assert main(["run", str(path), shared_tracking, "--inline"]) == 130
+    err = capsys.readouterr().err
+    assert len(err.splitlines()) == 1 and err.startswith("factsweep: interrupted: "), err
+    assert list(store.load("invocations", "hangup")["state"]) == ["interrupted"]
+    client = MlflowClient(shared_tracking.split("=", 1)[1])
+    runs = client.search_runs([client.get_experiment_by_name("hangup").experiment_id],
+                              filter_string=f"tags.`{KIND_TAG}` = 'sweep'")
+    assert [r.info.status for r in runs] == ["KILLED"]
+
+
+@pytest.mark.slow  # a real `factsweep run`, joining the session's Ray
+@pytest.mark.parametrize("signum", ["SIGTERM"])
 def test_sigterm_or_sighup_under_ray_stop_like_ctrl_c(ray_session, tmp_path, signum):
     path = sweep(tmp_path, signum.lower())
     store = Store(tmp_path / "results")
