@@ -192,7 +192,7 @@ def cmd_extra_cells(args) -> int:
             with SweepLock(spec.results_root, spec.name):
                 return _extra_cells(spec, args)
         except StorageError as e:
-            print(f"factsweep: error: {e}", file=sys.stderr)
+            print(f"factsweep: error: {redact(str(e))}", file=sys.stderr)
             return 1
     return _extra_cells(spec, args)
 
@@ -364,7 +364,9 @@ class _Output:
         if self.lost is None:
             try:
                 return self.stream.write(text)
-            except (OSError, ValueError) as e:
+            except UnicodeError:  # a character the stream cannot encode is a bug to see, not a closed pipe
+                raise
+            except (OSError, ValueError) as e:  # ValueError: a stream closed under us
                 self._lose(e)
         return len(text)
 
