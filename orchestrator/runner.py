@@ -19,6 +19,7 @@ from orchestrator import plan as planning
 from orchestrator.cluster import connect_for
 from orchestrator.executor import Executor, InlineExecutor, RayExecutor
 from orchestrator.experiment import is_set
+from orchestrator.interrupts import raise_or_defer
 from orchestrator.lock import SweepLock
 from orchestrator.progress import Progress
 from orchestrator.provenance import finish_invocation, new_invocation
@@ -284,21 +285,20 @@ def close_stale_invocations(spec: Spec, store: Store) -> int:
     return len(stale)
 
 
-STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
 @contextlib.contextmanager
 def stop_signals_as_ctrl_c():
     """SIGTERM (``kill``, a batch system's stop) and SIGHUP (a closed terminal or SSH session) stop the
     driver as Ctrl-C does: what is recorded stays, the invocation is closed 'interrupted', the sweep run is
-    marked KILLED, one line and exit 130. (Ray's own SIGTERM handler dumps a C++ stack and aborts, 134.)"""
+    marked KILLED, one line and exit 130. (Ray's own SIGTERM handler dumps a C++ stack and aborts, 134.)
+    Ctrl-C too goes through this handler: one arriving while MLflow's sqlite store is written waits for
+    the write to end (``orchestrator.interrupts``)."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-
-    def interrupt(signum, frame):
-        raise KeyboardInterrupt(signal.Signals(signum).name)
-    previous = {s: signal.signal(s, interrupt) for s in STOP_SIGNALS}
+    previous = {s: signal.signal(s, raise_or_defer) for s in STOP_SIGNALS}
     try:
         yield
     finally:

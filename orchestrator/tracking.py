@@ -17,6 +17,7 @@ log lines are kept out of the terminal.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
@@ -32,6 +33,7 @@ import pandas as pd
 import yaml
 
 from orchestrator import dashboard
+from orchestrator.interrupts import uninterrupted
 from orchestrator.provenance import code_version
 from orchestrator.redact import redact, server_uri
 
@@ -182,6 +184,11 @@ class Tracker:
     def _guard(self, what: str, fn, *args):
         if self.failed:
             return None
+        # A stop signal waits for a write to the local sqlite store to end (a server's calls stay interruptible).
+        with uninterrupted() if sqlite_path(self.uri) is not None else contextlib.nullcontext():
+            return self._call(what, fn, *args)
+
+    def _call(self, what: str, fn, *args):
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")

@@ -59,7 +59,9 @@ def test_sighup_stops_a_run_like_ctrl_c(tmp_path, capsys, shared_tracking):
             time.sleep(0.05)
         os.kill(os.getpid(), signal.SIGHUP)
     threading.Thread(target=hang_up, daemon=True).start()
+    started = time.monotonic()
     assert main(["run", str(path), shared_tracking, "--inline"]) == 130
+    assert time.monotonic() - started < 15, "closing the sweep run waited out sqlite's busy timeout"
     err = capsys.readouterr().err
     assert len(err.splitlines()) == 1 and err.startswith("factsweep: interrupted: "), err
     assert list(store.load("invocations", "hangup")["state"]) == ["interrupted"]
@@ -67,6 +69,22 @@ def test_sighup_stops_a_run_like_ctrl_c(tmp_path, capsys, shared_tracking):
     runs = client.search_runs([client.get_experiment_by_name("hangup").experiment_id],
                               filter_string=f"tags.`{KIND_TAG}` = 'sweep'")
     assert [r.info.status for r in runs] == ["KILLED"]
+
+
+def test_a_stop_signal_waits_for_an_mlflow_write_to_end():
+    """A signal that arrives while MLflow's sqlite store is written (an interrupted transaction kept the
+    database locked: closing the sweep run then waited 20 s and failed, leaving it RUNNING) is raised
+    when the write ends."""
+    from orchestrator.interrupts import uninterrupted
+    from orchestrator.runner import stop_signals_as_ctrl_c
+    steps = []
+    with stop_signals_as_ctrl_c(), pytest.raises(KeyboardInterrupt, match="SIGHUP"):
+        with uninterrupted():
+            os.kill(os.getpid(), signal.SIGHUP)
+            time.sleep(0.2)  # the handler has run by now
+            steps.append("write ended")
+        steps.append("after the block")
+    assert steps == ["write ended"]
 
 
 @pytest.mark.slow  # a real `factsweep run`, joining the session's Ray
