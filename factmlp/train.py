@@ -27,6 +27,8 @@ from factmlp.options import Method, Options, option
 _LOGITS_BLOCK = 1 << 27
 _CPU_LOSS_BLOCK = 1 << 16
 _TINY = torch.finfo(torch.float32).tiny
+MAX_EPOCHS = 1_000_000  # 100x the published recipe's 10k
+MAX_LR = 10.0
 
 
 @dataclass(frozen=True)
@@ -41,9 +43,11 @@ class TrainConfig(Options):
     results only by float rounding).
     """
 
-    epochs: int = option(10_000, "full-batch epochs", low=1)
-    lr: float = option(1e-3, "Adam learning rate at the start of the cosine schedule", low=0.0, low_open=True)
-    lr_min: float = option(1e-6, "learning rate at the end of the cosine schedule", low=0.0)
+    # Upper bounds: far beyond any recipe, below what runs for ever (epochs) or overflows at once (lr).
+    epochs: int = option(10_000, "full-batch epochs", low=1, high=MAX_EPOCHS)
+    lr: float = option(1e-3, "Adam learning rate at the start of the cosine schedule", low=0.0, low_open=True,
+                       high=MAX_LR)
+    lr_min: float = option(1e-6, "learning rate at the end of the cosine schedule", low=0.0, high=MAX_LR)
     loss_stop: float = option(1e-7, "a model stops training once its loss is at most this", low=0.0)
     activation: str = option("bilinear", "the gate's activation", choices=tuple(ACTIVATIONS))
     bias: bool = option(False, "biases in both layers")

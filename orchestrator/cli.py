@@ -4,12 +4,14 @@ the commands other packages add through the ``factsweep.commands`` entry points 
 from __future__ import annotations
 
 import argparse
+import io
 import os
 import sys
 from importlib.metadata import entry_points
 from pathlib import Path
 
 from orchestrator.errors import SpecError, Unavailable
+from orchestrator.redact import redact
 
 COMMANDS = "factsweep.commands"  # entry points: add_parser(subparsers) of another package's command
 
@@ -88,7 +90,7 @@ def cmd_run(args) -> int:
             except OSError as e:
                 raise storage_error(Path(spec.results_root) / "reports", e) from e
     except StorageError as e:
-        print(f"factsweep: error: {e}", file=sys.stderr)
+        print(f"factsweep: error: {redact(str(e))}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print(f"factsweep: interrupted: {_recorded(spec)}; `factsweep run {spec.source}` again resumes from there",
@@ -100,10 +102,11 @@ def cmd_run(args) -> int:
 
 def ui_hint(spec) -> str:
     """Where this sweep's MLflow runs are: the tracking server, or the exact `factsweep ui` call."""
-    if spec.tracking_uri and spec.tracking_uri.startswith(("http://", "https://")):
-        return f"the runs are on the tracking server {spec.tracking_uri}"
-    if spec.tracking_uri:
-        return f"`factsweep ui --uri {spec.tracking_uri}` serves the runs at http://127.0.0.1:5000"
+    uri = redact(spec.tracking_uri) if spec.tracking_uri else None  # credentials are never printed
+    if uri and uri.startswith(("http://", "https://")):
+        return f"the runs are on the tracking server {uri}"
+    if uri:
+        return f"`factsweep ui --uri {uri}` serves the runs at http://127.0.0.1:5000"
     root = "" if Path(spec.results_root) == Path("results") else f" --root {spec.results_root}"
     return f"`factsweep ui{root}` serves the runs at http://127.0.0.1:5000"
 
@@ -182,6 +185,19 @@ def cmd_status(args) -> int:
 def cmd_extra_cells(args) -> int:
     """List (and with --move-aside, set aside) cells recorded under the name that the file does not define."""
     spec = _spec(args)
+    if args.move_aside:  # rewrites the sweep's tables: not while a run or a sync appends to them
+        from orchestrator.lock import SweepLock
+        from orchestrator.store import StorageError
+        try:
+            with SweepLock(spec.results_root, spec.name):
+                return _extra_cells(spec, args)
+        except StorageError as e:
+            print(f"factsweep: error: {redact(str(e))}", file=sys.stderr)
+            return 1
+    return _extra_cells(spec, args)
+
+
+def _extra_cells(spec, args) -> int:
     from orchestrator.scope import Scope
     from orchestrator.spec import varying_keys
     from orchestrator.store import Store
@@ -215,12 +231,16 @@ def cmd_report(args) -> int:
     return 0
 
 
+MAX_BOOTSTRAP = 100_000  # 100x the default: a bound on the time a fit can take
+
+
 def cmd_fit(args) -> int:
     from orchestrator.fitting import fit_scope
     from orchestrator.report import fits_section
     from orchestrator.store import Store
-    if args.bootstrap < 1:
-        raise SpecError("fit", "--bootstrap", f"got {args.bootstrap}; allowed: an integer >= 1 (resamples per fit)")
+    if not 1 <= args.bootstrap <= MAX_BOOTSTRAP:
+        raise SpecError("fit", "--bootstrap", f"got {args.bootstrap}; allowed: an integer in [1, {MAX_BOOTSTRAP}] "
+                                              "(resamples per fit)")
     scope = _scope("fit", args)
     laws = fit_scope(Store(scope.root), scope, n_boot=args.bootstrap)
     print(f"{scope.sweep}: {scope.label}")
@@ -244,9 +264,21 @@ def cmd_query(args) -> int:
     return 0
 
 
+LOOPBACK = ("127.0.0.1", "::1", "localhost")
+
+
 def cmd_ui(args) -> int:
     from orchestrator.tracking import default_uri
     from orchestrator.ui import UiError, serve
+    if not 1 <= args.port <= 65535:
+        raise SpecError("ui", "--port", f"got {args.port}; allowed: an integer in [1, 65535] (default 5000)")
+    if args.uri is None and not Path(args.root).is_dir():  # a typo must not create an empty store
+        raise SpecError("ui", "--root", f"no results folder {args.root}; allowed: a folder `factsweep run` wrote "
+                                        "(the sweep's storage.root), or --uri of a tracking store")
+    if args.host not in LOOPBACK:
+        print(f"factsweep: warning: ui: --host {args.host} makes the MLflow server, which has no authentication, "
+              "reachable from the network: anyone who can reach this port can read and change the runs",
+              file=sys.stderr)
     uri = args.uri or default_uri(args.root)
     try:
         return serve(uri, Path(args.root).resolve() / "mlartifacts", args.host, args.port)
@@ -265,11 +297,11 @@ def cmd_sync(args) -> int:
             tracker = tracker_for(spec)
             added = sync_tracking(spec, Store(spec.results_root), tracker)
     except StorageError as e:
-        print(f"factsweep: error: {e}", file=sys.stderr)
+        print(f"factsweep: error: {redact(str(e))}", file=sys.stderr)
         return 1
     if tracker.failed:
         return 1
-    print(f"{spec.name}: {added} cells logged to {tracker.uri}")
+    print(f"{spec.name}: {added} cells logged to {redact(tracker.uri)}")
     return 0
 
 
@@ -320,27 +352,96 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
+class _Output:
+    """stdout that a closed pipe (`| head`), a full device (`> /dev/full`) or a closed descriptor cannot
+    stop: the first failed write drops the rest of the output (the descriptor is pointed at /dev/null, so
+    Python's last flush cannot fail either) and the command goes on; ``lost`` says why."""
+
+    def __init__(self, stream, lost: str | None = None):
+        self.stream, self.lost = stream, lost
+
+    def write(self, text: str) -> int:
+        if self.lost is None:
+            try:
+                return self.stream.write(text)
+            except UnicodeError:  # a character the stream cannot encode is a bug to see, not a closed pipe
+                raise
+            except (OSError, ValueError) as e:  # ValueError: a stream closed under us
+                self._lose(e)
+        return len(text)
+
+    def flush(self) -> None:
+        if self.lost is None:
+            try:
+                self.stream.flush()
+            except (OSError, ValueError) as e:
+                self._lose(e)
+
+    def isatty(self) -> bool:
+        try:
+            return self.lost is None and self.stream.isatty()
+        except (OSError, ValueError):
+            return False
+
+    def _lose(self, error: Exception) -> None:
+        self.lost = getattr(error, "strerror", None) or str(error) or type(error).__name__
+        try:
+            null = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(null, self.stream.fileno())
+            os.close(null)
+        except (OSError, ValueError, AttributeError, io.UnsupportedOperation):
+            pass
+
+    def __getattr__(self, name):
+        return getattr(self.stream, name)
+
+
+def _standard_streams() -> None:
+    """A descriptor 0, 1 or 2 closed by the caller (`factsweep run X >&-`) is opened on /dev/null, so no
+    file this process opens (a lock, a fragment) can become its stdout, and output is dropped, not fatal."""
+    for fd in (0, 1, 2):
+        try:
+            os.fstat(fd)
+        except OSError:
+            null = os.open(os.devnull, os.O_RDWR)
+            if null != fd:
+                os.dup2(null, fd)
+                os.close(null)
+    for name in ("stdout", "stderr"):
+        stream = getattr(sys, name)
+        setattr(sys, name, _Output(open(os.devnull, "w"), f"{name} is closed") if stream is None
+                else stream if isinstance(stream, _Output) else _Output(stream))
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    _standard_streams()
+    out, err = sys.stdout, sys.stderr
     try:
-        return args.fn(args)
+        code = args.fn(args)
+        if out.lost and args.command in ("run", "mlflow-sync"):  # the sweep went on: say so, where it can be seen
+            print(f"factsweep: warning: output dropped ({out.lost}); the command ran to the end (exit {code}): "
+                  f"`factsweep status` shows what was recorded", file=sys.stderr)
+        return code
     except SpecError as e:
-        print(f"factsweep: error: {e}", file=sys.stderr)
+        print(f"factsweep: error: {redact(str(e))}", file=sys.stderr)
         return 2
     except ValueError as e:  # a plugin command's usage error: source, key and message, like a SpecError
         if not all(hasattr(e, a) for a in ("source", "key", "message")):
             raise
-        print(f"factsweep: error: {SpecError(e.source, e.key, e.message)}", file=sys.stderr)
+        print(f"factsweep: error: {redact(str(SpecError(e.source, e.key, e.message)))}", file=sys.stderr)
         return 2
     except Unavailable as e:
-        print(f"factsweep: error: {e}", file=sys.stderr)
+        print(f"factsweep: error: {redact(str(e))}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:  # `run` says more; any other command has nothing half-done to report
         print("factsweep: interrupted", file=sys.stderr)
         return 130
-    except BrokenPipeError:  # output piped into `head` and the like: stop quietly
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 0
+    finally:
+        for name, stream in (("stdout", out), ("stderr", err)):
+            if getattr(sys, name) is stream:
+                stream.flush()
+                setattr(sys, name, stream.stream)  # a caller (a test, a notebook) gets its own stream back
 
 
 if __name__ == "__main__":

@@ -21,8 +21,11 @@ def ensure_ray(address: str | None = None, num_cpus: int | None = None, num_gpus
 
     ``num_gpus`` declares a local instance's GPUs (default: those Ray detects); on a machine without
     any, they are logical GPUs that Ray schedules and assigns like real ones (the packing tests use it).
-    An address that cannot be joined raises Unavailable naming ``key``.
+    An address that cannot be joined raises Unavailable naming ``key``. With no address, ``RAY_ADDRESS``
+    (which ``ray.init`` would otherwise follow, retrying a dead one for minutes) is checked the same way.
     """
+    if not address and os.environ.get("RAY_ADDRESS"):
+        address, key = os.environ["RAY_ADDRESS"], "RAY_ADDRESS"
     if not address:
         # Ray's single-node mode keeps every socket on 127.0.0.1 (multi-node mode binds all interfaces and
         # advertises the machine's address). Ray reads this when first imported: set it before `import ray`.
@@ -42,8 +45,7 @@ def ensure_ray(address: str | None = None, num_cpus: int | None = None, num_gpus
         except ConnectionError as e:
             found = ("no running Ray cluster found at 'auto'" if address == "auto" else
                      f"no Ray cluster answered at {address} ({(str(e).splitlines() or [''])[0][:200]})")
-            raise Unavailable(f"{key}: {found}; start one (`ray start --head`) or leave cluster.address unset "
-                              "for a local Ray") from None
+            raise Unavailable(f"{key}: {found}; start one (`ray start --head`) or {_unset(key)} for a local Ray") from None
     else:
         try:
             ray.init(num_cpus=num_cpus, num_gpus=num_gpus, include_dashboard=False, _node_ip_address="127.0.0.1",
@@ -66,7 +68,11 @@ def _check_reachable(address: str, key: str) -> None:
     except OSError as e:
         reason = os.strerror(e.errno) if e.errno else (str(e) or type(e).__name__)
         raise Unavailable(f"{key}: cannot reach {address} ({reason}); start the cluster's head there "
-                          "(`ray start --head`), or fix the address") from None
+                          f"(`ray start --head`), or fix the address{' (or unset RAY_ADDRESS for a local Ray)' if key == 'RAY_ADDRESS' else ''}") from None
+
+
+def _unset(key: str) -> str:
+    return {"RAY_ADDRESS": "unset RAY_ADDRESS", "--address": "drop --address"}.get(key, "leave cluster.address unset")
 
 
 SHARED_FILESYSTEMS = ("nfs", "nfs4", "lustre", "gpfs", "beegfs", "ceph", "cephfs", "glusterfs", "cifs", "smb3",
@@ -122,8 +128,8 @@ def connect_for(spec, address: str | None = None):
     """Ray for ``spec`` (``address`` from the command line wins over ``cluster.address``), after checking
     that some node can run one of its tasks: SpecError (exit 2) naming the resource and what the nodes have.
     A driver joining a cluster away from its head with a folder of its own host as root is refused."""
-    ray = ensure_ray(address or spec.cluster_address, key="--address" if address else "cluster.address")
-    if address or spec.cluster_address:
+    ray = ensure_ray(address or spec.cluster_address, key="--address" if address else "cluster.address")  # or RAY_ADDRESS
+    if address or spec.cluster_address or os.environ.get("RAY_ADDRESS"):
         check_driver_placement(ray, spec.results_root)
     nodes = [n.get("Resources", {}) for n in ray.nodes() if n.get("Alive")]
     if any(r.get("CPU", 0) >= spec.num_cpus and r.get("GPU", 0) >= spec.num_gpus for r in nodes):

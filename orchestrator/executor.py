@@ -32,8 +32,9 @@ class Executor(Protocol):
 class RayExecutor:
     """Ray tasks with the sweep's resources; a task whose worker died is retried by Ray."""
 
-    def __init__(self, ray, *, num_cpus: float, num_gpus: float, max_retries: int):
-        self.ray, self.num_cpus = ray, num_cpus
+    def __init__(self, ray, *, num_cpus: float, num_gpus: float, max_retries: int,
+                 probe_timeout_s: float | None = None):
+        self.ray, self.num_cpus, self.timeout = ray, num_cpus, probe_timeout_s
         self.task = ray.remote(execute).options(num_cpus=num_cpus, num_gpus=num_gpus, max_retries=max_retries,
                                                 retry_exceptions=False)
         self.threads = max(1, int(num_cpus))  # torch inside a task uses the CPUs the task asked for
@@ -49,7 +50,7 @@ class RayExecutor:
         return self._cores
 
     def submit(self, kind: str, config: dict, probes: list[dict]):
-        return self.task.remote(kind, config, probes, self.threads)
+        return self.task.remote(kind, config, probes, self.threads, self.timeout)
 
     def wait(self, handles: list, timeout: float) -> list:
         ready, _ = self.ray.wait(handles, num_returns=1, timeout=timeout)
@@ -66,8 +67,9 @@ class RayExecutor:
 class InlineExecutor:
     """Each task runs to completion inside ``submit``, in this process and its thread settings."""
 
-    def __init__(self):
+    def __init__(self, probe_timeout_s: float | None = None):
         self._rows: dict[int, list[dict]] = {}
+        self.timeout = probe_timeout_s
 
     def slots(self) -> int:
         return 1
@@ -77,7 +79,7 @@ class InlineExecutor:
 
     def submit(self, kind: str, config: dict, probes: list[dict]) -> int:
         handle = len(self._rows)
-        self._rows[handle] = execute(kind, config, probes)
+        self._rows[handle] = execute(kind, config, probes, timeout_s=self.timeout)
         return handle
 
     def wait(self, handles: list, timeout: float) -> list:

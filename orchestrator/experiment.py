@@ -126,6 +126,9 @@ class Experiment:
     cell_note: Callable[[dict], str] | None = None  # a short remark on a finished cell a reader must see
     labels: Mapping[str, str] = field(default_factory=dict)  # column -> words for axes and legends
     method_of: Callable[[dict], str] | None = None  # whose options a cell carries (see Param.methods)
+    # Parameters whose value names a file the cell reads: its bytes' sha256 is recorded on every row as
+    # ``<param>_sha256`` and checked when the sweep resumes (a cell's id covers the path, not the bytes).
+    input_files: tuple[str, ...] = ()
 
     def resolve(self, cell: Mapping[str, Any]) -> dict:
         """Fill defaults, coerce types and check values; raise ParamError on bad input (KeyError for

@@ -23,6 +23,7 @@ from pathlib import Path
 
 from orchestrator.atomic import write_atomic
 from orchestrator.errors import Unavailable
+from orchestrator.redact import redact
 from orchestrator.store import storage_error
 
 
@@ -56,7 +57,7 @@ class SweepLock:
                 else:  # the previous holder removed the file after we opened it: lock the new one
                     os.close(fd)
             info = {"pid": os.getpid(), "host": socket.gethostname(), "since": time.strftime("%Y-%m-%d %H:%M:%S"),
-                    "command": " ".join(sys.argv)[:500]}
+                    "command": redact(" ".join(sys.argv))[:500]}  # no credentials in a file others read
             os.ftruncate(self._fd, 0)
             os.pwrite(self._fd, json.dumps(info).encode(), 0)
             self.epoch = self._next_epoch()

@@ -5,11 +5,14 @@ a killed sweep continues from its last recorded probe and a finished one has not
 """
 from __future__ import annotations
 
+import hashlib
 import math
+import os
 from dataclasses import dataclass, field
 
 import pandas as pd
 
+from orchestrator.errors import SpecError
 from orchestrator.identity import cell_id, probe_id
 from orchestrator.search import Prediction
 from orchestrator.spec import Spec
@@ -28,6 +31,7 @@ class CellPlan:
     failures: dict[str, str] = field(default_factory=dict)  # probe id -> error message
     next_probes: list[dict] = field(default_factory=list)
     hint: Prediction | None = None  # where the search opened its first round (see Experiment.predict)
+    inputs: dict[str, str] = field(default_factory=dict)  # <param>_sha256 of each file the cell reads
 
     @property
     def blocked(self) -> list[dict]:
@@ -68,17 +72,58 @@ def _recorded_hint(spec: Spec, rows: list[dict]) -> Prediction | None:
     return None if first is None else Prediction(float(first[key]), float(first.get("prediction_spread", 0.25)))
 
 
+def _sha256(path: str, cache: dict) -> str:
+    """The sha256 of a file's bytes, once per (file, size, modification time) in a plan."""
+    stat = os.stat(path)
+    key = (os.path.realpath(path), stat.st_size, stat.st_mtime_ns)
+    if key not in cache:
+        digest = hashlib.sha256()
+        with open(path, "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                digest.update(block)
+        cache[key] = digest.hexdigest()
+    return cache[key]
+
+
+def input_hashes(spec: Spec, config: dict, cache: dict) -> dict[str, str]:
+    """``<param>_sha256`` of every file the cell reads (the experiment's ``input_files``)."""
+    out = {}
+    for key in spec.experiment.input_files:
+        path = config.get(key)
+        if isinstance(path, str) and path:
+            try:
+                out[f"{key}_sha256"] = _sha256(path, cache)
+            except OSError as e:
+                raise SpecError(spec.source, key, f"cannot read {path} ({e.strerror or e}); allowed: a readable "
+                                                  "file") from None
+    return out
+
+
+def _check_inputs(spec: Spec, cell: CellPlan, row: dict) -> None:
+    """A recorded row made from other bytes than the file holds now: refused, naming the file."""
+    for column, now in cell.inputs.items():
+        then = row.get(column)
+        if isinstance(then, str) and then != now:
+            key = column[:-len("_sha256")]
+            raise SpecError(spec.source, key, f"{cell.config[key]} changed after cell {cell.cell_id}'s probes were "
+                                              f"recorded from it (sha256 {then[:12]} then, {now[:12]} now): its "
+                                              "results would not be of this file; allowed: the file as it was, or "
+                                              "the new data under another path (new cells) or another sweep name")
+
+
 def build_plan(spec: Spec, store: Store, finished: list[dict] | None = None) -> list[CellPlan]:
     """Every cell of ``spec`` with its recorded probes and next probes (cells not started yet open
-    around a prediction from ``finished`` when given)."""
+    around a prediction from ``finished`` when given). A cell whose recorded probes were made from
+    other bytes of an input file than it holds now raises SpecError naming the file."""
     recorded = store.load("probes", spec.name, missing_ok=True)
     by_cell = {cid: rows for cid, rows in recorded.groupby("cell_id")} if len(recorded) else {}
-    plans = []
+    plans, hashed = [], {}
     for config in spec.cells:
-        cell = CellPlan(cell_id(spec.experiment.name, config), config)
+        cell = CellPlan(cell_id(spec.experiment.name, config), config, inputs=input_hashes(spec, config, hashed))
         rows = by_cell.get(cell.cell_id, pd.DataFrame())
         for row in rows.sort_values("recorded_at").to_dict("records") if len(rows) else []:
             row = _clean(row)
+            _check_inputs(spec, cell, row)
             if row["status"] == "ok":
                 cell.results.append(row)
             else:

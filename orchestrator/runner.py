@@ -20,6 +20,7 @@ from orchestrator.cluster import connect_for
 from orchestrator.executor import Executor, InlineExecutor, RayExecutor
 from orchestrator.experiment import is_set
 from orchestrator.lease import sweep_lease
+from orchestrator.interrupts import raise_or_defer
 from orchestrator.progress import Progress
 from orchestrator.provenance import finish_invocation, new_invocation
 from orchestrator.scope import Scope
@@ -59,7 +60,7 @@ def dashboard_columns(spec: Spec) -> tuple[list[str], list[str]]:
 
 
 def cell_row(spec: Spec, cell: planning.CellPlan, invocation: dict) -> dict:
-    return {"cell_id": cell.cell_id, "experiment": spec.experiment.name, **cell.config,
+    return {"cell_id": cell.cell_id, "experiment": spec.experiment.name, **cell.config, **cell.inputs,
             **spec.experiment.summarize(cell.config, cell.results), **_made_by(invocation)}
 
 
@@ -177,18 +178,19 @@ class SweepRun:
         summary rows of cells a kill left finished but unsummarised."""
         spec, store = self.spec, self.store
         store.remove_temporary(spec.name)
+        close_stale_invocations(spec, store)
         self.invocation = new_invocation(spec, command="run", address=address or spec.cluster_address)
         store.append("invocations", spec.name, [self.invocation])
         record_finished_cells(spec, store, self.plans, self.invocation)
 
     def executor(self, address: str | None, inline: bool) -> Executor:
         if inline:
-            return InlineExecutor()
+            return InlineExecutor(probe_timeout_s=self.spec.probe_timeout_s)
         self.bar.status("starting Ray" if not (address or self.spec.cluster_address) else "connecting to Ray")
         ray = connect_for(self.spec, address)
         self.bar.status("running")
         return RayExecutor(ray, num_cpus=self.spec.num_cpus, num_gpus=self.spec.num_gpus,
-                           max_retries=self.spec.max_retries)
+                           max_retries=self.spec.max_retries, probe_timeout_s=self.spec.probe_timeout_s)
 
     def drive(self, executor: Executor, todo: list[planning.CellPlan]) -> None:
         """Keep the executor's slots filled and handle tasks in the order they finish."""
@@ -233,7 +235,7 @@ class SweepRun:
     def record(self, cell: planning.CellPlan, rows: list[dict]) -> None:
         """A finished task's rows: to Parquet at once, then into the cell's results or failures."""
         spec = self.spec
-        extra = {**planning.hint_fields(spec, cell.hint), **_made_by(self.invocation)}
+        extra = {**planning.hint_fields(spec, cell.hint), **cell.inputs, **_made_by(self.invocation)}
         self.store.append("probes", spec.name, [{"cell_id": cell.cell_id, "experiment": spec.experiment.name,
                                                  **cell.config, **r, **extra} for r in rows])
         for r in rows:
@@ -272,21 +274,32 @@ class SweepRun:
                 raise
 
 
-STOP_SIGNALS = (signal.SIGTERM, signal.SIGUSR1)
+def close_stale_invocations(spec: Spec, store: Store) -> int:
+    """Invocations still 'running' whose driver is gone (the sweep's lock, held by the caller, proves it:
+    a kill -9, a lost SIGHUP, a power cut) get their closing row, state 'killed'; returns how many."""
+    recorded = store.load("invocations", spec.name, missing_ok=True)
+    if not len(recorded) or "state" not in recorded:
+        return 0
+    stale = recorded[recorded["state"] == "running"].to_dict("records")
+    kept = [{k: v for k, v in row.items() if k not in ("recorded_at", "schema_version", "sweep")} for row in stale]
+    store.append("invocations", spec.name, [{**row, "state": "killed"} for row in kept])  # a newer row of each
+    return len(stale)
+
+
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGUSR1)
 
 
 @contextlib.contextmanager
 def stop_signals_as_ctrl_c():
-    """SIGTERM (``scancel``, preemption, a batch system's time limit, ``kill``) and SIGUSR1 (SLURM's
-    pre-timeout ``--signal``) stop the driver as Ctrl-C does: what is recorded stays, the invocation is
-    closed "interrupted", the sweep run is marked KILLED, and the command exits 130 for a requeue to resume."""
+    """SIGTERM (``kill``, ``scancel``, preemption, a batch system's time limit), SIGHUP (a closed terminal or
+    SSH session) and SIGUSR1 (SLURM's pre-timeout ``--signal``) stop the driver as Ctrl-C does: what is recorded stays, the invocation is closed 'interrupted', the sweep run is
+    marked KILLED, one line and exit 130 (for a requeue to resume). (Ray's own SIGTERM handler dumps a C++ stack and aborts, 134.)
+    Ctrl-C too goes through this handler: one arriving while MLflow's sqlite store is written waits for
+    the write to end (``orchestrator.interrupts``)."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-
-    def interrupt(signum, frame):
-        raise KeyboardInterrupt(signal.Signals(signum).name)
-    previous = {s: signal.signal(s, interrupt) for s in STOP_SIGNALS}
+    previous = {s: signal.signal(s, raise_or_defer) for s in STOP_SIGNALS}
     try:
         yield
     finally:

@@ -24,6 +24,7 @@ from omegaconf.errors import OmegaConfBaseException
 from orchestrator import registry
 from orchestrator.experiment import Experiment, ParamError, is_set
 from orchestrator.errors import SpecError
+from orchestrator.redact import redact, redact_data
 from orchestrator.names import NAME_PATTERN, NAME_RULE, is_name  # noqa: F401 - NAME_PATTERN for the CLI
 from orchestrator.sweepyaml import Refused, read_yaml
 
@@ -34,7 +35,7 @@ MAX_CELLS = 100_000  # far above what a sweep can run; refused before the grid i
 INT64 = (-2 ** 63, 2 ** 63 - 1)  # the Parquet columns every integer parameter is recorded in
 # Ray counts resources in units of 1e-4; a task asking for more than this is a typo, not a machine.
 RESOURCE_LIMITS = {"num_cpus": (1e-4, 1e6), "num_gpus": (1e-4, 1e6), "max_retries": (-1, 1000),
-                   "probes_per_task": (1, 1_000_000)}
+                   "probes_per_task": (1, 1_000_000), "probe_timeout_s": (0.0, 1e7)}
 
 
 @dataclass(frozen=True)
@@ -58,6 +59,7 @@ class Spec:
     profile: str | None = None
     file_sha256: str = ""
     predict: bool = True  # open each cell's search around a prediction from the finished cells
+    probe_timeout_s: float | None = None  # a probe running longer becomes a failed row (None: no limit)
 
     @property
     def varying(self) -> tuple[str, ...]:
@@ -77,7 +79,8 @@ TOP_LEVEL = {
     "profiles": dict, "profile": str,
 }
 SECTIONS = {
-    "resources": {"num_cpus": (int, float), "num_gpus": (int, float), "max_retries": int},
+    "resources": {"num_cpus": (int, float), "num_gpus": (int, float), "max_retries": int,
+                  "probe_timeout_s": (int, float, type(None))},
     "packing": {"probes_per_task": int},
     "tracking": {"uri": (str, type(None)), "experiment": (str, type(None))},
     "storage": {"root": str},
@@ -264,7 +267,7 @@ def tracking_uri_problem(uri: str) -> str | None:
     maintenance mode and refuses new runs, so only database and server URIs are accepted."""
     if TRACKING_SCHEMES.fullmatch(uri) and "\n" not in uri:
         return None
-    return (f"got {uri!r}; allowed: null (sqlite under storage.root), sqlite:///PATH, http(s)://HOST:PORT of an "
+    return (f"got {redact(uri)!r}; allowed: null (sqlite under storage.root), sqlite:///PATH, http(s)://HOST:PORT of an "
             "MLflow server, or a postgresql/mysql/mssql:// database URI")
 
 
@@ -353,6 +356,11 @@ def load_spec(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> 
     if not low <= pack.get("probes_per_task", 8) <= high:
         raise SpecError(source, "packing.probes_per_task",
                         f"got {pack['probes_per_task']}; allowed: an integer in [{low}, {high}]")
+    timeout = res.get("probe_timeout_s")
+    low, high = RESOURCE_LIMITS["probe_timeout_s"]
+    if timeout is not None and not (math.isfinite(timeout) and low < timeout <= high):
+        raise SpecError(source, "resources.probe_timeout_s", f"got {timeout}; allowed: null (no limit) or seconds "
+                                                             f"in ({low:g}, {high:g}] per probe")
     uri = sections["tracking"].get("uri")
     if uri is not None and (problem := tracking_uri_problem(uri)):
         raise SpecError(source, "tracking.uri", problem)
@@ -365,8 +373,9 @@ def load_spec(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> 
         probes_per_task=pack.get("probes_per_task", 8),
         tracking_uri=sections["tracking"].get("uri"), tracking_experiment=sections["tracking"].get("experiment"),
         results_root=sections["storage"].get("root", "results"), cluster_address=sections["cluster"].get("address"),
-        raw=raw, overrides=tuple(overrides), profile=profile, file_sha256=file_sha256,
+        raw=redact_data(raw), overrides=tuple(redact(o) for o in overrides), profile=profile,  # shown and stored file_sha256=file_sha256,
         predict=search_block.get("predict", True),
+        probe_timeout_s=None if timeout is None else float(timeout),
     )
 
 

@@ -17,6 +17,7 @@ log lines are kept out of the terminal.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
@@ -32,7 +33,9 @@ import pandas as pd
 import yaml
 
 from orchestrator import dashboard
+from orchestrator.interrupts import uninterrupted
 from orchestrator.provenance import code_version
+from orchestrator.redact import redact, server_uri
 
 log = logging.getLogger("factsweep")
 
@@ -152,7 +155,7 @@ class Tracker:
         os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
         os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
         os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "20")
-        self.uri, self.experiment_name = uri, experiment
+        self.uri, self.experiment_name = server_uri(uri), experiment  # a server's credentials: from the environment
         # Beside the results; with an object-store root, beside a sqlite file (a server keeps its own).
         database = sqlite_path(uri or "")
         local = Path(results_root) if "://" not in str(results_root) else database.parent if database else None
@@ -190,6 +193,11 @@ class Tracker:
     def _guard(self, what: str, fn, *args):
         if self.failed:
             return None
+        # A stop signal waits for a write to the local sqlite store to end (a server's calls stay interruptible).
+        with uninterrupted() if sqlite_path(self.uri) is not None else contextlib.nullcontext():
+            return self._call(what, fn, *args)
+
+    def _call(self, what: str, fn, *args):
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
@@ -197,18 +205,20 @@ class Tracker:
         except Exception as e:  # noqa: BLE001 - any tracking failure must not stop the sweep
             self.failed = True
             if isinstance(e, Unusable):
-                log.warning("MLflow database %s cannot be used (%s); the sweep goes on and Parquet keeps every "
-                            "result; if it stays so, move the file aside and run `factsweep mlflow-sync` to "
-                            "rebuild the view.", sqlite_path(self.uri), e)
+                log.warning(redact(f"MLflow database {sqlite_path(self.uri)} cannot be used ({e}); the sweep goes on "
+                                   "and Parquet keeps every result; if it stays so, move the file aside and run "
+                                   "`factsweep mlflow-sync` to rebuild the view."))
             else:
-                log.warning("MLflow tracking at %s failed while %s (%s); the sweep goes on and Parquet keeps "
-                            "every result; run `factsweep mlflow-sync` later to restore the view.",
-                            self.uri, what, _reason(e))
+                log.warning(redact(f"MLflow tracking at {self.uri} failed while {what} ({_reason(e)}); the sweep "
+                                   "goes on and Parquet keeps every result; run `factsweep mlflow-sync` later to "
+                                   "restore the view."))
             return None
 
     def experiment_id(self) -> str:
         if self._experiment_id is None:
             found = self.client.get_experiment_by_name(self.experiment_name)
+            if found is not None and found.lifecycle_stage == "deleted":  # deleted in the UI: the view comes back
+                self.client.restore_experiment(found.experiment_id)
             local = not self.uri.startswith(("http://", "https://"))  # a server keeps its own artifact store
             self._experiment_id = found.experiment_id if found else self.client.create_experiment(
                 self.experiment_name, artifact_location=self.artifacts if local and self.artifacts else None)
@@ -293,8 +303,9 @@ class Tracker:
         def go():
             found, token = set(), None
             while True:
-                page = self.client.search_runs([self.experiment_id()], filter_string=f"tags.`{KIND_TAG}` = 'cell'",
-                                               max_results=5000, page_token=token)
+                page = self.client.search_runs(  # this sweep's cells: another may share the experiment
+                    [self.experiment_id()], max_results=5000, page_token=token,
+                    filter_string=f"tags.`{KIND_TAG}` = 'cell' and tags.`{SWEEP_TAG}` = '{self.sweep}'")
                 for run in page:
                     if run.info.status == "FINISHED":
                         found.add(run.data.tags.get(CELL_TAG))
@@ -315,7 +326,8 @@ class Tracker:
 
         config = cell["config"]
         if self.client.search_runs([self.experiment_id()], max_results=1, filter_string=(
-                f"tags.`{CELL_TAG}` = '{cell['cell_id']}' and attributes.status = 'FINISHED'")):
+                f"tags.`{CELL_TAG}` = '{cell['cell_id']}' and tags.`{SWEEP_TAG}` = '{sweep}' and "
+                "attributes.status = 'FINISHED'")):
             return  # already logged (by another route since logged_cells was read): never twice
         tags = {KIND_TAG: "cell", CELL_TAG: cell["cell_id"], SWEEP_TAG: sweep, "code_version": cell.get("code_version")
                 or code_version(), "factsweep.invocation": cell.get("invocation_id") or ""}

@@ -1,8 +1,9 @@
 """``factsweep ui``: an MLflow server for one tracking store, on 127.0.0.1, that ends when we end.
 
-The server runs in its own process group; SIGINT, SIGTERM or our exit stop the whole group, so no
-server is left listening. A busy port or a store the server cannot open is one line and exit 1,
-not a log line and exit 0.
+The server runs in its own process group under a small watcher that holds the read end of a pipe whose
+only write end we hold: SIGINT, SIGTERM, SIGHUP or our exit stop the whole group, and so does our death
+by kill -9 (the kernel closes the pipe, the watcher ends the group), so no server is left listening. A
+busy port or a store the server cannot open is one line and exit 1, not a log line and exit 0.
 """
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ import urllib.request
 from pathlib import Path
 
 from orchestrator import dashboard
+from orchestrator.redact import redact
 
 START_TIMEOUT = 120.0
 
@@ -69,15 +71,40 @@ def experiments(base: str) -> list[dict]:
     return [e for e in found if e["name"] != "Default"]
 
 
+# The watcher: runs the server in its (new) process group and ends the group when the pipe on fd argv[1]
+# reaches end of file (its parent is gone, however it died), on SIGTERM or SIGHUP; exits with the server's status.
+WATCHER = """
+import os, signal, subprocess, sys, threading, time
+lifeline = int(sys.argv[1])
+server = subprocess.Popen(sys.argv[2:])
+def end(*_):
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    os.killpg(0, signal.SIGTERM)
+    deadline = time.monotonic() + 10
+    while server.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.1)
+    os.killpg(0, signal.SIGKILL)
+signal.signal(signal.SIGTERM, end)
+signal.signal(signal.SIGHUP, end)
+threading.Thread(target=lambda: (os.read(lifeline, 1), os.kill(os.getpid(), signal.SIGTERM)), daemon=True).start()
+sys.exit(server.wait())
+"""
+
+
 class Server:
-    """An ``mlflow server`` child in its own process group."""
+    """An ``mlflow server`` in its own process group, under a watcher that ends it when we end."""
 
     def __init__(self, uri: str, artifacts: Path, host: str, port: int):
         self.base = f"http://{'[' + host + ']' if ':' in host else host}:{port}"
         self.log = tempfile.TemporaryFile()
         command = [_mlflow(), "server", "--backend-store-uri", uri, "--host", host, "--port", str(port),
                    "--workers", "1", "--artifacts-destination", str(artifacts)]
-        self.process = subprocess.Popen(command, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
+        lifeline, self._lifeline = os.pipe()  # the write end stays here, not inherited: only our death closes it
+        try:
+            self.process = subprocess.Popen([sys.executable, "-c", WATCHER, str(lifeline), *command], stdout=self.log,
+                                            stderr=subprocess.STDOUT, start_new_session=True, pass_fds=(lifeline,))
+        finally:
+            os.close(lifeline)
 
     def wait_ready(self, timeout: float = START_TIMEOUT) -> None:
         deadline = time.monotonic() + timeout
@@ -114,6 +141,9 @@ class Server:
             os.killpg(self.process.pid, signal.SIGKILL)
         except (ProcessLookupError, PermissionError):
             pass
+        if self._lifeline is not None:
+            os.close(self._lifeline)
+            self._lifeline = None
 
 
 def serve(uri: str, artifacts: Path, host: str, port: int, *, out=sys.stdout) -> int:
@@ -123,9 +153,9 @@ def serve(uri: str, artifacts: Path, host: str, port: int, *, out=sys.stdout) ->
         try:
             found = experiments(uri.rstrip("/"))
         except (urllib.error.URLError, OSError, ValueError) as e:
-            raise UiError(f"cannot reach the tracking server {uri} ({e}); allowed: a running MLflow server") from None
+            raise UiError(f"cannot reach the tracking server {redact(uri)} ({redact(str(e))}); allowed: a running MLflow server") from None
         for e in found:
-            print(f"  {e['name']}: {dashboard.url(uri, e['experiment_id'])}", file=out)
+            print(f"  {e['name']}: {redact(dashboard.url(uri, e['experiment_id']))}", file=out)
         return 0
     check_port(host, port)
     check_store(uri)
@@ -134,10 +164,10 @@ def serve(uri: str, artifacts: Path, host: str, port: int, *, out=sys.stdout) ->
     def stop(signum, frame):
         raise SystemExit(128 + signum)
 
-    previous = signal.signal(signal.SIGTERM, stop)
+    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGHUP)}  # a closed terminal too
     try:
         server.wait_ready()
-        print(f"MLflow UI for {uri} at {server.base}  (Ctrl-C stops it)", file=out)
+        print(f"MLflow UI for {redact(uri)} at {server.base}  (Ctrl-C stops it)", file=out)
         found = experiments(server.base)
         for e in found:
             print(f"  {e['name']}: {dashboard.url(server.base, e['experiment_id'])}", file=out)
@@ -148,4 +178,5 @@ def serve(uri: str, artifacts: Path, host: str, port: int, *, out=sys.stdout) ->
         return 0
     finally:
         server.stop()
-        signal.signal(signal.SIGTERM, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)

@@ -5,17 +5,45 @@ never stops a sweep; workers never write anywhere, the driver records what they 
 """
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import socket
+import threading
 import time
 import traceback
 
 from orchestrator import registry
 
 
-def execute(kind: str, config: dict, probes: list[dict], threads: int | None = None) -> list[dict]:
+class ProbeTimeout(Exception):
+    """The task's probes ran past ``resources.probe_timeout_s`` each."""
+
+
+@contextlib.contextmanager
+def time_limit(seconds: float | None, what: str):
+    """Raise ProbeTimeout in this thread after ``seconds`` (a SIGALRM timer: the main thread of a Ray
+    worker or of the driver; elsewhere no limit)."""
+    if not seconds or threading.current_thread() is not threading.main_thread() or not hasattr(signal, "setitimer"):
+        yield
+        return
+
+    def expire(signum, frame):
+        raise ProbeTimeout(what)
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def execute(kind: str, config: dict, probes: list[dict], threads: int | None = None,
+            timeout_s: float | None = None) -> list[dict]:
     """Run ``probes`` of one cell; ``threads``: torch's thread count in this task (the CPUs it asked
-    for; science code never sets it)."""
+    for; science code never sets it); ``timeout_s``: seconds per probe, after which the task's probes
+    become failed rows (``resources.probe_timeout_s``)."""
     if threads:
         import torch
         torch.set_num_threads(threads)
@@ -23,7 +51,10 @@ def execute(kind: str, config: dict, probes: list[dict], threads: int | None = N
     where = {"host": socket.gethostname(), "pid": os.getpid(), **_placement(), "task_started_at": started_at}
     params = [{k: v for k, v in p.items() if k != "probe_id"} for p in probes]
     try:
-        results = registry.get(kind).run_probes(config, params)
+        limit = timeout_s * len(probes) if timeout_s else None
+        with time_limit(limit, f"ran past resources.probe_timeout_s = {timeout_s:g} s per probe "
+                               f"({len(probes)} probe(s): {limit:g} s)" if limit else ""):
+            results = registry.get(kind).run_probes(config, params)
         if len(results) != len(probes):
             raise RuntimeError(f"experiment {kind} returned {len(results)} results for {len(probes)} probes")
         rows = [{**p, **r, "status": "ok", "error": None} for p, r in zip(probes, results)]

@@ -50,20 +50,25 @@ def test_a_task_no_node_can_run_is_refused(ray_session, tmp_path, capsys, cpus, 
 
 @pytest.mark.slow
 def test_an_unreachable_cluster_fails_within_30_seconds(tmp_path):
-    """Real CLI processes, side by side: an address nobody listens on, and `auto` where no cluster runs
+    """Real CLI processes, side by side: an address nobody listens on (given as --address, and in RAY_ADDRESS,
+    which Ray reads), and `auto` where no cluster runs
     (a private PID namespace hides this machine's other Ray instances; RAY_TMPDIR hides their address file)."""
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
            "RAY_TMPDIR": str(tmp_path / "no-ray")}
     (tmp_path / "no-ray").mkdir()
     port = free_port()
     cases = {"refused": ([], ["run", str(sweep(tmp_path, "refused")), "--address", f"127.0.0.1:{port}"],
-                         f"factsweep: error: --address: cannot reach 127.0.0.1:{port} (Connection refused); ")}
+                         f"factsweep: error: --address: cannot reach 127.0.0.1:{port} (Connection refused); "),
+             # Ray itself reads RAY_ADDRESS: the same check, naming the variable (before: minutes of retries)
+             "env": ([], ["run", str(sweep(tmp_path, "env"))],
+                     f"factsweep: error: RAY_ADDRESS: cannot reach 127.0.0.1:{port} (Connection refused); ")}
     isolate = ["unshare", "--user", "--map-root-user", "--pid", "--fork", "--mount-proc"]
     if shutil.which("unshare") and subprocess.run([*isolate, "true"], capture_output=True).returncode == 0:
         cases["auto"] = (isolate, ["run", str(sweep(tmp_path, "auto", address="auto"))],
                          "factsweep: error: cluster.address: no running Ray cluster found at 'auto'; ")
     started = time.monotonic()
-    procs = {name: subprocess.Popen([*prefix, sys.executable, "-m", "orchestrator.cli", *argv], env=env,
+    procs = {name: subprocess.Popen([*prefix, sys.executable, "-m", "orchestrator.cli", *argv],
+                                    env={**env, "RAY_ADDRESS": f"127.0.0.1:{port}"} if name == "env" else env,
                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
              for name, (prefix, argv, _) in cases.items()}
     try:

@@ -133,6 +133,7 @@ def test_runs_table_shows_params_and_metrics_and_the_sweep_run_holds_the_report(
 
 def test_ui_on_a_busy_port_is_one_line_and_sigterm_leaves_nothing_listening(tmp_path):
     port = free_port()
+    (tmp_path / "results").mkdir()  # `ui --root` of a folder that does not exist is refused
     process, _ = start_ui(tmp_path / "results", port)
     try:
         busy = subprocess.run([sys.executable, "-m", "orchestrator.cli", "ui", "--root", str(tmp_path / "results"),

@@ -132,3 +132,21 @@ def test_each_holder_of_a_folder_lock_gets_the_next_epoch(tmp_path):
         with SweepLock(tmp_path, "s") as lock:
             epochs.append(lock.epoch)
     assert epochs == [1, 2, 3] and (tmp_path / "locks" / "s.epoch").read_text() == "3\n"
+
+
+def test_move_aside_waits_for_no_driver_but_refuses_a_held_sweep(tmp_path, capsys):
+    """`extra-cells --move-aside` rewrites the sweep's tables: while a driver holds the sweep it exits 1
+    with the holder's line and moves nothing (a concurrent append would be lost); once free it moves."""
+    path = sweep(tmp_path, "aside")
+    store = Store(tmp_path / "results")
+    store.append("cells", "aside", [{"cell_id": "0123456789abcdef", "experiment": "synthetic", "seed": 9,
+                                     "num_probes": 2}])
+    with SweepLock(tmp_path / "results", "aside"):
+        code = main(["extra-cells", str(path), "--move-aside"])
+    out, err = capsys.readouterr()
+    assert code == 1 and len(err.splitlines()) == 1, (code, out, err)
+    assert f"sweep 'aside' is being run by pid {os.getpid()}" in err, err
+    assert len(store.load("cells", "aside")) == 1 and not (tmp_path / "results" / "set_aside").exists()
+    assert main(["extra-cells", str(path), "--move-aside"]) == 0
+    assert "moved 1 cell rows" in capsys.readouterr().out
+    assert store.load("cells", "aside", missing_ok=True).empty

@@ -129,3 +129,33 @@ def test_two_first_runs_create_the_database_together(tmp_path):
     assert sorted(p.name for p in root.iterdir()) == ["mlflow.db"], "a temporary database was left behind"
     client = MlflowClient(default_uri(root))
     assert sorted(e.name for e in client.search_experiments()) == ["Default", "a", "b"]
+
+
+def test_two_sweeps_sharing_an_experiment_each_log_every_cell(tmp_path, capsys):
+    """`tracking.experiment: shared` in two sweeps whose cells are the same configurations (so the same
+    cell ids): each sweep's cells are its own runs. (Before: the second sweep's cells were taken as logged.)"""
+    for name in ("first", "second"):
+        assert main(["run", str(sweep(tmp_path, name)), "tracking.experiment=shared", "--inline"]) == 0
+    capsys.readouterr()
+    by_sweep = {}
+    for run in runs_of(tmp_path / "results", "shared", "cell"):
+        by_sweep.setdefault(run.data.tags[SWEEP_TAG], []).append(run.data.tags[CELL_TAG])
+    cells = sorted(Store(tmp_path / "results").load("cells", "first")["cell_id"])
+    assert {k: sorted(v) for k, v in by_sweep.items()} == {"first": cells, "second": cells}, by_sweep
+
+
+def test_an_experiment_deleted_in_the_ui_is_restored(tmp_path, caplog, capsys):
+    """Deleting the sweep's experiment in the MLflow UI does not disable tracking for good: the next run
+    restores it and logs its cells, with no warning. (Before: a warning on every run, nothing logged.)"""
+    path = sweep(tmp_path, "deleted")
+    assert main(["run", str(path), "--inline"]) == 0
+    client = MlflowClient(default_uri(tmp_path / "results"))
+    client.delete_experiment(client.get_experiment_by_name("deleted").experiment_id)
+    with caplog.at_level(logging.WARNING):
+        assert main(["run", str(path), "fixed.num_probes=3", "--inline"]) == 0
+        assert main(["mlflow-sync", str(path)]) == 0
+    capsys.readouterr()
+    assert not [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert client.get_experiment_by_name("deleted").lifecycle_stage == "active"
+    logged = {r.data.tags[CELL_TAG] for r in runs_of(tmp_path / "results", "deleted", "cell")}
+    assert set(Store(tmp_path / "results").load("cells", "deleted")["cell_id"]) <= logged

@@ -168,6 +168,7 @@ EXPERIMENT = Experiment(
     check=check,
     search=SEARCH,
     predict=predict,
+    input_files=("table_path",),  # llm_* geometries read their embeddings from this file
     order=lambda cell: (cell["num_facts"] / cell["d"], cell["num_facts"]),  # small F/d first: predictions early
     summary_columns=("method", "geometry", "d", "num_facts", "min_width", "params", "params_per_fact", "rho",
                      "coherence"),  # ρ and μ of the values beside the cost (real vs spherical embeddings)

@@ -125,6 +125,12 @@ CLI_CASES = {
                          ["cannot read the sweep file", "allowed: a readable YAML file"]),
     "plan_missing_file": (["plan", "{tmp}/missing.yaml"], "{tmp}/missing.yaml", "-", ["cannot read the sweep file"]),
     "plan_a_directory": (["plan", "{tmp}"], "{tmp}", "-", ["cannot read the sweep file"]),
+    "fit_bootstrap_huge": (["fit", "x", "--root", "{root}", "--bootstrap", "1000000000"], "fit", "--bootstrap",
+                           ["got 1000000000", "allowed: an integer in [1, 100000]"]),
+    "ui_port_zero": (["ui", "--port", "0"], "ui", "--port", ["got 0", "allowed: an integer in [1, 65535]"]),
+    "ui_port_out_of_range": (["ui", "--port", "70000"], "ui", "--port", ["got 70000", "[1, 65535]"]),
+    "ui_root_typo": (["ui", "--root", "{tmp}/resluts"], "ui", "--root", ["no results folder", "resluts",
+                                                                         "allowed: a folder `factsweep run` wrote"]),
 }
 
 
