@@ -39,3 +39,39 @@ def test_extra_or_duplicate_columns_are_read_by_name_and_warned_once(tmp_path, c
     store.compact("probes", "s")  # compaction writes the rows by name: the odd columns are gone
     assert pq.ParquetFile(store.fragments("probes", "s")[0]).schema_arrow.names.count("x") == 1
     assert "sweep" not in pq.ParquetFile(store.fragments("probes", "s")[0]).schema_arrow.names
+
+
+LONG = """
+name: long
+experiment: synthetic
+fixed: {{num_probes: 60}}
+grid: {{seed: [0]}}
+packing: {{probes_per_task: 1}}
+storage: {{root: '{root}'}}
+"""
+
+
+def test_a_long_run_compacts_as_it_goes(tmp_path, monkeypatch, shared_tracking):
+    """A run killed after 50 one-probe tasks (so its clean-end compaction never came) leaves a bounded
+    number of fragments, not one per task."""
+    from orchestrator import runner, store as store_module
+    from orchestrator.spec import load_spec
+    monkeypatch.setattr(store_module, "COMPACT_EVERY", 20, raising=False)
+    record, seen = runner.SweepRun.record, []
+
+    def record_then_die(self, cell, rows):
+        record(self, cell, rows)
+        seen.append(1)
+        if len(seen) == 50:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(runner.SweepRun, "record", record_then_die)
+    path = tmp_path / "long.yaml"
+    path.write_text(LONG.format(root=tmp_path / "results"))
+    try:
+        runner.run_sweep(load_spec(path, [shared_tracking]), inline=True, progress=False)
+    except KeyboardInterrupt:
+        pass
+    store = Store(tmp_path / "results")
+    assert len(store.load("probes", "long")) == 50
+    assert len(store.fragments("probes", "long")) <= 20
