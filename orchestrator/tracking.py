@@ -17,6 +17,7 @@ log lines are kept out of the terminal.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
@@ -27,6 +28,7 @@ import time
 import uuid
 import warnings
 from pathlib import Path
+from urllib.parse import unquote
 
 import pandas as pd
 import yaml
@@ -45,14 +47,33 @@ def default_uri(results_root: str | Path) -> str | None:
     """sqlite beside a local results folder; None for an object-store root (no sqlite file is made there)."""
     if "://" in str(results_root):
         return None
-    return f"sqlite:///{Path(results_root).resolve() / 'mlflow.db'}"
+    return sqlite_uri(Path(results_root).resolve() / "mlflow.db")
+
+
+def sqlite_uri(path: Path) -> str:
+    """``sqlite:///PATH`` with ``%`` and ``?`` quoted (SQLAlchemy reads ``?`` as options, ``%41`` as ``A``);
+    any other path gives the same URI as before."""
+    return "sqlite:///" + str(path).replace("%", "%25").replace("?", "%3F")
+
+
+def _mlflow_opening(uri: str):
+    """MLflow makes the parent folder of a sqlite URI's raw, still quoted path before it opens the file:
+    for a root with ``%`` or ``?`` a stray empty folder beside it, removed here once MLflow has made it."""
+    raw = Path(uri[len("sqlite:///"):].split("?", 1)[0]).parent if uri.startswith("sqlite:///") else None
+    stray = raw is not None and raw != (sqlite_path(uri) or raw).parent and not raw.exists()
+
+    def tidy():
+        if stray:
+            with contextlib.suppress(OSError):
+                raw.rmdir()  # only an empty folder: never anything of the user's
+    return tidy
 
 
 def sqlite_path(uri: str) -> Path | None:
-    """The database file of a ``sqlite:///PATH`` URI (None for other stores)."""
+    """The database file of a ``sqlite:///PATH`` URI (None for other stores), unquoted as SQLAlchemy does."""
     if not uri.startswith("sqlite:///"):
         return None
-    path = uri[len("sqlite:///"):].split("?", 1)[0]
+    path = unquote(uri[len("sqlite:///"):].split("?", 1)[0])
     return Path(path) if path and path != ":memory:" else None
 
 
@@ -73,11 +94,15 @@ def create_sqlite_store(path: Path) -> None:
         if pid.isdigit() and not _alive(int(pid)):
             stale.unlink(missing_ok=True)
     tmp = path.with_name(f".{path.name}.{host}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
-    uri = f"sqlite:///{tmp}"
+    uri = sqlite_uri(tmp)
     try:
         tmp.touch(exist_ok=False)  # a folder sqlite cannot write fails here, not after MLflow's ~100 s of retries
         from mlflow.tracking import MlflowClient
-        MlflowClient(tracking_uri=uri).search_experiments(max_results=1)  # builds the schema
+        tidy = _mlflow_opening(uri)
+        try:
+            MlflowClient(tracking_uri=uri).search_experiments(max_results=1)  # builds the schema
+        finally:
+            tidy()
         _dispose(uri)
         with open(tmp, "rb") as fh:
             os.fsync(fh.fileno())
@@ -178,8 +203,12 @@ class Tracker:
         try:
             if database is not None:
                 _check_opens(database)
-            client = MlflowClient(tracking_uri=self.uri)
-            client.search_experiments(max_results=1)
+            tidy = _mlflow_opening(self.uri)
+            try:
+                client = MlflowClient(tracking_uri=self.uri)
+                client.search_experiments(max_results=1)
+            finally:
+                tidy()
         except Exception as e:
             if database is not None and database.exists():
                 _dispose(self.uri)  # so that a later tracker in this process opens the file afresh

@@ -1,0 +1,43 @@
+"""One reading of ``storage.root`` everywhere (issue 34.9), and a results folder that owns its MLflow
+artifacts wherever it is copied or moved (34.4). Tiny stores and one sqlite MLflow store, no Ray."""
+from __future__ import annotations
+
+import pytest
+
+from orchestrator.errors import SpecError
+from orchestrator.location import BadRoot
+from orchestrator.spec import load_spec
+from orchestrator.store import Store
+from orchestrator.tracking import Tracker, default_uri
+
+SWEEP = """
+name: s
+experiment: synthetic
+grid: {seed: [0]}
+"""
+
+
+def test_a_root_with_percent_or_question_mark_is_a_plain_folder(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    root = tmp_path / "r%41?x=1#y"
+    Store(root).append("probes", "s", [{"probe_id": "a"}])
+    tracker = Tracker(default_uri(root), "s", root)
+    report = tmp_path / "report.md"
+    report.write_text("# r")
+    tracker.log_report([report])
+    assert not tracker.failed
+    assert (root / "mlflow.db").is_file() and list((root / "mlartifacts").rglob("report.md"))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["r%41?x=1#y", "report.md"]  # nothing beside it
+
+
+@pytest.mark.parametrize("root", ["~/res", "~", "file:res", "file:///tmp/res", "FILE:/tmp/res"])
+def test_tilde_and_file_roots_are_refused_in_one_line(tmp_path, monkeypatch, root):
+    monkeypatch.chdir(tmp_path)
+    path = tmp_path / "s.yaml"
+    path.write_text(SWEEP)
+    with pytest.raises(SpecError) as refused:
+        load_spec(path, [f"storage.root={root}"])
+    assert "storage.root" in str(refused.value) and "allowed" in str(refused.value) and "\n" not in str(refused.value)
+    with pytest.raises(BadRoot, match="storage.root.*allowed"):
+        Store(root)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["s.yaml"]  # nothing written
