@@ -126,6 +126,32 @@ def _check_opens(path: Path) -> None:
         connection.close()
 
 
+def own_artifacts(database: Path, artifacts: str) -> None:
+    """A results folder owns its artifacts: MLflow records each experiment's and run's artifact location
+    as an absolute URI, so in a copied or moved folder (its ``mlflow.db`` with it) locations that end in
+    another folder's ``/mlartifacts`` are rewritten to this one's, and new artifacts land inside it."""
+    with contextlib.closing(sqlite3.connect(database, timeout=20)) as connection, connection:
+        moved = connection.execute("select experiment_id, artifact_location from experiments where artifact_location "
+                                   "like 'file:%/mlartifacts' and artifact_location != ?", (artifacts,)).fetchall()
+        for experiment, old in moved:
+            connection.execute("update experiments set artifact_location = ? where experiment_id = ?", (artifacts, experiment))
+            connection.execute("update runs set artifact_uri = ? || substr(artifact_uri, ?) where experiment_id = ? "
+                               "and substr(artifact_uri, 1, ?) = ?", (artifacts, len(old) + 1, experiment, len(old) + 1, old + "/"))
+            runs = connection.execute("select run_uuid from runs where experiment_id = ?", (experiment,)).fetchall()
+            _forget_artifact_repos([run for (run,) in runs])
+
+
+def _forget_artifact_repos(run_ids: list[str]) -> None:
+    """Drop MLflow's per-process cache of these runs' artifact stores (keyed by run id, with the old location)."""
+    try:
+        from mlflow.tracking._tracking_service import utils
+        cache = utils._artifact_repos_cache
+    except (ImportError, AttributeError):
+        return
+    for run in run_ids:
+        cache.pop(run, None)
+
+
 def _dispose(uri: str) -> None:
     """Close MLflow's cached connections to ``uri`` (a temporary database about to be renamed or removed)."""
     try:
@@ -182,6 +208,8 @@ class Tracker:
         database = sqlite_path(uri or "")
         local = Path(results_root) if "://" not in str(results_root) else database.parent if database else None
         self.artifacts = None if local is None else (local.resolve() / "mlartifacts").as_uri()
+        # A database inside the results folder moves with it, and so must its artifact locations.
+        self.owned = database is not None and local is not None and database.parent == local.resolve()
         self.failed = False
         self.sweep = sweep or experiment
         self.parent_id: str | None = None  # the sweep run
@@ -203,6 +231,8 @@ class Tracker:
         try:
             if database is not None:
                 _check_opens(database)
+                if self.owned:
+                    own_artifacts(database, self.artifacts)
             tidy = _mlflow_opening(self.uri)
             try:
                 client = MlflowClient(tracking_uri=self.uri)

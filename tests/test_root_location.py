@@ -41,3 +41,24 @@ def test_tilde_and_file_roots_are_refused_in_one_line(tmp_path, monkeypatch, roo
     with pytest.raises(BadRoot, match="storage.root.*allowed"):
         Store(root)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["s.yaml"]  # nothing written
+
+
+@pytest.mark.parametrize("how", ["copy", "move"])
+def test_a_copied_or_moved_folder_owns_its_artifacts(tmp_path, how):
+    """Artifacts logged after a copy or move go inside the new folder; the first folder is left as it was."""
+    import shutil
+    first, second = tmp_path / "first", tmp_path / "second"
+    report = tmp_path / "report.md"
+    report.write_text("# one")
+    Tracker(default_uri(first), "s", first).log_report([report])
+    before = sorted(p.relative_to(first) for p in first.rglob("*") if "mlflow.db" not in p.name)
+    (shutil.copytree if how == "copy" else shutil.move)(first, second)
+    (tmp_path / "figure.svg").write_text("<svg/>")
+    tracker = Tracker(default_uri(second), "s", second)
+    tracker.log_report([tmp_path / "figure.svg"])
+    assert not tracker.failed
+    assert list((second / "mlartifacts").rglob("figure.svg")) and list((second / "mlartifacts").rglob("report.md"))
+    if how == "copy":
+        assert sorted(p.relative_to(first) for p in first.rglob("*") if "mlflow.db" not in p.name) == before
+    else:
+        assert not first.exists()
