@@ -24,7 +24,14 @@ RETRIES = 3  # attempts of an object-store call that failed in transit (network,
 
 
 class BadRoot(ValueError):
-    """``storage.root`` that names no usable place: one line with the key and the allowed values."""
+    """``storage.root`` that names no usable place: one line with the key and the allowed values. A sweep
+    file's root is checked by ``spec.root_problem``; this one comes from ``--root`` (the CLI prints it as
+    bad input, exit 2)."""
+
+    def __init__(self, line: str):
+        super().__init__(line)
+        self.source = "--root"
+        self.key, _, self.message = line.partition(": ")
 
 
 ALLOWED = ("a folder path, s3://BUCKET/PREFIX (?endpoint_override=HOST:PORT&scheme=http for an S3-compatible "

@@ -45,6 +45,9 @@ KIND_TAG = "factsweep.kind"
 
 def default_uri(results_root: str | Path) -> str | None:
     """sqlite beside a local results folder; None for an object-store root (no sqlite file is made there)."""
+    from orchestrator.location import BadRoot, local_problem
+    if problem := local_problem(results_root):
+        raise BadRoot(f"storage.root: {problem}")
     if "://" in str(results_root):
         return None
     return sqlite_uri(Path(results_root).resolve() / "mlflow.db")

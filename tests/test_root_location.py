@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from orchestrator.cli import main
 from orchestrator.errors import SpecError
 from orchestrator.location import BadRoot
 from orchestrator.spec import load_spec
@@ -31,15 +32,19 @@ def test_a_root_with_percent_or_question_mark_is_a_plain_folder(tmp_path, monkey
 
 
 @pytest.mark.parametrize("root", ["~/res", "~", "file:res", "file:///tmp/res", "FILE:/tmp/res"])
-def test_tilde_and_file_roots_are_refused_in_one_line(tmp_path, monkeypatch, root):
+def test_tilde_and_file_roots_are_refused_in_one_line(tmp_path, monkeypatch, capsys, root):
     monkeypatch.chdir(tmp_path)
     path = tmp_path / "s.yaml"
     path.write_text(SWEEP)
     with pytest.raises(SpecError) as refused:
         load_spec(path, [f"storage.root={root}"])
     assert "storage.root" in str(refused.value) and "allowed" in str(refused.value) and "\n" not in str(refused.value)
-    with pytest.raises(BadRoot, match="storage.root.*allowed"):
-        Store(root)
+    for make in (Store, default_uri):
+        with pytest.raises(BadRoot, match="storage.root.*allowed"):
+            make(root)
+    capsys.readouterr()
+    assert main(["query", "--root", root, "select 1"]) == 2
+    assert len(capsys.readouterr().err.strip().splitlines()) == 1
     assert sorted(p.name for p in tmp_path.iterdir()) == ["s.yaml"]  # nothing written
 
 
