@@ -24,7 +24,31 @@ RETRIES = 3  # attempts of an object-store call that failed in transit (network,
 
 
 class BadRoot(ValueError):
-    """``storage.root`` that names no usable place: one line with the key and the allowed values."""
+    """``storage.root`` that names no usable place: one line with the key and the allowed values. A sweep
+    file's root is checked by ``spec.root_problem``; this one comes from ``--root`` (the CLI prints it as
+    bad input, exit 2)."""
+
+    def __init__(self, line: str):
+        super().__init__(line)
+        self.source = "--root"
+        self.key, _, self.message = line.partition(": ")
+
+
+ALLOWED = ("a folder path, s3://BUCKET/PREFIX (?endpoint_override=HOST:PORT&scheme=http for an S3-compatible "
+           "server) or gs://BUCKET/PREFIX")
+
+
+def local_problem(root) -> str | None:
+    """Why a local ``storage.root`` is refused, or None. A leading ``~`` is expanded by a shell but not by
+    the YAML, Python or MLflow's sqlite URI (each would read it differently), and ``file:`` is no folder
+    name: refused, so that every part of factsweep reads a root one way. ``%``, ``?`` and ``#`` are
+    plain characters of a folder name (quoted wherever the root becomes a URI)."""
+    text = str(root)
+    if text.startswith("~"):
+        return f"got {text!r}: '~' is not expanded; allowed: {ALLOWED}; write the full path, e.g. {os.path.expanduser(text)!r}"
+    if text[:5].lower() == "file:":
+        return f"got {text!r}: file: is not a folder path; allowed: {ALLOWED}"
+    return None
 
 
 def is_remote(root) -> bool:
@@ -39,8 +63,7 @@ def open_root(root) -> "Folder | ObjectStore":
         return Folder(root)
     scheme = root.split("://", 1)[0].lower()
     if scheme not in SCHEMES:
-        raise BadRoot(f"storage.root: got {root!r}; allowed: a folder path, s3://BUCKET/PREFIX "
-                      "(?endpoint_override=HOST:PORT&scheme=http for an S3-compatible server) or gs://BUCKET/PREFIX")
+        raise BadRoot(f"storage.root: {local_problem(root) or f'got {root!r}; allowed: {ALLOWED}'}")
     return ObjectStore(root)
 
 
@@ -66,6 +89,8 @@ class Folder:
     remote = False
 
     def __init__(self, root):
+        if problem := local_problem(root):
+            raise BadRoot(f"storage.root: {problem}")
         self.path = Path(root)
         self.uri = str(root)
 

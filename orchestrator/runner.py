@@ -115,7 +115,7 @@ def run_sweep(spec: Spec, *, retry_failed: bool = False, progress: bool | str | 
     check_recorded_kind(spec, store)
     store.check_writable(spec.name)  # an unwritable or full root fails here: no Ray, no MLflow run, no work lost
     with sweep_lease(spec.results_root, spec.name) as lease:  # rows carry its epoch; a lost lease stops writes
-        store.epoch, store.guard = lease.epoch, lease
+        store.epoch, store.guard, store.compacting = lease.epoch, lease, True
         return SweepRun(spec, store, progress).run(retry_failed=retry_failed, address=address, inline=inline)
 
 

@@ -274,12 +274,13 @@ def tracking_uri_problem(uri: str) -> str | None:
 def root_problem(root: str, tracking_uri: str | None) -> tuple[str, str] | None:
     """(key, message) when ``storage.root`` names no usable place, or an object store with no tracking URI:
     MLflow's default is a sqlite file beside the results, which an object store cannot hold."""
-    from orchestrator.location import SCHEMES, is_remote
+    from orchestrator.location import ALLOWED, SCHEMES, is_remote, local_problem
+    if problem := local_problem(root):
+        return ("storage.root", problem)
     if not is_remote(root):
         return None
     if root.split("://", 1)[0].lower() not in SCHEMES:
-        return ("storage.root", f"got {root!r}; allowed: a folder path, s3://BUCKET/PREFIX (?endpoint_override="
-                                "HOST:PORT&scheme=http for an S3-compatible server) or gs://BUCKET/PREFIX")
+        return ("storage.root", f"got {root!r}; allowed: {ALLOWED}")
     if tracking_uri is None:
         return ("tracking.uri", f"got null with storage.root {root!r}; allowed: http(s)://HOST:PORT of an MLflow "
                                 "server (no sqlite file is made on an object store), or sqlite:///LOCAL_PATH")

@@ -48,8 +48,10 @@ class UnknownResults(LookupError):
         super().__init__(f"no {what} {got!r} recorded in {where.resolve() if isinstance(where, Path) else where}{hint}; "
                          f"allowed: {', '.join(known) or 'none (nothing is recorded there: wrong folder?)'}")
 QUARANTINE = "quarantine"
+COMPACT_EVERY = 128  # fragments of one table a compacting store lets pile up (a read opens each: 5,000 took 101 s)
 FETCHERS = 16  # concurrent requests to an object store when reading or deleting many fragments
 log = logging.getLogger("factsweep")
+_WARNED: set[str] = set()  # fragments whose odd columns were already reported by this process
 
 
 class StorageError(Unavailable):
@@ -80,12 +82,15 @@ def storage_error(path: str | Path, error: OSError) -> StorageError:
 class Store:
     """Append-only Parquet tables under ``root`` (a folder or an object-store URI) with whole-or-nothing
     writes and compaction. ``epoch``: the lease epoch stamped on every row written (None: none stamped);
-    ``guard``: the lease, checked before each write so a driver that lost it stops writing."""
+    ``guard``: the lease, checked before each write so a driver that lost it stops writing;
+    ``compacting``: merge a table's fragments whenever COMPACT_EVERY have piled up (set by the sweep's
+    only driver, so a long or killed run never leaves thousands of fragments to every later read)."""
 
-    def __init__(self, root, *, epoch: int | None = None, guard=None):
+    def __init__(self, root, *, epoch: int | None = None, guard=None, compacting: bool = False):
         self.location = open_root(root)
         self.root = self.location.path if not self.location.remote else self.location.uri
-        self.epoch, self.guard = epoch, guard
+        self.epoch, self.guard, self.compacting = epoch, guard, compacting
+        self._piled: dict[tuple[str, str], int] = {}  # fragments per (table, sweep), listed once, then counted
 
     def _dir(self, table: str, sweep: str) -> str:
         return f"{table}/sweep={sweep}"
@@ -101,7 +106,18 @@ class Store:
         now = time.time()
         stamp = {EPOCH: self.epoch} if self.epoch is not None else {}
         frame = pd.DataFrame([{"schema_version": SCHEMA_VERSION, "recorded_at": now, **r, **stamp} for r in rows])
-        return self._write(self._dir(table, sweep), frame, f"part-{time.time_ns():020d}-{uuid.uuid4().hex[:8]}.parquet")
+        written = self._write(self._dir(table, sweep), frame, f"part-{time.time_ns():020d}-{uuid.uuid4().hex[:8]}.parquet")
+        if self.compacting:
+            self._compact_when_piled(table, sweep)
+        return written  # (merged away, rows and all, when that append triggered a compaction)
+
+    def _compact_when_piled(self, table: str, sweep: str) -> None:
+        piled = self._piled.get((table, sweep))
+        piled = len(self._keys(table, sweep)) if piled is None else piled + 1
+        if piled >= COMPACT_EVERY:
+            self.compact(table, sweep)
+            piled = 1
+        self._piled[(table, sweep)] = piled
 
     def _write(self, folder: str, frame: pd.DataFrame, name: str):
         if self.guard is not None:
@@ -164,8 +180,9 @@ class Store:
             raise storage_error(self.where(), e) from e
         return [t for t in found if _named(self.where(t), t)]
 
-    def _read_fragments(self, table: str, sweep: str, read) -> list:
-        """``read(source)`` of every fragment of a sweep's table, as of one listing of the folder.
+    def _read_fragments(self, table: str, sweep: str, read=None) -> list:
+        """``read(source)`` (default: the whole fragment, as an Arrow table with one column per name)
+        of every fragment of a sweep's table, as of one listing of the folder.
 
         A compaction writes its merged fragment before it deletes the old ones, so when a listed
         fragment has vanished, listing again finds its rows in the merged one: start over. A fragment
@@ -174,8 +191,8 @@ class Store:
         for attempt in range(100):
             try:
                 keys = self._keys(table, sweep)
-                return [part for key, source in zip(keys, self._sources(keys))
-                        if (part := self._decode(key, source, read)) is not None]
+                return [part if read else _by_name(self.where(key), part) for key, source in zip(keys, self._sources(keys))
+                        if (part := self._decode(key, source, read or _arrow)) is not None]
             except FileNotFoundError:
                 time.sleep(0.01 * min(attempt, 10))
         raise StorageError(self.where(self._dir(table, sweep)), OSError(errno.EAGAIN, "fragments kept vanishing while read"))
@@ -244,8 +261,7 @@ class Store:
                 raise UnknownResults("sweep", sweep, self.sweeps(table), self.where(table))
         frames = []
         for name in [sweep] if sweep else self.sweeps(table):
-            parts = self._read_fragments(table, name, pd.read_parquet)
-            parts = [p for p in parts if len(p)]
+            parts = [p.to_pandas() for p in self._read_fragments(table, name) if p.num_rows]
             if parts:
                 frames.append(pd.concat(parts, ignore_index=True).assign(sweep=name))
         if not frames:
@@ -307,7 +323,7 @@ class Store:
         con = duckdb.connect()
         for table in self.tables():
             parts = [part.append_column("sweep", pa.array([name] * part.num_rows, pa.string()))
-                     for name in self.sweeps(table) for part in self._read_fragments(table, name, pq.read_table)]
+                     for name in self.sweeps(table) for part in self._read_fragments(table, name)]
             if parts:
                 con.register(table, _newest(_union(parts), KEYS.get(table)))
         return con
@@ -319,6 +335,28 @@ def _named(path, name: str) -> bool:
         return True
     log.warning("results: skipping folder %r: %r is not a valid name (letters, digits, '_', '-', '.')", str(path), name)
     return False
+
+
+def _arrow(source) -> pa.Table:
+    """One fragment, read as a file (not through pyarrow's dataset layer, which refuses duplicate names)."""
+    with pq.ParquetFile(source) as file:
+        return file.read()
+
+
+def _by_name(where, part: pa.Table) -> pa.Table:
+    """A fragment with one column per name: an older writer's duplicate keeps its first copy, and a
+    ``sweep`` column (a user's ``COPY`` of a view) is dropped, since the folder names the sweep. Warned
+    once per fragment; the next compaction rewrites it clean."""
+    names = part.column_names
+    odd = sorted({n for i, n in enumerate(names) if n in names[:i]} | ({"sweep"} & set(names)))
+    if not odd:
+        return part
+    if str(where) not in _WARNED:
+        _WARNED.add(str(where))
+        log.warning("results: fragment %s has extra or duplicate columns %s; read by name (first copy kept, "
+                    "'sweep' taken from its folder)", where, ", ".join(map(repr, odd)))
+    keep = [i for i, n in enumerate(names) if n != "sweep" and n not in names[:i]]
+    return part.select(keep)
 
 
 def _experiments(source) -> set[str]:

@@ -28,6 +28,7 @@ import time
 import uuid
 import warnings
 from pathlib import Path
+from urllib.parse import unquote
 
 import pandas as pd
 import yaml
@@ -46,16 +47,38 @@ KIND_TAG = "factsweep.kind"
 
 def default_uri(results_root: str | Path) -> str | None:
     """sqlite beside a local results folder; None for an object-store root (no sqlite file is made there)."""
+    from orchestrator.location import BadRoot, local_problem
+    if problem := local_problem(results_root):
+        raise BadRoot(f"storage.root: {problem}")
     if "://" in str(results_root):
         return None
-    return f"sqlite:///{Path(results_root).resolve() / 'mlflow.db'}"
+    return sqlite_uri(Path(results_root).resolve() / "mlflow.db")
+
+
+def sqlite_uri(path: Path) -> str:
+    """``sqlite:///PATH`` with ``%`` and ``?`` quoted (SQLAlchemy reads ``?`` as options, ``%41`` as ``A``);
+    any other path gives the same URI as before."""
+    return "sqlite:///" + str(path).replace("%", "%25").replace("?", "%3F")
+
+
+def _mlflow_opening(uri: str):
+    """MLflow makes the parent folder of a sqlite URI's raw, still quoted path before it opens the file:
+    for a root with ``%`` or ``?`` a stray empty folder beside it, removed here once MLflow has made it."""
+    raw = Path(uri[len("sqlite:///"):].split("?", 1)[0]).parent if uri.startswith("sqlite:///") else None
+    stray = raw is not None and raw != (sqlite_path(uri) or raw).parent and not raw.exists()
+
+    def tidy():
+        if stray:
+            with contextlib.suppress(OSError):
+                raw.rmdir()  # only an empty folder: never anything of the user's
+    return tidy
 
 
 def sqlite_path(uri: str) -> Path | None:
-    """The database file of a ``sqlite:///PATH`` URI (None for other stores)."""
+    """The database file of a ``sqlite:///PATH`` URI (None for other stores), unquoted as SQLAlchemy does."""
     if not uri.startswith("sqlite:///"):
         return None
-    path = uri[len("sqlite:///"):].split("?", 1)[0]
+    path = unquote(uri[len("sqlite:///"):].split("?", 1)[0])
     return Path(path) if path and path != ":memory:" else None
 
 
@@ -76,11 +99,15 @@ def create_sqlite_store(path: Path) -> None:
         if pid.isdigit() and not _alive(int(pid)):
             stale.unlink(missing_ok=True)
     tmp = path.with_name(f".{path.name}.{host}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
-    uri = f"sqlite:///{tmp}"
+    uri = sqlite_uri(tmp)
     try:
         tmp.touch(exist_ok=False)  # a folder sqlite cannot write fails here, not after MLflow's ~100 s of retries
         from mlflow.tracking import MlflowClient
-        MlflowClient(tracking_uri=uri).search_experiments(max_results=1)  # builds the schema
+        tidy = _mlflow_opening(uri)
+        try:
+            MlflowClient(tracking_uri=uri).search_experiments(max_results=1)  # builds the schema
+        finally:
+            tidy()
         _dispose(uri)
         with open(tmp, "rb") as fh:
             os.fsync(fh.fileno())
@@ -102,6 +129,32 @@ def _check_opens(path: Path) -> None:
         connection.execute("select count(*) from sqlite_master").fetchone()
     finally:
         connection.close()
+
+
+def own_artifacts(database: Path, artifacts: str) -> None:
+    """A results folder owns its artifacts: MLflow records each experiment's and run's artifact location
+    as an absolute URI, so in a copied or moved folder (its ``mlflow.db`` with it) locations that end in
+    another folder's ``/mlartifacts`` are rewritten to this one's, and new artifacts land inside it."""
+    with contextlib.closing(sqlite3.connect(database, timeout=20)) as connection, connection:
+        moved = connection.execute("select experiment_id, artifact_location from experiments where artifact_location "
+                                   "like 'file:%/mlartifacts' and artifact_location != ?", (artifacts,)).fetchall()
+        for experiment, old in moved:
+            connection.execute("update experiments set artifact_location = ? where experiment_id = ?", (artifacts, experiment))
+            connection.execute("update runs set artifact_uri = ? || substr(artifact_uri, ?) where experiment_id = ? "
+                               "and substr(artifact_uri, 1, ?) = ?", (artifacts, len(old) + 1, experiment, len(old) + 1, old + "/"))
+            runs = connection.execute("select run_uuid from runs where experiment_id = ?", (experiment,)).fetchall()
+            _forget_artifact_repos([run for (run,) in runs])
+
+
+def _forget_artifact_repos(run_ids: list[str]) -> None:
+    """Drop MLflow's per-process cache of these runs' artifact stores (keyed by run id, with the old location)."""
+    try:
+        from mlflow.tracking._tracking_service import utils
+        cache = utils._artifact_repos_cache
+    except (ImportError, AttributeError):
+        return
+    for run in run_ids:
+        cache.pop(run, None)
 
 
 def _dispose(uri: str) -> None:
@@ -160,6 +213,8 @@ class Tracker:
         database = sqlite_path(uri or "")
         local = Path(results_root) if "://" not in str(results_root) else database.parent if database else None
         self.artifacts = None if local is None else (local.resolve() / "mlartifacts").as_uri()
+        # A database inside the results folder moves with it, and so must its artifact locations.
+        self.owned = database is not None and local is not None and database.parent == local.resolve()
         self.failed = False
         self.sweep = sweep or experiment
         self.parent_id: str | None = None  # the sweep run
@@ -181,8 +236,14 @@ class Tracker:
         try:
             if database is not None:
                 _check_opens(database)
-            client = MlflowClient(tracking_uri=self.uri)
-            client.search_experiments(max_results=1)
+                if self.owned:
+                    own_artifacts(database, self.artifacts)
+            tidy = _mlflow_opening(self.uri)
+            try:
+                client = MlflowClient(tracking_uri=self.uri)
+                client.search_experiments(max_results=1)
+            finally:
+                tidy()
         except Exception as e:
             if database is not None and database.exists():
                 _dispose(self.uri)  # so that a later tracker in this process opens the file afresh
