@@ -374,7 +374,8 @@ def load_spec(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> 
         probes_per_task=pack.get("probes_per_task", 8),
         tracking_uri=sections["tracking"].get("uri"), tracking_experiment=sections["tracking"].get("experiment"),
         results_root=sections["storage"].get("root", "results"), cluster_address=sections["cluster"].get("address"),
-        raw=redact_data(raw), overrides=tuple(redact(o) for o in overrides), profile=profile,  # shown and stored file_sha256=file_sha256,
+        raw=redact_data(raw), overrides=tuple(redact(o) for o in overrides), profile=profile,  # shown and stored
+        file_sha256=file_sha256,
         predict=search_block.get("predict", True),
         probe_timeout_s=None if timeout is None else float(timeout),
     )

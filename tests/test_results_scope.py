@@ -106,7 +106,7 @@ def test_unknown_tables_and_sweeps_are_errors_with_a_suggestion(tmp_path, capsys
     assert isinstance(load("cells", "quickstart", root=root), pd.DataFrame)
     assert main(["fit", "quickstart", "--root", str(root), "--bootstrap", "0"]) == 2
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "--bootstrap: got 0; allowed: an integer >= 1" in err
+    assert err.count("\n") == 1 and "--bootstrap: got 0; allowed: an integer in [1, 100000]" in err
     assert main(["report", "quickstrat", "--root", str(root)]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "did you mean 'quickstart'" in err and "Traceback" not in err

@@ -87,7 +87,7 @@ def test_two_hosts_one_sweep_one_lease(leases, shared_tracking, tmp_path):
     by_epoch = probes.groupby("lease_epoch").size().to_dict()
     assert by_epoch == {1: recorded, 2: 12 - recorded}, by_epoch  # each driver's rows carry its lease epoch
     invocations = store.load("invocations", "hosts")
-    assert sorted(invocations["state"]) == ["finished", "running"]  # the killed driver never ended
+    assert sorted(invocations["state"]) == ["finished", "killed"]  # the killed driver's closed by the next run
     assert len(store.load("cells", "hosts")) == 2
     print(f"\nmulti-host: host A killed after {recorded} probes; host B refused while the lease was live, "
           f"{refusals} more refusal(s) until it expired, then ran {12 - recorded}: 12 probes, each once")
