@@ -186,10 +186,10 @@ def cmd_extra_cells(args) -> int:
     """List (and with --move-aside, set aside) cells recorded under the name that the file does not define."""
     spec = _spec(args)
     if args.move_aside:  # rewrites the sweep's tables: not while a run or a sync appends to them
-        from orchestrator.lock import SweepLock
+        from orchestrator.lease import sweep_lease
         from orchestrator.store import StorageError
         try:
-            with SweepLock(spec.results_root, spec.name):
+            with sweep_lease(spec.results_root, spec.name):  # the flock of a folder, the lease of an object store
                 return _extra_cells(spec, args)
         except StorageError as e:
             print(f"factsweep: error: {redact(str(e))}", file=sys.stderr)
