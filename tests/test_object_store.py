@@ -21,23 +21,17 @@ from orchestrator.lock import SweepLocked
 from orchestrator.spec import load_spec
 from orchestrator.store import StorageError, Store
 from servers import free_port
+from sweep_files import synthetic_sweep
 
-SYNTHETIC = """
-name: {name}
-experiment: synthetic
-fixed: {{num_probes: 2}}
-grid: {{seed: [0, 1]}}
-storage: {{root: '{root}'}}
-"""
 
 
 def test_storage_root_errors_are_one_line(tmp_path):
     path = tmp_path / "bad.yaml"
-    path.write_text(SYNTHETIC.format(name="bad", root="ftp://host/x"))
+    synthetic_sweep(path, "bad", "ftp://host/x")
     with pytest.raises(SpecError, match=r"storage\.root: got 'ftp://host/x'; allowed: a folder path, s3://") as e:
         load_spec(path)
     assert "\n" not in str(e.value)
-    path.write_text(SYNTHETIC.format(name="bad", root="s3://bucket/x"))
+    synthetic_sweep(path, "bad", "s3://bucket/x")
     with pytest.raises(SpecError, match=r"tracking\.uri: got null with storage\.root 's3://bucket/x'; allowed: "):
         load_spec(path)
     assert load_spec(path, ["tracking.uri=http://127.0.0.1:5000"]).results_root == "s3://bucket/x"
@@ -115,7 +109,7 @@ def test_an_unreachable_store_stops_in_one_line_and_quarantines_nothing(object_s
     assert store.location.files("quarantine", "*/*/*") == [] and len(Store(root).load("probes", "s")) == 1
 
     path = tmp_path / "down.yaml"
-    path.write_text(SYNTHETIC.format(name="down", root=dead) + "tracking: {uri: 'http://127.0.0.1:1'}\n")
+    synthetic_sweep(path, "down", dead, extra="tracking: {uri: 'http://127.0.0.1:1'}\n")
     assert main(["run", str(path), "--inline"]) == 1
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith("factsweep: error: results: cannot reach s3://bucket/x/"), err

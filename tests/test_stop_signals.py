@@ -20,21 +20,14 @@ from orchestrator.provenance import new_invocation
 from orchestrator.spec import load_spec
 from orchestrator.store import Store
 from orchestrator.tracking import KIND_TAG, default_uri
+from sweep_files import synthetic_sweep
 
-SWEEP = """
-name: {name}
-experiment: synthetic
-fixed: {{num_probes: 6, sleep: 0.3}}
-grid: {{seed: [0, 1]}}
-packing: {{probes_per_task: 1}}
-storage: {{root: '{root}'}}
-"""
 REPO = Path(__file__).resolve().parents[1]
 
 
 def sweep(tmp_path: Path, name: str) -> Path:
     path = tmp_path / f"{name}.yaml"
-    path.write_text(SWEEP.format(name=name, root=tmp_path / "results"))
+    synthetic_sweep(path, name, tmp_path / "results", probes=6, sleep=0.3, probes_per_task=1)
     return path
 
 

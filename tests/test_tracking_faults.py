@@ -14,20 +14,14 @@ from mlflow.tracking import MlflowClient
 from orchestrator.cli import main
 from orchestrator.store import Store
 from orchestrator.tracking import CELL_TAG, KIND_TAG, SWEEP_TAG, Tracker, default_uri
+from sweep_files import synthetic_sweep
 
-SYNTHETIC = """
-name: {name}
-experiment: synthetic
-fixed: {{num_probes: 2}}
-grid: {{seed: [0, 1]}}
-storage: {{root: '{root}'}}
-"""
 REPO = Path(__file__).resolve().parents[1]
 
 
 def sweep(tmp_path: Path, name: str) -> Path:
     path = tmp_path / f"{name}.yaml"
-    path.write_text(SYNTHETIC.format(name=name, root=tmp_path / "results"))
+    synthetic_sweep(path, name, tmp_path / "results")
     return path
 
 

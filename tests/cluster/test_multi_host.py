@@ -15,18 +15,11 @@ from pathlib import Path
 import pytest
 
 from orchestrator.store import Store
+from sweep_files import synthetic_sweep
 
 pytestmark = pytest.mark.slow  # real servers, processes and kills
 
 REPO = Path(__file__).resolve().parents[2]
-SWEEP = """
-name: hosts
-experiment: synthetic
-fixed: {{num_probes: 6, sleep: 1.0}}
-grid: {{seed: [0, 1]}}
-packing: {{probes_per_task: 1}}
-storage: {{root: '{root}'}}
-"""
 TTL = 3
 
 
@@ -51,7 +44,7 @@ def start(sweep: Path, folder: Path, tracking: str) -> subprocess.Popen:
 def test_two_hosts_one_sweep_one_lease(leases, shared_tracking, tmp_path):
     root = leases.root("hosts")
     sweep = tmp_path / "hosts.yaml"
-    sweep.write_text(SWEEP.format(root=root))
+    synthetic_sweep(sweep, "hosts", root, probes=6, sleep=1.0, probes_per_task=1)
     a_home, b_home = tmp_path / "host-a", tmp_path / "host-b"
     store = Store(root)
     first = start(sweep, a_home, shared_tracking)

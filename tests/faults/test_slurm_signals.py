@@ -18,17 +18,10 @@ from orchestrator.cli import main
 from orchestrator.runner import run_sweep
 from orchestrator.spec import load_spec
 from orchestrator.store import Store
+from sweep_files import synthetic_sweep
 
 pytestmark = pytest.mark.slow  # real CLI processes and signals
 
-SWEEP = """
-name: stopped
-experiment: synthetic
-fixed: {{num_probes: 4, sleep: 0.4}}
-grid: {{seed: [0, 1]}}
-packing: {{probes_per_task: 1}}
-storage: {{root: '{root}'}}
-"""
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -36,7 +29,7 @@ def test_sigterm_and_sigusr1_stop_like_ctrl_c_and_the_rerun_resumes(tmp_path, sh
     """SIGTERM to a real `factsweep run`, then SIGUSR1 to a run in this process (a timer thread sends it
     once a probe is recorded): each stops as Ctrl-C does; a third run finishes only what is left."""
     path = tmp_path / "stopped.yaml"
-    path.write_text(SWEEP.format(root=tmp_path / "results"))
+    synthetic_sweep(path, "stopped", tmp_path / "results", probes=4, sleep=0.4, probes_per_task=1)
     store = Store(tmp_path / "results")
     env = {**os.environ, "PYTHONUNBUFFERED": "1",
            "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}

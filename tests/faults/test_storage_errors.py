@@ -33,6 +33,7 @@ from orchestrator.spec import load_spec
 from orchestrator.store import Store
 from orchestrator.tracking import CELL_TAG, KIND_TAG
 from servers import free_port
+from sweep_files import synthetic_sweep
 
 pytestmark = pytest.mark.slow  # real CLI processes on read-only, full and fake folders: not in make test-fast
 
@@ -252,14 +253,6 @@ def test_disk_full_fails_fast_then_mid_sweep_and_recovers(shared, tmp_path, capf
               f"ENOSPC, {redone} run after, 0 duplicates")
 
 
-DB_IN_ROOT = """
-name: midway
-experiment: synthetic
-fixed: {{num_probes: 40, sleep: 0.02}}
-grid: {{seed: [0, 1]}}
-packing: {{probes_per_task: 1}}
-storage: {{root: '{root}'}}
-"""
 # Inside the namespace that mounts the small disk, before the real `factsweep run`: MLflow's schema on
 # a full disk, then with space, then a disk that fills part-way through the sweep.
 SCHEMA_ON_A_FULL_DISK = """
@@ -295,7 +288,7 @@ def test_mlflow_db_on_a_disk_that_fills(ray_session, tmp_path):
     disk = tmp_path / "disk"
     disk.mkdir()
     path = tmp_path / "midway.yaml"
-    path.write_text(DB_IN_ROOT.format(root=disk / "results"))
+    synthetic_sweep(path, "midway", disk / "results", probes=40, sleep=0.02, probes_per_task=1)
     steps = (f'mount -t tmpfs -o size=4m factsweep-full "$0" && "$1" -c "$2" "$0" > "$3" && '
              f'"$1" -m orchestrator.cli run "$4" --address "$7" 2> "$5"; echo $? > "$6"')
     command = [*USERNS, "sh", "-c", steps, str(disk), sys.executable, SCHEMA_ON_A_FULL_DISK, str(tmp_path / "schema"),
