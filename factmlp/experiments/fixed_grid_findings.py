@@ -17,6 +17,9 @@ NAMES = {"width": "width", "num_facts": "F", "beta": "β", "query_eps": "ε"}
 METRIC_NAMES = {"margin_min": "γ_min", "recall_noisy": "recall under query noise", "recall": "recall inside the "
                 "Transformer"}
 RECALL = 0.99  # the paper's bar
+# γ of unit values (the spherical and spike geometries this kind builds) lies in [−2, 2], a difference
+# of two in [−4, 4]: intervals on the logit scale within these never run past a bound.
+MARGIN, MARGIN_DIFFERENCE = (-2.0, 2.0), (-4.0, 4.0)
 
 
 def metric_of(probe: str, axis: str) -> str:
@@ -113,14 +116,14 @@ def fixed_grid_findings(cells: list[dict], fits: list[dict]) -> str:
             metric = metric_of(setting.get("probe"), axis)
             if not any(is_set(r.get(metric)) for r in rows):
                 continue
-            bounds = FRACTION if metric != "margin_min" else None
+            bounds = FRACTION if metric != "margin_min" else MARGIN
             points = _points(rows, axis, metric, bounds)
             if len(points) < 2:
                 continue
             name = f"{_describe(setting, axis)} (seeds {seeds_of(rows)})"
             values = ", ".join(f"{fmt(v)}: {text}" for v, _, text in points)
             lines.append(f"- {METRIC_NAMES[metric]} vs {NAMES[axis]}, {name}: {values}. "
-                         f"{_trend(points, metric, axis, None if bounds is None else DIFFERENCE)}.")
+                         f"{_trend(points, metric, axis, MARGIN_DIFFERENCE if metric == 'margin_min' else DIFFERENCE)}.")
             if metric != "margin_min":
                 lines.append(f"  > 99% recall: {_bar(points, metric, axis)}.")
             if metric == "margin_min" and any(is_set(r.get("rho")) for r in rows) and axis == "beta":
