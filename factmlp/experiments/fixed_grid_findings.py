@@ -116,6 +116,8 @@ def fixed_grid_findings(cells: list[dict], fits: list[dict]) -> str:
             metric = metric_of(setting.get("probe"), axis)
             if not any(is_set(r.get(metric)) for r in rows):
                 continue
+            if metric == "margin_min" and is_set(setting.get("query_eps")) and setting["query_eps"] != 0:
+                continue  # γ_min is measured on the clean keys: the same at every ε, so said once (at ε = 0)
             bounds = FRACTION if metric != "margin_min" else MARGIN
             points = _points(rows, axis, metric, bounds)
             if len(points) < 2:
