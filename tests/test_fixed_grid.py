@@ -169,3 +169,16 @@ def test_the_noisy_query_law_names_only_measured_eps_against_the_scale():
     assert "up to ε = 0.1 and below it (does not hold, or every seed below) from ε = 0.4" in text
     assert "the threshold lies in [1, 4] × √(d/(F ln F)) = 0.1" in text
     assert "holds at ε = 0.1" in text and "inconclusive at ε = 0.2" in text and "γ_min vs" not in text
+
+
+def test_whitening_is_compared_point_by_point_paired_by_seed():
+    """Whitened recall above plain at F = 1024 only: one verdict there, inconclusive at F = 128, in F order."""
+    plain = {128: (0.999, 0.998, 1.0), 1024: (0.80, 0.84, 0.86)}
+    white = {128: (0.998, 0.999, 0.999), 1024: (0.99, 0.991, 0.993)}
+    cells = [{"probe": "transformer", "schedule": "pretrain_then_swap", "method": "hebbian", "whiten": w,
+              "geometry": "spherical", "d": 64, "num_facts": f, "beta": 0.0, "width": 512, "query_eps": 0.0,
+              "seed": s, "recall": table[f][s], "accuracy": table[f][s]}
+             for w, table in ((False, plain), (True, white)) for f in (128, 1024) for s in range(3)]
+    lines = [x for x in fixed_grid_findings(cells, []).splitlines() if x.startswith("- Whitening")]
+    assert len(lines) == 2 and "F = 128" in lines[0] and "F = 1024" in lines[1]
+    assert lines[0].endswith("inconclusive — the interval contains 0.") and lines[1].endswith("raises it.")

@@ -8,6 +8,8 @@ measured points are named, never a value between or beyond them (``verdicts`` se
 """
 from __future__ import annotations
 
+import numbers
+
 from factmlp.experiments.verdicts import DIFFERENCE, FRACTION, MIN_SEEDS, against, by, fmt, paired, seeds_of, summary
 from orchestrator.experiment import is_set
 
@@ -31,6 +33,14 @@ def metric_of(probe: str, axis: str) -> str:
 
 def _num(value):
     return float(value) if is_set(value) else value
+
+
+def _in_order(groups: dict) -> list:
+    """Groups by their key with numbers in numeric order (F = 128 before 1024)."""
+    def order(key):
+        return tuple((0, float(v), "") if isinstance(v, numbers.Number) and not isinstance(v, bool)
+                     else (1, 0.0, str(v)) for v in key)
+    return sorted(groups.items(), key=lambda kv: order(kv[0]))
 
 
 def _describe(setting: dict, axis: str) -> str:
@@ -103,6 +113,35 @@ def _law(points, rows: list[dict]) -> str:
             f"{fmt(first_failed / scale)}] × √(d/(F ln F)) = {fmt(scale)}")
 
 
+def _whitening(cells: list[dict]) -> list[str]:
+    """Where the sweep has both variants: whitened − plain at each grid point, paired by seed (the
+    capacity–usability tradeoff point by point)."""
+    if len({bool(c.get("whiten")) for c in cells}) < 2:
+        return []
+    lines = []
+    others = tuple(k for k in SETTING if k != "whiten")
+    for key, rows in _in_order(by(cells, others)):
+        setting = dict(zip(others, key))
+        plain = [r for r in rows if not r.get("whiten")]
+        white = [r for r in rows if r.get("whiten")]
+        noisy = is_set(setting.get("query_eps")) and setting["query_eps"] != 0
+        metrics = (("recall",) if setting.get("probe") == "transformer" else ("recall_noisy",) if noisy
+                   else ("margin_min",))
+        for metric in metrics:
+            diff = paired(white, plain, metric)
+            if not diff:
+                continue
+            bounds = MARGIN_DIFFERENCE if metric == "margin_min" else DIFFERENCE
+            up, numbers = against(diff, 0.0, above=True, bounds=bounds)
+            down, _ = against(diff, 0.0, above=False, bounds=bounds)
+            verdict = ("raises it" if up == "holds" else "lowers it" if down == "holds"
+                       else up if up.startswith("inconclusive") else "inconclusive — the interval contains 0")
+            name = _describe({**setting, "whiten": False}, None)
+            lines.append(f"- Whitening, {name}: {METRIC_NAMES[metric]}(whitened) − {METRIC_NAMES[metric]}(plain) = "
+                         f"{numbers} (paired by seed): {verdict}.")
+    return lines
+
+
 def fixed_grid_findings(cells: list[dict], fits: list[dict]) -> str:
     """Per axis that varies, per setting of the other parameters: the metric at each point with its
     interval, its trend from the first grid value to the last, and the recall bar where it applies."""
@@ -111,7 +150,7 @@ def fixed_grid_findings(cells: list[dict], fits: list[dict]) -> str:
     varying = [a for a in AXES if len({_num(c.get(a)) for c in cells if is_set(c.get(a))}) > 1]
     for axis in varying:
         others = tuple(k for k in SETTING if k != axis)
-        for key, rows in by(cells, others).items():
+        for key, rows in _in_order(by(cells, others)):
             setting = dict(zip(others, key))
             metric = metric_of(setting.get("probe"), axis)
             if not any(is_set(r.get(metric)) for r in rows):
@@ -128,11 +167,16 @@ def fixed_grid_findings(cells: list[dict], fits: list[dict]) -> str:
                          f"{_trend(points, metric, axis, MARGIN_DIFFERENCE if metric == 'margin_min' else DIFFERENCE)}.")
             if metric != "margin_min":
                 lines.append(f"  > 99% recall: {_bar(points, metric, axis)}.")
+            if metric == "recall":
+                alone = ", ".join(f"{fmt(v)}: {fmt(summary([r.get('accuracy') for r in part])[0])}"
+                                  for v, part, _ in points)
+                lines.append(f"  the MLP's standalone accuracy (mean) by {NAMES[axis]}: {alone}.")
             if metric == "margin_min" and any(is_set(r.get("rho")) for r in rows) and axis == "beta":
                 rho = ", ".join(f"{fmt(v)}: {fmt(summary([r.get('rho') for r in part])[0])}" for v, part, _ in points)
                 lines.append(f"  ρ of the values by β: {rho}.")
             if axis == "query_eps":
                 lines.append(f"  {_law(points, rows)}.")
+    lines += _whitening(cells)
     if len(lines) == 1:
         lines.append("- No axis varies with two or more grid values: nothing to compare.")
     return "\n".join(lines)
