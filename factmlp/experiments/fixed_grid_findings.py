@@ -145,7 +145,8 @@ def _whitening(cells: list[dict]) -> list[str]:
 def fixed_grid_findings(cells: list[dict], fits: list[dict]) -> str:
     """Per axis that varies, per setting of the other parameters: the metric at each point with its
     interval, its trend from the first grid value to the last, and the recall bar where it applies."""
-    lines = [f"Intervals are 95% t intervals over seeds (logit scale for recall); a verdict needs ≥ {MIN_SEEDS} "
+    lines = [f"Intervals are 95% t intervals over seeds (on the logit scale within the bounds of recall, [0, 1], and "
+             f"of γ, [−2, 2]); a verdict needs ≥ {MIN_SEEDS} "
              "seeds and an interval wholly on one side; otherwise inconclusive. Only measured grid points are named."]
     varying = [a for a in AXES if len({_num(c.get(a)) for c in cells if is_set(c.get(a))}) > 1]
     for axis in varying:
