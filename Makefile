@@ -38,7 +38,9 @@ test-fast: dev
 # left. Refuses a tree with uncommitted code, and a study whose cells were recorded by one (a `-dirty`
 # code version): a committed number must name the commit that made it.
 STUDIES ?= quickstart capacity_isotropic capacity_anisotropic rho_law rho_law_d128 whitening llm_embeddings \
-           transformer_usability transformer_capacity transformer_whitened_grid fact_editing
+           transformer_usability transformer_capacity transformer_whitened_grid fact_editing \
+           margin_vs_width margin_vs_facts margin_vs_beta noisy_query_law transformer_recall_vs_width \
+           transformer_capacity_grid
 reference: install
 	@git diff --quiet HEAD -- factmlp orchestrator sweeps pyproject.toml || \
 	  { echo "make reference: uncommitted changes in factmlp/, orchestrator/, sweeps/ or pyproject.toml: commit them first"; exit 1; }
