@@ -114,10 +114,13 @@ def log_ticks(low: float, high: float, values: np.ndarray, discrete: bool) -> np
         ticks = ticks[(ticks >= low) & (ticks <= high)]
         if len(ticks) >= 3:
             return ticks
-    nice = np.array([m * 10.0 ** k for k in span for m in (1, 1.2, 1.5, 2, 2.5, 3, 4, 5, 6, 8)])
-    nice = nice[(nice >= low) & (nice <= high)]
+    for mantissas in ((1, 1.2, 1.5, 2, 2.5, 3, 4, 5, 6, 8), np.arange(10, 100) / 10):  # round, else 2 digits
+        nice = np.array([m * 10.0 ** k for k in span for m in mantissas])
+        nice = nice[(nice >= low) & (nice <= high)]
+        if len(nice) >= 3:
+            break
     if len(nice) <= 4:
-        return nice if len(nice) >= 2 else np.unique([float(f"{t:.2g}") for t in (low, high)])
+        return nice
     picks = [nice[np.argmin(np.abs(np.log(nice / t)))] for t in np.geomspace(nice[0], nice[-1], 4)]
     return np.unique(picks)
 
@@ -289,14 +292,16 @@ class Legend:
 
     def __init__(self):
         self.entries: dict[str, object] = {}
+        self.ranks: dict[str, int] = {}
 
-    def add(self, text: str, **style) -> None:
+    def add(self, text: str, rank: int = 0, **style) -> None:
+        """``rank``: 0 a series or group, 1 a marker or line style, notes always last."""
         if text not in self.entries:
             self.entries[text] = Line2D([], [], **{"color": "0.3", "lw": 0, **style})
+            self.ranks[text] = 2 if text in NOTES.values() or text.startswith("reference") else rank
 
     def notes_last(self) -> list[str]:
-        notes = set(NOTES.values())
-        return [k for k in self.entries if k not in notes] + [k for k in self.entries if k in notes]
+        return sorted(self.entries, key=lambda k: self.ranks[k])  # stable: first use within a rank
 
 
 def _points(ax, stored, failed, laws, spec, experiment, layout: Layout, legend: Legend, facet) -> None:
@@ -307,7 +312,7 @@ def _points(ax, stored, failed, laws, spec, experiment, layout: Layout, legend: 
         c, m = colour(name), marker(mark) if layout.marker else "o"
         legend.add(str(name), color=c, marker="o", ms=6)
         if layout.marker:
-            legend.add(f"{symbol(experiment, layout.marker)} = {_text(mark)}", marker=m, ms=6, color="0.35")
+            legend.add(f"{symbol(experiment, layout.marker)} = {_text(mark)}", 1, marker=m, ms=6, color="0.35")
         lost_here = failed[(failed[layout.series] == name) & ((failed[layout.marker] == mark) if layout.marker
                                                                else True)]
         settings = [k for k in layout.settings if k in part]
@@ -368,9 +373,19 @@ def _group_labels(ax, labels_at: dict, spec: FigureSpec) -> None:
             merged[-1][2].append(text.split(" = ", 1)[-1])
         else:
             merged.append([p, x, [text]])
+    upright = len(merged) > 3  # many: each label turned upright, so none runs into the next
     for _, x, texts in merged:  # in a strip above the frame, off the data (the title makes room)
         ax.annotate(", ".join(texts), (x, 1.0), xycoords=("data", "axes fraction"), xytext=(0, 2),
-                    textcoords="offset points", fontsize=6, ha="center", va="bottom", color="0.3")
+                    textcoords="offset points", fontsize=6, ha="center", va="bottom", color="0.3",
+                    rotation=90 if upright else 0)
+
+
+def _title_pad(ax) -> float:
+    """Room above the frame for the group labels (upright ones need their length)."""
+    upright = [t for t in ax.texts if t.get_rotation() == 90]
+    if upright:
+        return 6 + 3.4 * max(len(t.get_text()) for t in upright)
+    return 12 if ax.texts else 4
 
 
 def _lost(ax, failed: pd.DataFrame, layout: Layout, legend: Legend, dodge: float) -> None:
@@ -419,7 +434,7 @@ def _curves(ax, stored, spec, experiment, layout: Layout, legend: Legend, series
             else:
                 legend.add(str(name), color=c, lw=2)
             if layout.marker:
-                legend.add(f"{symbol(experiment, layout.marker)} = {_text(mark)}", color="0.35", lw=1.3, ls=style)
+                legend.add(f"{symbol(experiment, layout.marker)} = {_text(mark)}", 1, color="0.35", lw=1.3, ls=style)
 
 
 def _common_grid(part: pd.DataFrame):
@@ -586,7 +601,7 @@ def draw(frame: pd.DataFrame, laws: list, spec: FigureSpec, experiment: Experime
         words = [str(series)] if series is not None else []
         words += [setting_text(experiment, {k: v}) for k, v in where.items() if k != layout.series]
         if words or ax.texts:
-            ax.set_title(", ".join(words), fontsize=9, pad=12 if ax.texts else 4)
+            ax.set_title(", ".join(words), fontsize=9, pad=_title_pad(ax))
         ax.grid(True, which="major", alpha=0.3)
         ax.tick_params(labelsize=8)
     x_values = pd.concat([stored["_x"], failed["_x"]])
@@ -613,7 +628,7 @@ def draw(frame: pd.DataFrame, laws: list, spec: FigureSpec, experiment: Experime
             ax.set_xlabel(label(experiment, spec.x, spec.invert_x), fontsize=9)
             ax.xaxis.set_tick_params(labelbottom=True)
     if title:
-        top.suptitle(textwrap.fill(title, int(fig.get_size_inches()[0] * 9)), fontsize=11)
+        top.suptitle(textwrap.fill(title, int(fig.get_size_inches()[0] * 11)), fontsize=11)
     order = legend.notes_last()
     if order:  # below the panels: never over the data, never as wide as the data
         top.legend([legend.entries[k] for k in order], [textwrap.fill(k, 40) for k in order], fontsize=7,

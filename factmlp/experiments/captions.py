@@ -6,7 +6,8 @@ from __future__ import annotations
 
 def distinct(rows: list[dict], key: str) -> str:
     """'0.99' or '0.99, 1': every value of ``key`` among the rows drawn ('' when none is set)."""
-    values = sorted({row[key] for row in rows if row.get(key) is not None and row.get(key) == row.get(key)}, key=str)
+    values = sorted({row[key] for row in rows if row.get(key) is not None and row.get(key) == row.get(key)},
+                    key=lambda v: (0, v, "") if isinstance(v, (int, float)) else (1, 0, str(v)))
     return ", ".join(f"{v:g}" if isinstance(v, float) else str(v) for v in values)
 
 
