@@ -194,6 +194,8 @@ class Layout:
         self.fixed = [k for k in (spec.series, spec.marker, self.facet, *preferred) if k and k in frame
                       and k not in moving and frame[k].nunique(dropna=True) == 1]
         self.curves_by_group = spec.kind == "curves" and bool(self.group)
+        self.colour_by_group = False  # points: set when the group does not fix x and one series is drawn
+        self.dodge = 1.1
 
 
 def _prepare(frame: pd.DataFrame, spec: FigureSpec) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -238,23 +240,25 @@ def _fixes_x(stored: pd.DataFrame, keys: list[str], settings: list[str]) -> bool
 
 def _panels(stored: pd.DataFrame, layout: Layout, spec: FigureSpec) -> list[dict]:
     """One filter ({column: value}) per panel: a facet value; in "curves" also a series value; in
-    "points", a group value when the group does not fix x (its labels would pile up). A panel whose
-    medians do not spread along x (under 5% of the figure's x range) is dropped: nothing to read."""
+    "points", a group value when the group does not fix x and several series share the colours. A panel with
+    one x (e.g. ρ when the spike is on the keys, whatever β) is dropped: nothing to read."""
     keys = [layout.facet] if layout.facet else []
     if layout.curves_by_group:
         keys.append(layout.series)
+    elif spec.kind == "points" and layout.group and stored[layout.series].nunique() == 1:
+        layout.colour_by_group = True  # one series: colour is free, a shade per group value
     elif spec.kind == "points" and layout.group and not _fixes_x(stored, keys + layout.group, layout.settings):
-        keys += layout.group
+        keys += layout.group  # labels above the frame would not sit over their marks: a panel each
         layout.group = []
-    x = stored["_x"]
-    log = bool((x > 0).all()) and spec.log_x
-    scale = (np.log if log else np.asarray)
-    whole = float(np.ptp(scale(x.to_numpy(dtype=float)))) if len(x) else 0.0
     out = []
     for values, part in _key_rows(stored, keys):
-        settings = [k for k in layout.settings if k in part]
-        medians = part.groupby(settings, dropna=False)["_x"].median() if settings else part["_x"]
-        if len(medians) >= 2 and float(np.ptp(scale(medians.to_numpy(dtype=float)))) > 0.05 * whole > 0:
+        if spec.kind == "curves":  # a curve needs two x values of one cell
+            along = part.groupby("cell_id")["_x"].nunique().max() if "cell_id" in part else part["_x"].nunique()
+        else:  # points: two settings at different x (seeds' medians, to 3 significant digits)
+            settings = [k for k in layout.settings if k in part]
+            medians = part.groupby(settings, dropna=False)["_x"].median() if settings else part["_x"]
+            along = len({float(f"{v:.3g}") for v in medians})
+        if along >= 2:
             out.append(dict(zip(keys, values)))
     return out
 
@@ -306,11 +310,13 @@ class Legend:
 
 def _points(ax, stored, failed, laws, spec, experiment, layout: Layout, legend: Legend, facet) -> None:
     group_keys = [k for k in layout.group if stored[k].nunique(dropna=True) > 1]  # κ of spike cells: not a group
+    shades = _shades(_group_values(stored, layout)) if layout.colour_by_group and group_keys else {}
     labels_at = {}
     for (name, *rest), part in _key_rows(stored, [layout.series] + ([layout.marker] if layout.marker else [])):
         mark = rest[0] if rest else None
         c, m = colour(name), marker(mark) if layout.marker else "o"
-        legend.add(str(name), color=c, marker="o", ms=6)
+        if not shades:
+            legend.add(str(name), color=c, marker="o", ms=6)
         if layout.marker:
             legend.add(f"{symbol(experiment, layout.marker)} = {_text(mark)}", 1, marker=m, ms=6, color="0.35")
         lost_here = failed[(failed[layout.series] == name) & ((failed[layout.marker] == mark) if layout.marker
@@ -321,17 +327,21 @@ def _points(ax, stored, failed, laws, spec, experiment, layout: Layout, legend: 
             lost = lost_here
             for k, v in zip(settings, values):
                 lost = lost[(lost[k] == v) | (lost[k].isna() & (v != v))] if k in lost else lost
-            medians.append((float(cells["_x"].median()), float(cells["_y"].median()), len(lost) > 0,
-                            dict(zip(settings, values))))
+            here = dict(zip(settings, values))
+            shade = shades.get(tuple(here.get(k) for k in layout.group), c) if shades else c
+            medians.append((float(cells["_x"].median()), float(cells["_y"].median()), len(lost) > 0, here, shade))
             if len(cells) > 1:
-                ax.scatter(cells["_x"], cells["_y"], color=c, marker=m, s=9, alpha=0.35, linewidths=0)
+                ax.scatter(cells["_x"], cells["_y"], color=shade, marker=m, s=9, alpha=0.35, linewidths=0)
                 legend.add(NOTES["seeds"], marker="o", ms=3, color="0.35")
-        for x, y, partial, values in medians:
-            ax.scatter([x], [y], marker=m, s=36, zorder=3, edgecolors=c, linewidths=1.2,
-                       facecolors="white" if partial else c)
+        for x, y, partial, values, shade in medians:
+            ax.scatter([x], [y], marker=m, s=36, zorder=3, edgecolors=shade, linewidths=1.2,
+                       facecolors="white" if partial else shade)
+            if shades:
+                legend.add(setting_text(experiment, {k: values.get(k) for k in layout.group}), color=shade,
+                           marker="o", ms=6)
             if partial:
                 legend.add(NOTES["partial"], marker="o", ms=6, markerfacecolor="white", markeredgecolor="0.3")
-            if group_keys:
+            if group_keys and not shades:
                 labels_at.setdefault(setting_text(experiment, {k: values.get(k) for k in group_keys}), []).append(
                     (x, y))
         for law in (law for law in laws if _matches(law, spec, {layout.series: name, layout.marker: mark,

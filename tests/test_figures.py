@@ -166,9 +166,13 @@ def test_recall_figures_show_the_reference_and_the_shortfall_at_the_ceiling():
     frame = usability_cells(0.995)
     varying = ("method", "whiten", "width", "seed")
     fig = figures.draw(frame, [], spec_of(USABILITY, "recall_vs_params"), USABILITY, varying, "recall")
-    (ax,) = fig.axes
+    ax = fig.axes[0]
     references = [line for line in ax.lines if list(line.get_ydata()) == [0.99, 0.99]]
     assert len(references) == 1 and "reference 0.99" in legend_texts(fig)
+    assert [a.get_title() for a in fig.axes] == ["m = 512", "m = 2048"]  # the width does not fix W: a panel each
+    one_method = frame[frame["method"] == "hebbian"]
+    shaded = figures.draw(one_method, [], spec_of(USABILITY, "recall_vs_params"), USABILITY, varying, "")
+    assert len(shaded.axes) == 1 and {"m = 512", "m = 2048"} <= set(legend_texts(shaded))  # colour is free
     fig.canvas.draw()
     ticks = [float(t.get_text().rstrip("k")) * 1000 for t in ax.get_xticklabels() if t.get_text()]
     assert len(ticks) >= 2 and np.ptp(np.diff(np.log(ticks))) < 0.2  # evenly spread on the log axis
