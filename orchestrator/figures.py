@@ -194,8 +194,9 @@ class Layout:
         self.fixed = [k for k in (spec.series, spec.marker, self.facet, *preferred) if k and k in frame
                       and k not in moving and frame[k].nunique(dropna=True) == 1]
         self.curves_by_group = spec.kind == "curves" and bool(self.group)
-        self.colour_by_group = False  # points: set when the group does not fix x and one series is drawn
-        self.dodge = 1.1
+        self.colour_by_group = False  # points with one series: a shade per group value (set by _panels)
+        self.all_at_top = None  # with ``ceiling``: the top, when every value sits at it (set by draw)
+        self.dodge = 1.1  # the factor between side-by-side crosses on a log x (set from the x range)
 
 
 def _prepare(frame: pd.DataFrame, spec: FigureSpec) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -215,7 +216,7 @@ def _prepare(frame: pd.DataFrame, spec: FigureSpec) -> tuple[pd.DataFrame, pd.Da
 
 def _ceiling(stored: pd.DataFrame, spec: FigureSpec) -> tuple[bool, float | None]:
     """(draw the shortfall top − y, the floor where a shortfall of 0 is drawn) when every value sits
-    within 5% of ``top``; a shortfall of zero everywhere is said in words instead."""
+    within 5% of ``top`` and some below it (all at ``top``: the caption says so instead)."""
     if not (spec.ceiling and spec.top is not None and len(stored)):
         return False, None
     shortfall = spec.top - stored["_y"]
@@ -292,7 +293,8 @@ def _key_rows(frame: pd.DataFrame, keys: list[str]):
 
 
 class Legend:
-    """Entries in order of first use, one per label: series, markers, groups, then notes."""
+    """One entry per label: series and groups, then markers and line styles, then notes and references,
+    each in order of first use."""
 
     def __init__(self):
         self.entries: dict[str, object] = {}
@@ -555,6 +557,8 @@ def caption_text(frame: pd.DataFrame, experiment: Experiment, layout: Layout, ce
         parts.append(f"seeds {_runs(seeds)} ({spread} per setting)")
     if ceiling_floor is not None:
         parts.append(f"a shortfall of 0 is drawn at {human(ceiling_floor)}")
+    if layout.all_at_top is not None:
+        parts.append(f"every value at the ceiling {layout.all_at_top:g}")
     return "; ".join(parts)
 
 
@@ -577,6 +581,7 @@ def draw(frame: pd.DataFrame, laws: list, spec: FigureSpec, experiment: Experime
     stored, failed = _prepare(frame, spec)
     layout = Layout(frame, spec, experiment, varying)
     at_ceiling, floor = _ceiling(stored, spec)
+    layout.all_at_top = spec.top if spec.ceiling and len(stored) and (stored["_y"] == spec.top).all() else None
     if at_ceiling:
         stored = stored.assign(_y=np.maximum(spec.top - stored["_y"], floor))
         failed = failed.iloc[0:0]

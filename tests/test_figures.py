@@ -154,7 +154,8 @@ def usability_cells(recall: float) -> pd.DataFrame:
             for width, params in ((512, 8e4), (2048, 3.2e5)):
                 for seed in range(3):
                     rows.append({"cell_id": f"{method}{whiten}{width}{seed}", "method": method, "whiten": whiten,
-                                 "width": width, "seed": seed, "params": params * (1 + 0.01 * whiten),
+                                 "width": width, "seed": seed,
+                                 "params": params * (1 + 0.01 * whiten) * (1.2 if method == "hebbian" else 1),
                                  "swap_recall": recall - 0.003 * seed * whiten,
                                  "recall_eps_0p1": 1.0 if seed == 0 else recall - 0.002 * seed,
                                  "jacobian_rel_max": 3.0 + 10 * whiten + (method == "hebbian") + 0.1 * seed,
