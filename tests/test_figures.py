@@ -9,6 +9,7 @@ import io
 import numpy as np
 import pandas as pd
 import pytest
+from matplotlib.colors import to_rgba as matplotlib_colour
 from PIL import Image
 
 from factmlp.experiments.capacity import EXPERIMENT as CAPACITY
@@ -117,6 +118,32 @@ def test_a_figure_is_not_drawn_when_the_sweep_does_not_vary_what_it_is_about():
     assert figures.draw(one_f, [], spec, CAPACITY, ("method", "d", "seed"), "") is None  # F against W at one F
     rho = spec_of(CAPACITY, "params_vs_inverse_rho")
     assert figures.draw(frame, [], rho, CAPACITY, ("method", "d", "num_facts", "seed"), "") is None  # no β
+
+
+def probe_rows() -> pd.DataFrame:
+    """Accuracy along width for two methods, two F and three seeds; each seed probes its own widths."""
+    rows = []
+    for method, scale in (("gd", 1.0), ("hebbian_whitened", 8.0)):
+        for f in (64, 256):
+            for seed in range(3):
+                for width in np.unique(np.round(scale * f / 16 * np.array([0.5, 1, 2, 4]) * (1 + 0.1 * seed))):
+                    rows.append({"cell_id": f"{method}{f}{seed}", "method": method, "d": 32, "num_facts": f,
+                                 "seed": seed, "width": width,
+                                 "accuracy": min(1.0, width / (scale * f / 8) + 0.02 * seed)})
+    return pd.DataFrame(rows)
+
+
+def test_accuracy_curves_are_medians_over_seeds_with_a_band_a_panel_per_method_coloured_by_f():
+    fig = figures.draw(probe_rows(), [], spec_of(CAPACITY, "accuracy_vs_width"), CAPACITY,
+                       ("method", "num_facts", "seed"), "Accuracy")
+    assert [ax.get_title() for ax in fig.axes] == ["gd", "hebbian_whitened"]
+    for ax in fig.axes:
+        assert len(ax.lines) == 2  # one median per F, not one line per seed (6 cells a panel)
+        assert len([c for c in ax.collections if "Poly" in type(c).__name__]) == 2  # a band each
+    shades = [[tuple(np.round(matplotlib_colour(line.get_color()), 3)) for line in ax.lines] for ax in fig.axes]
+    assert shades[0] == shades[1] and shades[0][0] != shades[0][1]  # a colour per F, the same in every panel
+    assert {"F = 64", "F = 256"} <= set(legend_texts(fig)) and "d = 32" in all_text(fig)
+    inside_canvas(fig)
 
 
 def rho_cells() -> pd.DataFrame:
