@@ -77,7 +77,18 @@ class FitSpec:
 class FigureSpec:
     """One report figure: y against x (``1/x`` when ``invert_x``), a colour per ``series`` value, a
     marker per ``marker`` value, one panel per ``facet`` value, and the fitted ``law`` per group when
-    given. Cells with no x (nothing stored) are drawn at ``missing_x`` (e.g. the largest size tried)."""
+    given. Cells with no x (nothing stored) are drawn at ``missing_x`` (e.g. the largest size tried).
+
+    ``kind``: "points" (a median over seeds per setting), "curves" (y along x per cell, e.g. a
+    search's probes: the median over seeds with a band) or "intervals" (x categorical: the median and
+    95% interval over seeds per series, side by side). ``group``: the parameters told apart within a
+    panel (labelled beside the marks; in "curves" one panel per series, coloured by group value);
+    any other varying parameter the figure does not show joins them. ``needs``: the figure is drawn
+    only when the sweep varies one of these. ``reference``: a horizontal reference line (0.99).
+    ``top``: the largest value y can take (1 for a fraction); with ``ceiling``, values all within 5%
+    of it are drawn as ``top − y`` on a log axis, so differences at the ceiling show.
+    Every new field has a default: a declaration written for an older FigureSpec still draws.
+    """
 
     name: str
     x: str
@@ -93,6 +104,18 @@ class FigureSpec:
     needs: tuple[str, ...] = ()  # drawn only when one of these parameters varies in the sweep
     log_x: bool = True
     log_y: bool = True
+    kind: str = "points"
+    group: str | tuple[str, ...] | None = None
+    reference: float | None = None
+    top: float | None = None
+    ceiling: bool = False
+
+    def __post_init__(self):
+        if self.kind not in KINDS:
+            raise ValueError(f"FigureSpec {self.name}: kind {self.kind!r}; allowed: {', '.join(KINDS)}")
+
+
+KINDS = ("points", "curves", "intervals")
 
 
 @dataclass(frozen=True)
@@ -125,6 +148,9 @@ class Experiment:
     findings: Callable[[list[dict], list[dict]], str] | None = None
     cell_note: Callable[[dict], str] | None = None  # a short remark on a finished cell a reader must see
     labels: Mapping[str, str] = field(default_factory=dict)  # column -> words for axes and legends
+    # The caption line of its figures, from the rows drawn: recipe and threshold in words (the seeds and
+    # the settings a figure holds fixed are added by the figure itself).
+    caption: Callable[[list[dict]], str] | None = None
     method_of: Callable[[dict], str] | None = None  # whose options a cell carries (see Param.methods)
     # Parameters whose value names a file the cell reads: its bytes' sha256 is recorded on every row as
     # ``<param>_sha256`` and checked when the sweep resumes (a cell's id covers the path, not the bytes).

@@ -121,7 +121,7 @@ def write_report(scope: Scope, *, n_boot: int = 1000) -> tuple[list[Path], Path,
     varying = scope.varying(cells)
     pictures = [p for spec in experiment.figures
                 for p in figure(probes if spec.table == "probes" else cells, laws, spec, experiment, varying,
-                                f"{scope.sweep}: {spec.title or spec.name}", out / f"{scope.sweep}-{spec.name}.png")]
+                                spec.title or spec.name.replace("_", " "), out / f"{scope.sweep}-{spec.name}.png")]
     others = scope.others(store)
     parts = [f"# Sweep `{scope.sweep}`", f"Covers {scope.label}: {len(cells)} finished, of experiment "
              f"`{experiment.name}`."]

@@ -14,6 +14,7 @@ import time
 from factmlp import geometries, methods
 from factmlp.decodability import coherence, decodability
 from factmlp.evaluate import evaluate
+from factmlp.experiments import captions
 from factmlp.experiments.capacity_findings import capacity_findings
 from factmlp.experiments.capacity_prediction import predict
 from factmlp.experiments.sweep_params import GEOMETRY_PARAMS, Param, geometry_options, method_options, method_params
@@ -182,16 +183,20 @@ EXPERIMENT = Experiment(
     ),
     figures=(
         FigureSpec("facts_vs_params", "params", "num_facts", "method", "d", law="power", missing_x="max_params_tried",
-                   facet=PANELS, title="facts stored vs parameters"),
+                   facet=PANELS, needs=("num_facts",), title="Facts stored against parameters"),
         FigureSpec("params_vs_inverse_rho", "rho", "params", "method", "num_facts", law="rho", invert_x=True,
-                   facet="spike_on", needs=("beta", "kappa", "spike_on"), title="parameters vs inverse decodability"),
+                   facet=("spike_on", "geometry"), group=("beta", "kappa"), needs=("beta", "kappa"),
+                   title="Parameters against inverse decodability of the values"),
         FigureSpec("accuracy_vs_width", "width", "accuracy", "method", "d", table="probes", log_y=False,
-                   facet=PANELS, title="accuracy vs hidden width (one line per cell)"),
+                   kind="curves", group=("num_facts",), facet=PANELS, top=1.0,
+                   title="Accuracy against hidden width"),
     ),
     findings=functools.partial(capacity_findings, params=tuple(PARAMS)),
+    caption=captions.capacity,
     cell_note=cell_note,
     method_of=lambda cell: cell["method"],
     labels={"num_facts": "facts stored, F", "params": "parameters, W", "rho": "decodability ρ of the values",
             "width": "hidden width, m", "accuracy": "accuracy (fraction of facts decoded)", "d": "d",
-            "method": "method", "spike_on": "spike on"},
+            "method": "method", "spike_on": "spike on", "beta": "spike strength, β", "kappa": "condition number, κ",
+            "geometry": "geometry", "whiten": "whitened"},
 )

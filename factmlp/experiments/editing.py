@@ -22,7 +22,8 @@ from factmlp.editing import Bench, LMConfig, choose_edits, make_task, swap, trai
 from factmlp.editing.task import TEMPLATES
 from factmlp.editing.tuning import GRIDS, describe, split_facts, tuned_edit
 from factmlp.experiments.verdicts import DIFFERENCE, FRACTION, against, by, fmt, paired, seeds_of, summary
-from orchestrator.experiment import Experiment, ParamError
+from factmlp.experiments import captions
+from orchestrator.experiment import Experiment, FigureSpec, ParamError
 from factmlp.experiments.sweep_params import Param, method_options, method_params
 from factmlp.methods import METHODS
 
@@ -237,4 +238,11 @@ EXPERIMENT = Experiment(
     check=check,
     order=lambda cell: _base_key(cell),  # cells sharing a base model start together: each worker trains it once
     method_of=lambda cell: cell["fact_mlp"],
+    figures=(
+        FigureSpec("scores_by_method", "edit_fraction", "score", "edit_method", kind="intervals", facet="fact_mlp",
+                   log_x=False, log_y=False, top=1.0, title="Edit score by method and fraction of facts edited"),
+    ),
+    labels={"score": "edit score (evaluation half)", "edit_fraction": "fraction of facts edited",
+            "edit_method": "edit method", "fact_mlp": "fact MLP", "width": "width"},
+    caption=captions.editing,
 )

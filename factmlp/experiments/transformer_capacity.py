@@ -11,6 +11,7 @@ from __future__ import annotations
 import time
 
 from factmlp.evaluate import evaluate
+from factmlp.experiments import captions
 from factmlp.experiments.sweep_params import Param
 from factmlp.experiments.transformer_schedules import (COMMON, LABELS, SCHEDULES, build_mlp, check, factset_of,
                                                       method_of, run_schedule)
@@ -177,9 +178,10 @@ EXPERIMENT = Experiment(
     cell_note=cell_note,
     figures=(
         FigureSpec("facts_in_transformer_vs_params", "params", "max_facts", "method", "whiten",
-                   title="facts recalled inside the Transformer vs MLP parameters"),
+                   title="Facts recalled inside the Transformer against MLP parameters"),
         FigureSpec("facts_standalone_vs_params", "params", "max_facts_standalone", "method", "whiten",
-                   title="facts stored standalone vs MLP parameters"),
+                   title="Facts stored standalone against MLP parameters"),
     ),
     labels=LABELS,
+    caption=captions.transformer,
 )

@@ -63,7 +63,7 @@ LABELS = {"params": "MLP parameters, W", "swap_recall": "recall after swap-in (p
           "jacobian_rel_max": "max relative Jacobian norm ‖J(k)‖·‖k‖/‖g(k)‖",
           "recall_eps_0p1": "recall under query noise ε = 0.1", "whiten": "whitened",
           "max_facts": "facts recalled inside the Transformer", "max_facts_standalone": "facts stored standalone",
-          "method": "method", "width": "hidden width, m"}
+          "method": "method", "width": "hidden width, m", "num_facts": "facts, F"}
 
 
 def variant(cell: dict) -> tuple[str, dict]:

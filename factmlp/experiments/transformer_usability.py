@@ -8,6 +8,7 @@ recall under query noise, the attention noise floor).
 """
 from __future__ import annotations
 
+from factmlp.experiments import captions
 from factmlp.experiments.sweep_params import Param
 from factmlp.experiments.verdicts import DIFFERENCE, FRACTION, against, by, fmt, paired, seeds_of, summary
 from orchestrator.experiment import Experiment, FigureSpec, is_set
@@ -119,13 +120,14 @@ EXPERIMENT = Experiment(
                      "jacobian_rel_max", "recall_eps_0p1", "insert_recall", "swap_recall", "insert_attn_error_mean"),
     trajectory=("attn_steps_run", "recall"),
     figures=(
-        FigureSpec("recall_vs_params", "params", "swap_recall", "method", "whiten", log_y=False,
-                   title="recall after swap-in vs MLP parameters"),
+        FigureSpec("recall_vs_params", "params", "swap_recall", "method", "whiten", log_y=False, reference=0.99,
+                   top=1.0, title="Recall after swap-in against MLP parameters"),
         FigureSpec("recall_vs_lipschitz", "jacobian_rel_max", "recall_eps_0p1", "method", "whiten", log_y=False,
-                   title="recall under query noise 0.1 vs relative Jacobian norm"),
+                   top=1.0, ceiling=True, title="Recall under query noise against the relative Jacobian norm"),
     ),
     findings=usability_findings,
     aggregates=("insert_recall", "swap_recall", "recall_eps_0p1", "mlp_accuracy", "jacobian_rel_max"),
     fractions=("insert_recall", "swap_recall", "recall_eps_0p1", "mlp_accuracy"),
     labels=LABELS,
+    caption=captions.transformer,
 )
