@@ -43,3 +43,12 @@ def editing(rows: list[dict]) -> str:
              else "baselines at their default settings" if tuned == {False} else "")
     return "; ".join(p for p in (_parts(rows, ("F = {} facts", ("num_facts",)),
                                         ("{} edit draw(s) per cell", ("draws",))), words) if p)
+
+
+def fixed_grid(rows: list[dict]) -> str:
+    """Every point evaluated (no search); for the Transformer probe, its schedule and attention budget."""
+    inside = [row for row in rows if row.get("probe") == "transformer"]
+    return "; ".join(p for p in ("every grid point evaluated (no search)",
+                                 _parts(rows, ("d = {}", ("d",))),
+                                 _parts(inside, ("schedule {}", ("schedule",))),
+                                 _parts(inside, ("attention: ≤ {} AdamW steps", ("attn_steps",)))) if p)

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from factmlp.decodability import decodability
+from factmlp.experiments import captions
 from factmlp.evaluate import jacobian_norms, lipschitz_bound, margins, noise_directions
 from factmlp.experiments.fixed_grid_findings import fixed_grid_findings
 from factmlp.experiments.sweep_params import Param
@@ -125,11 +126,14 @@ FIGURES = (
     FigureSpec("margin_vs_rho", "rho", "margin_min", "method", "whiten", log_y=False, needs=("beta",),
                title="minimum margin γ vs decodability ρ of the values"),
     FigureSpec("recall_vs_query_noise", "query_eps", "recall_noisy", "method", "whiten", log_x=False, log_y=False,
-               needs=("query_eps",), facet="num_facts", title="recall of the MLP under query noise ε"),
+               needs=("query_eps",), facet="num_facts", reference=0.99, top=1.0,
+               title="recall of the MLP under query noise ε"),
     FigureSpec("transformer_recall_vs_width", "width", "recall", "method", "whiten", log_y=False, needs=("width",),
-               facet="num_facts", title="recall inside the Transformer vs hidden width"),
+               facet="num_facts", reference=0.99, top=1.0, ceiling=True,
+               title="recall inside the Transformer vs hidden width"),
     FigureSpec("transformer_recall_vs_facts", "num_facts", "recall", "method", "whiten", log_y=False,
-               needs=("num_facts",), facet="width", title="recall inside the Transformer vs facts"),
+               needs=("num_facts",), facet="width", reference=0.99, top=1.0, ceiling=True,
+               title="recall inside the Transformer vs facts"),
 )
 
 EXPERIMENT = Experiment(
@@ -146,6 +150,7 @@ EXPERIMENT = Experiment(
     fractions=("accuracy", "recall_noisy", "recall"),
     view_metrics=("lipschitz_bound", "noise_scale"),
     figures=FIGURES,
+    caption=captions.fixed_grid,
     findings=fixed_grid_findings,
     labels={**LABELS, "margin_min": "minimum margin γ", "num_facts": "facts, F", "beta": "spike strength β",
             "rho": "decodability ρ of the values", "query_eps": "query noise ε", "recall": "recall inside the "
