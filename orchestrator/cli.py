@@ -30,8 +30,11 @@ def _is_file(target: str) -> bool:
 
 def _scope(command: str, args):
     """The cells a command covers: those a sweep file defines, or every cell under a bare name."""
+    from orchestrator.paths import check_path
     from orchestrator.scope import Scope
     from orchestrator.spec import load_spec
+    if args.root is not None:
+        check_path(command, "--root", args.root, folder=True)
     if _is_file(args.sweep):
         overrides = list(args.overrides) + ([f"storage.root={args.root}"] if args.root else [])
         return Scope.of_spec(load_spec(args.sweep, overrides))
@@ -252,7 +255,9 @@ def cmd_query(args) -> int:
     from orchestrator.store import Store
     from orchestrator.render import text
     import duckdb
+    from orchestrator.paths import check_path
 
+    check_path("query", "--root", args.root, folder=True)
     con = Store(args.root).connect()
     try:
         frame = con.execute(args.sql).df()
@@ -272,6 +277,8 @@ def cmd_ui(args) -> int:
     from orchestrator.ui import UiError, serve
     if not 1 <= args.port <= 65535:
         raise SpecError("ui", "--port", f"got {args.port}; allowed: an integer in [1, 65535] (default 5000)")
+    from orchestrator.paths import check_path
+    check_path("ui", "--root", args.root, folder=True)
     if args.uri is None and not Path(args.root).is_dir():  # a typo must not create an empty store
         raise SpecError("ui", "--root", f"no results folder {args.root}; allowed: a folder `factsweep run` wrote "
                                         "(the sweep's storage.root), or --uri of a tracking store")

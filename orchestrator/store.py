@@ -30,6 +30,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from factmlp.badfile import BadFile
 from orchestrator.errors import Unavailable
 from orchestrator.identity import SCHEMA_VERSION
 from orchestrator.location import open_root, transient
@@ -191,11 +192,15 @@ class Store:
         for attempt in range(100):
             try:
                 keys = self._keys(table, sweep)
-                return [part if read else _by_name(self.where(key), part) for key, source in zip(keys, self._sources(keys))
-                        if (part := self._decode(key, source, read or _arrow)) is not None]
+                return [part for key, source in zip(keys, self._sources(keys))
+                        if (part := self._decode(key, source, read or self._checked_reader(table, key))) is not None]
             except FileNotFoundError:
                 time.sleep(0.01 * min(attempt, 10))
         raise StorageError(self.where(self._dir(table, sweep)), OSError(errno.EAGAIN, "fragments kept vanishing while read"))
+
+    def _checked_reader(self, table: str, key: str):
+        """A fragment read whole, one column per name, and checked against its table's schema."""
+        return lambda source: check_schema(table, self.where(key), _by_name(self.where(key), _arrow(source)))
 
     def _sources(self, keys: list[str]):
         """What the readers open, fragment by fragment: paths on a folder (read as they are decoded); on an
@@ -227,7 +232,8 @@ class Store:
 
     def quarantine(self, key: str, error: Exception) -> None:
         """Move an unreadable fragment to ``<root>/quarantine/<table>/sweep=<name>/`` (never delete it)."""
-        reason = f"{type(error).__name__}: {(str(error).splitlines() or [''])[0]}"[:200]
+        said = error.what if isinstance(error, BadFile) else (str(error).splitlines() or [''])[0]
+        reason = f"{type(error).__name__}: {said}"[:200]
         path, target = self.where(key), f"{QUARANTINE}/{key}"
         try:
             self.location.move(key, target)
@@ -327,6 +333,36 @@ class Store:
             if parts:
                 con.register(table, _newest(_union(parts), KEYS.get(table)))
         return con
+
+
+class BadFragment(BadFile, pa.ArrowInvalid):
+    """A fragment that decodes but breaks its table's schema (a key or time column missing, of another type,
+    or empty): quarantined like an undecodable one, since no row of it can be placed."""
+
+
+# Columns every row of a table has had since the first version that wrote it (the store stamps
+# recorded_at): without them a row cannot be told apart from another (key) or ordered (recorded_at).
+SCHEMA = {table: (key,) for table, key in KEYS.items()}
+
+
+def check_schema(table: str, where, part: pa.Table) -> pa.Table:
+    """``part`` as it is, or ``BadFragment`` naming the first column that breaks the table's schema."""
+    if table not in SCHEMA:
+        return part
+    texts = [(name, pa.types.is_string, "text") for name in SCHEMA[table]]
+    for name, ok, allowed in texts + [("recorded_at", _is_number, "a number")]:
+        if name not in part.column_names:
+            raise BadFragment(where, f"no column {name!r}; allowed: a {table} fragment written by factsweep")
+        column = part.column(name)
+        if not (ok(column.type) or pa.types.is_large_string(column.type) and ok is pa.types.is_string):
+            raise BadFragment(where, f"column {name!r} is {column.type}; allowed: {allowed}")
+        if column.null_count:
+            raise BadFragment(where, f"column {name!r} has {column.null_count} empty values; allowed: none")
+    return part
+
+
+def _is_number(kind) -> bool:
+    return pa.types.is_floating(kind) or pa.types.is_integer(kind)
 
 
 def _named(path, name: str) -> bool:

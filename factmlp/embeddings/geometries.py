@@ -68,8 +68,9 @@ def table_info(path: str) -> tuple[dict[str, tuple[int, int]], dict]:
         return {"embeddings": shape}, {"kind": "token_embeddings"}
     try:
         header, _ = safetensors.read_header(path)
-    except ValueError as err:
-        raise OptionError('table_path', f"{err}; allowed: a file written by `factsweep embeddings capture`") from None
+    except ValueError as err:  # a BadFile: the file and what is wrong (and, mostly, what is allowed)
+        said = str(err) if "allowed:" in str(err) else f"{err}; allowed: a file written by `factsweep embeddings capture`"
+        raise OptionError('table_path', said) from None
     shapes = {k: tuple(header[k].get("shape", ())) for k in safetensors.tensor_names(header)
               if isinstance(header[k], dict)}
     return shapes, dict(header.get("__metadata__") or {})
