@@ -3,7 +3,7 @@ PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: quickstart test test-fast install dev reference gpu-check
+.PHONY: quickstart test test-fast fuzz install dev reference gpu-check
 
 $(BIN)/factsweep: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -32,6 +32,10 @@ test: dev
 # Everything but the tests marked slow (real servers, CLI processes, kills, a second Ray): about 80 s.
 test-fast: dev
 	$(BIN)/python -m pytest -m "not slow"
+
+# The property-based tests of every file reader with 1000 examples per target (the suite runs 40).
+fuzz: dev
+	FACTSWEEP_FUZZ_EXAMPLES=1000 $(BIN)/python -m pytest tests/test_fuzz.py -p no:logging
 
 # The committed laptop-scale reference reports, one folder per study in results/reference/ (report,
 # figures, CSVs of its cells and probes). Resumes: a study already run (or half run) only finishes what is

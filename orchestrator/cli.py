@@ -141,16 +141,23 @@ def cmd_plan(args) -> int:
     import pandas as pd
     from orchestrator.render import text
 
+    from orchestrator.migrate import adoptable, check_schema_versions
     store = Store(spec.results_root)
+    check_schema_versions(spec, store)
+    adopting = adoptable(spec, store)
     scope = Scope.of_spec(spec)
     plans = build_plan(spec, store, scope.load(store, "cells").to_dict("records"))  # with today's predictions
     print(text(pd.DataFrame(_plan_rows(scope, plans))))
     c = counts(plans)
     print(f"{spec.name}: {c['cells']} cells: {c['done']} done, {c['pending']} to run "
           f"({c['probes_next']} probes next round), {c['failed']} waiting on failed probes")
-    line = _others_line(scope, store)
-    if line:
-        print(line)
+    if adopting:
+        print(f"{len(adopting)} cell(s) recorded by an older factsweep under other cell ids are these cells with the "
+              f"options added since at their defaults: `factsweep run {spec.source}` adopts them (nothing re-run)")
+    else:
+        line = _others_line(scope, store)
+        if line:
+            print(line)
     return 0
 
 

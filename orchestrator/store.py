@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import difflib
 import errno
+import json
 import logging
 import os
 import time
@@ -125,7 +126,8 @@ class Store:
             self.guard.check()  # a driver whose lease was taken over writes nothing more
         key = f"{folder}/{name}"
         try:
-            self.location.write(key, lambda sink: pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), sink))
+            self.location.write(key, lambda sink: pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), sink,
+                                                                 write_page_checksum=True))  # damage is seen on read
         except OSError as e:  # not writable, not a folder, disk full, store down: nothing half-written stays behind
             raise storage_error(self.where(folder), e) from e
         return self.location.handle(key)
@@ -347,6 +349,12 @@ SCHEMA = {table: (key,) for table, key in KEYS.items()}
 
 def check_schema(table: str, where, part: pa.Table) -> pa.Table:
     """``part`` as it is, or ``BadFragment`` naming the first column that breaks the table's schema."""
+    pandas = (part.schema.metadata or {}).get(b"pandas")
+    if pandas is not None:  # read by to_pandas(): a damaged one would fail every later load
+        try:
+            json.loads(pandas.decode("utf-8"))
+        except ValueError as e:
+            raise BadFragment(where, f"its pandas metadata is not JSON ({e})") from None
     if table not in SCHEMA:
         return part
     texts = [(name, pa.types.is_string, "text") for name in SCHEMA[table]]
@@ -375,7 +383,7 @@ def _named(path, name: str) -> bool:
 
 def _arrow(source) -> pa.Table:
     """One fragment, read as a file (not through pyarrow's dataset layer, which refuses duplicate names)."""
-    with pq.ParquetFile(source) as file:
+    with pq.ParquetFile(source, page_checksum_verification=True) as file:  # pages written without one pass as they are
         return file.read()
 
 
