@@ -65,6 +65,9 @@ class SweepLock:
         except OSError as e:
             self._close()
             raise storage_error(self.path.parent, e) from e
+        except BaseException:  # a stop signal mid-way: a half-taken lock is released, not kept by a live process
+            self._close()
+            raise
         return self
 
     def _next_epoch(self) -> int:
