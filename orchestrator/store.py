@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import difflib
 import errno
-import json
 import logging
 import os
 import time
@@ -349,12 +348,11 @@ SCHEMA = {table: (key,) for table, key in KEYS.items()}
 
 def check_schema(table: str, where, part: pa.Table) -> pa.Table:
     """``part`` as it is, or ``BadFragment`` naming the first column that breaks the table's schema."""
-    pandas = (part.schema.metadata or {}).get(b"pandas")
-    if pandas is not None:  # read by to_pandas(): a damaged one would fail every later load
+    if b"pandas" in (part.schema.metadata or {}):  # read by to_pandas(): a damaged one would fail every later load
         try:
-            json.loads(pandas.decode("utf-8"))
-        except ValueError as e:
-            raise BadFragment(where, f"its pandas metadata is not JSON ({e})") from None
+            part.slice(0, 0).to_pandas()
+        except Exception as e:  # noqa: BLE001 - pyarrow rebuilds the frame from it: JSON, key and type errors
+            raise BadFragment(where, f"its pandas metadata cannot be read ({type(e).__name__}: {e})") from None
     if table not in SCHEMA:
         return part
     texts = [(name, pa.types.is_string, "text") for name in SCHEMA[table]]
