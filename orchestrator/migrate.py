@@ -26,7 +26,8 @@ DROPPED = ("sweep", "recorded_at", "schema_version", "lease_epoch")  # the store
 
 
 def _plain(value):
-    value = value.item() if hasattr(value, "item") else value
+    """A value read back from Parquet as the spec holds it: numpy scalars and arrays as Python's."""
+    value = value.tolist() if hasattr(value, "tolist") else value
     return None if isinstance(value, float) and math.isnan(value) else value
 
 
