@@ -17,8 +17,10 @@ COMMANDS = "factsweep.commands"  # entry points: add_parser(subparsers) of anoth
 
 
 def _spec(args):
+    from orchestrator.paths import check_environment
     from orchestrator.spec import check_recorded_kind, load_spec
     from orchestrator.store import Store
+    check_environment("FACTSWEEP_CACHE", folder=True)  # where llm_* cells keep their captures
     spec = load_spec(args.sweep, args.overrides)
     check_recorded_kind(spec, Store(spec.results_root))
     return spec

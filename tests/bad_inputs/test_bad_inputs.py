@@ -209,3 +209,15 @@ def test_exit_code_of_a_real_process(case, tmp_path):
                           text=True, timeout=60)
     check_error(done.returncode, done.stdout, done.stderr, source, key, expects)
     check_nothing_written(tmp_path, keep)
+
+
+@pytest.mark.parametrize("value", ["cache\x1b[2J", "{tmp}/a-file"], ids=["control_char", "a_file"])
+def test_a_bad_path_in_the_environment_is_one_line(value, workdir, capsys, monkeypatch):
+    """A path from the environment passes the same check as one from the file (orchestrator/paths.py)."""
+    (workdir / "a-file").write_text("not a folder\n")
+    path = place(HERE / "sweeps" / "d_zero.yaml", workdir)
+    monkeypatch.setenv("FACTSWEEP_CACHE", fill(value, workdir))
+    code = main(["plan", str(path)])
+    out, err = capsys.readouterr()
+    check_error(code, out, err, "environment", "FACTSWEEP_CACHE", ["allowed: a"])
+    check_nothing_written(workdir, {path, workdir / "a-file"})
