@@ -35,7 +35,7 @@ test-fast: dev
 
 # The property-based tests of every file reader with 1000 examples per target (the suite runs 40).
 fuzz: dev
-	FACTSWEEP_FUZZ_EXAMPLES=1000 $(BIN)/python -m pytest tests/test_fuzz.py -p no:logging
+	FACTSWEEP_FUZZ_EXAMPLES=1000 $(BIN)/python -m pytest tests/test_fuzz.py
 
 # The committed laptop-scale reference reports, one folder per study in results/reference/ (report,
 # figures, CSVs of its cells and probes). Resumes: a study already run (or half run) only finishes what is
