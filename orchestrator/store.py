@@ -225,7 +225,7 @@ class Store:
             return read(source)
         except FileNotFoundError:
             raise
-        except (pa.ArrowException, OSError) as e:
+        except (pa.ArrowException, OSError, UnicodeDecodeError) as e:  # Unicode: a column name's bytes damaged
             if isinstance(e, OSError) and e.errno is not None:
                 raise  # the system refused the read (permissions, I/O): not a damaged file
             self.quarantine(key, e)

@@ -22,7 +22,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import yaml
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, example, given, settings, strategies as st
 
 from factmlp.embeddings.tables import load_table
 from orchestrator.cli import main
@@ -190,6 +190,7 @@ numeric = st.sampled_from(["<f8", "<f4", "<f2", "<i8", "|u1", "|b1", "<c8", "|O"
 
 
 @FUZZ
+@example(dtype="<f8", shape=[], cut=None, flip=(10, 0), fill=0.5)  # found: tokenize.TokenError from the header
 @given(dtype=numeric, shape=st.lists(st.integers(0, 5), max_size=3), cut=st.none() | st.integers(0, 200),
        flip=st.none() | st.tuples(st.integers(0, 200), st.integers(0, 255)), fill=st.sampled_from([0.5, np.nan, np.inf]))
 def test_fuzz_npy_tables(dtype, shape, cut, flip, fill):
@@ -215,6 +216,7 @@ cells = st.one_of(st.none(), st.floats(), st.integers(-2 ** 40, 2 ** 40), st.tex
 
 
 @FUZZ
+@example(columns={"\n": [""]}, rows=1, column=None)  # found: a column name that broke the line
 @given(columns=st.dictionaries(st.text(min_size=1, max_size=4), st.lists(cells, min_size=1, max_size=4), min_size=1,
                                max_size=3), rows=st.integers(1, 4), column=st.none() | st.text(max_size=3))
 def test_fuzz_parquet_tables(columns, rows, column):
@@ -267,6 +269,9 @@ def _damage(folder: Path, good: bytes, index: int, damage) -> None:
 
 @FUZZ
 @given(damage=st.lists(damages, min_size=1, max_size=4))
+@example(damage=[("flip", (644, 128))])  # found: a column name's bytes no longer UTF-8 (UnicodeDecodeError)
+@example(damage=[("flip", (1363, 32))])  # found: a key of the pandas metadata renamed (KeyError on every load)
+@example(damage=[("flip", (1233, 0))])  # found: the pandas metadata no longer JSON
 def test_fuzz_damaged_fragments_lose_no_finished_row(damage):
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp) / "results"
