@@ -321,8 +321,18 @@ def cmd_sync(args) -> int:
     return 0
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with its usage errors on one line, as every other error (it printed the usage first: an
+    override that starts with '-' took four lines)."""
+
+    def error(self, message: str):
+        hint = " (an override that starts with '-' goes after `--`)" if "unrecognized" in message else ""
+        line = SpecError(self.prog, "arguments", f"{message}; allowed: what `{self.prog} --help` lists{hint}")
+        self.exit(2, f"factsweep: error: {redact(str(line))}\n")
+
+
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="factsweep", description=__doc__)
+    p = _Parser(prog="factsweep", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
 
     def with_spec(name, fn, help_):
@@ -430,7 +440,10 @@ def _standard_streams() -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parser().parse_args(argv)
+    try:
+        args = parser().parse_args(argv)
+    except SystemExit as e:  # --help (0) or a usage error, already printed on one line (2)
+        return e.code if isinstance(e.code, int) else 2
     _standard_streams()
     out, err = sys.stdout, sys.stderr
     try:

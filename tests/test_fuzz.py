@@ -130,6 +130,7 @@ override_values = st.one_of(
 
 
 @FUZZ
+@example(overrides=["-="])  # found: argparse's usage text before its error, four lines
 @given(overrides=st.lists(st.tuples(override_keys, override_values).map("=".join), max_size=3))
 def test_fuzz_overrides(overrides):
     with tempfile.TemporaryDirectory() as tmp:

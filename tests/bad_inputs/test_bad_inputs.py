@@ -129,6 +129,9 @@ CLI_CASES = {
                            ["got 1000000000", "allowed: an integer in [1, 100000]"]),
     "ui_port_zero": (["ui", "--port", "0"], "ui", "--port", ["got 0", "allowed: an integer in [1, 65535]"]),
     "ui_port_out_of_range": (["ui", "--port", "70000"], "ui", "--port", ["got 70000", "[1, 65535]"]),
+    "override_starting_with_dash": (["plan", "{tmp}/x.yaml", "-="], "factsweep", "arguments",
+                                    ["unrecognized arguments: -=", "goes after `--`"]),
+    "unknown_command": (["bogus"], "factsweep", "arguments", ["invalid choice: 'bogus'"]),
     "ui_root_typo": (["ui", "--root", "{tmp}/resluts"], "ui", "--root", ["no results folder", "resluts",
                                                                          "allowed: a folder `factsweep run` wrote"]),
 }
