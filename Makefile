@@ -3,7 +3,7 @@ PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: quickstart test test-fast fuzz install dev reference gpu-check
+.PHONY: quickstart test test-fast install dev reference gpu-check
 
 $(BIN)/factsweep: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -34,6 +34,7 @@ test-fast: dev
 	$(BIN)/python -m pytest -m "not slow"
 
 # The property-based tests of every file reader with 1000 examples per target (the suite runs 40).
+.PHONY: fuzz
 fuzz: dev
 	FACTSWEEP_FUZZ_EXAMPLES=1000 $(BIN)/python -m pytest tests/test_fuzz.py
 
