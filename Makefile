@@ -33,6 +33,11 @@ test: dev
 test-fast: dev
 	$(BIN)/python -m pytest -m "not slow"
 
+# The property-based tests of every file reader with 1000 examples per target (the suite runs 40).
+.PHONY: fuzz
+fuzz: dev
+	FACTSWEEP_FUZZ_EXAMPLES=1000 $(BIN)/python -m pytest tests/test_fuzz.py
+
 # The committed laptop-scale reference reports, one folder per study in results/reference/ (report,
 # figures, CSVs of its cells and probes). Resumes: a study already run (or half run) only finishes what is
 # left. Refuses a tree with uncommitted code, and a study whose cells were recorded by one (a `-dirty`

@@ -17,8 +17,10 @@ COMMANDS = "factsweep.commands"  # entry points: add_parser(subparsers) of anoth
 
 
 def _spec(args):
+    from orchestrator.paths import check_environment
     from orchestrator.spec import check_recorded_kind, load_spec
     from orchestrator.store import Store
+    check_environment("FACTSWEEP_CACHE", folder=True)  # where llm_* cells keep their captures
     spec = load_spec(args.sweep, args.overrides)
     check_recorded_kind(spec, Store(spec.results_root))
     return spec
@@ -30,8 +32,11 @@ def _is_file(target: str) -> bool:
 
 def _scope(command: str, args):
     """The cells a command covers: those a sweep file defines, or every cell under a bare name."""
+    from orchestrator.paths import check_path
     from orchestrator.scope import Scope
     from orchestrator.spec import load_spec
+    if args.root is not None:
+        check_path(command, "--root", args.root, folder=True)
     if _is_file(args.sweep):
         overrides = list(args.overrides) + ([f"storage.root={args.root}"] if args.root else [])
         return Scope.of_spec(load_spec(args.sweep, overrides))
@@ -138,16 +143,23 @@ def cmd_plan(args) -> int:
     import pandas as pd
     from orchestrator.render import text
 
+    from orchestrator.migrate import adoptable, check_schema_versions
     store = Store(spec.results_root)
+    check_schema_versions(spec, store)
+    adopting = adoptable(spec, store)
     scope = Scope.of_spec(spec)
     plans = build_plan(spec, store, scope.load(store, "cells").to_dict("records"))  # with today's predictions
     print(text(pd.DataFrame(_plan_rows(scope, plans))))
     c = counts(plans)
     print(f"{spec.name}: {c['cells']} cells: {c['done']} done, {c['pending']} to run "
           f"({c['probes_next']} probes next round), {c['failed']} waiting on failed probes")
-    line = _others_line(scope, store)
-    if line:
-        print(line)
+    if adopting:
+        print(f"{len(adopting)} cell(s) recorded by an older factsweep under other cell ids are these cells with the "
+              f"options added since at their defaults: `factsweep run {spec.source}` adopts them (nothing re-run)")
+    else:
+        line = _others_line(scope, store)
+        if line:
+            print(line)
     return 0
 
 
@@ -252,7 +264,9 @@ def cmd_query(args) -> int:
     from orchestrator.store import Store
     from orchestrator.render import text
     import duckdb
+    from orchestrator.paths import check_path
 
+    check_path("query", "--root", args.root, folder=True)
     con = Store(args.root).connect()
     try:
         frame = con.execute(args.sql).df()
@@ -272,6 +286,8 @@ def cmd_ui(args) -> int:
     from orchestrator.ui import UiError, serve
     if not 1 <= args.port <= 65535:
         raise SpecError("ui", "--port", f"got {args.port}; allowed: an integer in [1, 65535] (default 5000)")
+    from orchestrator.paths import check_path
+    check_path("ui", "--root", args.root, folder=True)
     if args.uri is None and not Path(args.root).is_dir():  # a typo must not create an empty store
         raise SpecError("ui", "--root", f"no results folder {args.root}; allowed: a folder `factsweep run` wrote "
                                         "(the sweep's storage.root), or --uri of a tracking store")
@@ -305,8 +321,18 @@ def cmd_sync(args) -> int:
     return 0
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with its usage errors on one line, as every other error (it printed the usage first: an
+    override that starts with '-' took four lines)."""
+
+    def error(self, message: str):
+        hint = " (an override that starts with '-' goes after `--`)" if "unrecognized" in message else ""
+        line = SpecError(self.prog, "arguments", f"{message}; allowed: what `{self.prog} --help` lists{hint}")
+        self.exit(2, f"factsweep: error: {redact(str(line))}\n")
+
+
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="factsweep", description=__doc__)
+    p = _Parser(prog="factsweep", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
 
     def with_spec(name, fn, help_):
@@ -414,7 +440,10 @@ def _standard_streams() -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parser().parse_args(argv)
+    try:
+        args = parser().parse_args(argv)
+    except SystemExit as e:  # --help (0) or a usage error, already printed on one line (2)
+        return e.code if isinstance(e.code, int) else 2
     _standard_streams()
     out, err = sys.stdout, sys.stderr
     try:

@@ -23,6 +23,7 @@ import threading
 import time
 from email.utils import parsedate_to_datetime
 
+from factmlp.badfile import BadFile, check_json_depth, is_count
 from orchestrator.errors import Unavailable
 from orchestrator.location import Folder, ObjectStore, open_root
 from orchestrator.lock import SweepLock, SweepLocked
@@ -107,7 +108,7 @@ class ObjectLease:
                 self.epoch = 1
                 self._etag = self._put(self._body(), IfNoneMatch="*")
             else:
-                held = json.loads(found["Body"].read() or b"{}")
+                held = lease_body(self.uri, found["Body"].read())
                 age = _age(found)
                 if not held.get("released") and age < float(held.get("ttl", DEFAULT_TTL)):
                     raise self._locked(held, age)
@@ -120,6 +121,8 @@ class ObjectLease:
             raise storage_error(self.uri, OSError(f"{_code(e)}: {e}")) from None
         except OSError as e:
             raise storage_error(self.uri, e) from None
+        except BadFile as e:  # its epoch is unknown: taking it over could reuse one, so a person decides
+            raise SweepLocked(f"{e}; delete it once no driver runs sweep {self.sweep!r}, then run again") from None
         self._renewer = threading.Thread(target=self._renew, name="factsweep-lease", daemon=True)
         self._renewer.start()
         return self
@@ -189,3 +192,21 @@ def _age(answer: dict) -> float:
     if now is None:
         return 0.0  # no Date header: treat as just renewed (wait a whole time to live)
     return max(0.0, (now - answer["LastModified"]).total_seconds())
+
+
+def lease_body(uri: str, raw: bytes) -> dict:
+    """A lease object's JSON, checked against what ``SweepLease`` writes; ``BadFile`` otherwise."""
+    check_json_depth(uri, raw)
+    try:
+        held = json.loads(raw or b"{}")
+    except ValueError as e:
+        raise BadFile(uri, f"lease is not JSON ({e})") from None
+    if not isinstance(held, dict):
+        raise BadFile(uri, f"lease is a JSON {type(held).__name__}; allowed: an object")
+    ttl = held.get("ttl", DEFAULT_TTL)
+    if not is_count(held.get("epoch") or 0) or isinstance(ttl, bool) or not isinstance(ttl, (int, float)):
+        raise BadFile(uri, "lease epoch or ttl is not a number; allowed: a lease written by factsweep")
+    for key in ("pid", "host", "since"):
+        if not isinstance(held.get(key), (int, str, type(None))) or not str(held.get(key)).isprintable():
+            raise BadFile(uri, f"lease {key} is not printable text; allowed: a lease written by factsweep")
+    return held

@@ -21,6 +21,7 @@ import sys
 import time
 from pathlib import Path
 
+from factmlp.badfile import check_json_depth, is_count
 from orchestrator.atomic import write_atomic
 from orchestrator.errors import Unavailable
 from orchestrator.redact import redact
@@ -64,6 +65,9 @@ class SweepLock:
         except OSError as e:
             self._close()
             raise storage_error(self.path.parent, e) from e
+        except BaseException:  # a stop signal mid-way: a half-taken lock is released, not kept by a live process
+            self._close()
+            raise
         return self
 
     def _next_epoch(self) -> int:
@@ -103,7 +107,12 @@ def _same_file(fd: int, path: Path) -> bool:
 def _holder(fd: int) -> str:
     """'pid 123 on host h since ...' from the lock file, or what is known of it."""
     try:
-        info = json.loads(os.pread(fd, 4096, 0) or b"{}")
-        return f"pid {info['pid']} on host {info['host']} since {info['since']}"
+        raw = os.pread(fd, 4096, 0) or b"{}"
+        check_json_depth("lock", raw)
+        info = json.loads(raw)
+        pid, host, since = info["pid"], info["host"], info["since"]
+        if not (is_count(pid) and all(isinstance(v, str) and v.isprintable() and len(v) < 256 for v in (host, since))):
+            raise ValueError("not the lock file's schema")  # a file someone else wrote: never printed as it is
+        return f"pid {pid} on host {host} since {since}"
     except (OSError, ValueError, KeyError, TypeError):
         return "another process (it has not written its pid and host yet)"

@@ -111,11 +111,17 @@ def run_sweep(spec: Spec, *, retry_failed: bool = False, progress: bool | str | 
     last). ``inline``: run the probes in this process instead of on Ray (a notebook, a debugger).
     ``progress``: None picks a bar on a terminal and lines elsewhere; False prints nothing; True forces
     the bar; or a mode of ``orchestrator.progress.Progress``."""
+    from orchestrator.migrate import adopt, adoptable, check_schema_versions
     store = Store(spec.results_root)
     check_recorded_kind(spec, store)
+    check_schema_versions(spec, store)  # rows whose columns meant something else: refused, nothing written
     store.check_writable(spec.name)  # an unwritable or full root fails here: no Ray, no MLflow run, no work lost
-    with sweep_lease(spec.results_root, spec.name) as lease:  # rows carry its epoch; a lost lease stops writes
-        store.epoch, store.guard, store.compacting = lease.epoch, lease, True
+    with stop_signals_as_ctrl_c(), sweep_lease(spec.results_root, spec.name) as lease:  # a stop signal while Ray
+        store.epoch, store.guard, store.compacting = lease.epoch, lease, True             # starts: Ctrl-C too
+        cells, probes = adopt(spec, store, adoptable(spec, store))  # ids an added option changed: not run again
+        if cells and progress is not False:
+            print(f"{spec.name}: adopted {cells} cell(s) and {probes} probe(s) recorded by an older factsweep under "
+                  "other cell ids (the options added since are at their defaults); nothing of them runs again")
         return SweepRun(spec, store, progress).run(retry_failed=retry_failed, address=address, inline=inline)
 
 
@@ -130,7 +136,7 @@ class SweepRun:
     def run(self, *, retry_failed: bool, address: str | None, inline: bool) -> RunReport:
         todo = self.plan(retry_failed)
         executor = self.executor(address, inline) if todo else None  # a cluster that cannot run it costs nothing
-        with stop_signals_as_ctrl_c():  # after Ray's init, which installs its own SIGTERM handler
+        with stop_signals_as_ctrl_c():  # again after Ray's init, which installs its own SIGTERM handler
             return self._run(todo, executor, address)
 
     def _run(self, todo: list[planning.CellPlan], executor: Executor | None, address: str | None) -> RunReport:

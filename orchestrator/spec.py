@@ -25,6 +25,7 @@ from orchestrator import registry
 from orchestrator.experiment import Experiment, ParamError, is_set
 from orchestrator.errors import SpecError
 from orchestrator.redact import redact, redact_data
+from orchestrator.paths import check_override, check_path, path_problem
 from orchestrator.names import NAME_PATTERN, NAME_RULE, is_name  # noqa: F401 - NAME_PATTERN for the CLI
 from orchestrator.sweepyaml import Refused, read_yaml
 
@@ -118,6 +119,8 @@ def _check_values(source: str, node: Any, path: str = "") -> None:
 def _read(path: Path, overrides: list[str]) -> tuple[dict, str | None, str]:
     """The merged sweep (file, then profile, then overrides), the profile chosen and the file's hash."""
     source = str(path)
+    if problem := path_problem(source):
+        raise SpecError(repr(source)[1:-1], "-", f"cannot read the sweep file: {problem}")
     try:
         data = path.read_bytes()
     except OSError as e:
@@ -139,6 +142,7 @@ def _read(path: Path, overrides: list[str]) -> tuple[dict, str | None, str]:
     for item in overrides:
         if "=" not in item or not item.split("=", 1)[0]:
             raise SpecError(source, item, "override must look like key=value; allowed: key=value, key=[a,b]")
+        check_override(source, item)  # before OmegaConf, which recurses once per level of nesting
         _check_values(source, item, item.split("=", 1)[0])
         key = item.split("=", 1)[0]
         if key.split(".")[0] not in TOP_LEVEL:
@@ -265,7 +269,7 @@ TRACKING_SCHEMES = re.compile(r"(sqlite:///.+|https?://[^/\s]+.*|(postgresql|mys
 def tracking_uri_problem(uri: str) -> str | None:
     """What is wrong with a tracking URI, or None. MLflow 3's file store (``mlruns``, ``file:``) is in
     maintenance mode and refuses new runs, so only database and server URIs are accepted."""
-    if TRACKING_SCHEMES.fullmatch(uri) and "\n" not in uri:
+    if TRACKING_SCHEMES.fullmatch(uri) and not path_problem(uri):  # no NUL or control character either
         return None
     return (f"got {redact(uri)!r}; allowed: null (sqlite under storage.root), sqlite:///PATH, http(s)://HOST:PORT of an "
             "MLflow server, or a postgresql/mysql/mssql:// database URI")
@@ -275,7 +279,7 @@ def root_problem(root: str, tracking_uri: str | None) -> tuple[str, str] | None:
     """(key, message) when ``storage.root`` names no usable place, or an object store with no tracking URI:
     MLflow's default is a sqlite file beside the results, which an object store cannot hold."""
     from orchestrator.location import ALLOWED, SCHEMES, is_remote, local_problem
-    if problem := local_problem(root):
+    if problem := path_problem(root) or local_problem(root):
         return ("storage.root", problem)
     if not is_remote(root):
         return None
@@ -340,6 +344,10 @@ def load_spec(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> 
             cells.append(cell)
     if not cells:
         raise SpecError(source, "grid", "the sweep has no cells; allowed: non-empty lists")
+    for key in experiment.input_files:  # files the cells read: a path the file system can take
+        for cell in cells:
+            if is_set(cell.get(key)):
+                check_path(source, _where(key, grid, zipped, search, seeds), cell[key])
     res, pack = sections["resources"], sections["packing"]
     num_cpus, num_gpus = res.get("num_cpus", 1), res.get("num_gpus", 0)
     low, high = RESOURCE_LIMITS["num_cpus"]

@@ -30,6 +30,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from factmlp.badfile import BadFile
 from orchestrator.errors import Unavailable
 from orchestrator.identity import SCHEMA_VERSION
 from orchestrator.location import open_root, transient
@@ -124,7 +125,8 @@ class Store:
             self.guard.check()  # a driver whose lease was taken over writes nothing more
         key = f"{folder}/{name}"
         try:
-            self.location.write(key, lambda sink: pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), sink))
+            self.location.write(key, lambda sink: pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), sink,
+                                                                 write_page_checksum=True))  # damage is seen on read
         except OSError as e:  # not writable, not a folder, disk full, store down: nothing half-written stays behind
             raise storage_error(self.where(folder), e) from e
         return self.location.handle(key)
@@ -191,11 +193,15 @@ class Store:
         for attempt in range(100):
             try:
                 keys = self._keys(table, sweep)
-                return [part if read else _by_name(self.where(key), part) for key, source in zip(keys, self._sources(keys))
-                        if (part := self._decode(key, source, read or _arrow)) is not None]
+                return [part for key, source in zip(keys, self._sources(keys))
+                        if (part := self._decode(key, source, read or self._checked_reader(table, key))) is not None]
             except FileNotFoundError:
                 time.sleep(0.01 * min(attempt, 10))
         raise StorageError(self.where(self._dir(table, sweep)), OSError(errno.EAGAIN, "fragments kept vanishing while read"))
+
+    def _checked_reader(self, table: str, key: str):
+        """A fragment read whole, one column per name, and checked against its table's schema."""
+        return lambda source: check_schema(table, self.where(key), _by_name(self.where(key), _arrow(source)))
 
     def _sources(self, keys: list[str]):
         """What the readers open, fragment by fragment: paths on a folder (read as they are decoded); on an
@@ -219,7 +225,7 @@ class Store:
             return read(source)
         except FileNotFoundError:
             raise
-        except (pa.ArrowException, OSError) as e:
+        except (pa.ArrowException, OSError, UnicodeDecodeError) as e:  # Unicode: a column name's bytes damaged
             if isinstance(e, OSError) and e.errno is not None:
                 raise  # the system refused the read (permissions, I/O): not a damaged file
             self.quarantine(key, e)
@@ -227,7 +233,8 @@ class Store:
 
     def quarantine(self, key: str, error: Exception) -> None:
         """Move an unreadable fragment to ``<root>/quarantine/<table>/sweep=<name>/`` (never delete it)."""
-        reason = f"{type(error).__name__}: {(str(error).splitlines() or [''])[0]}"[:200]
+        said = error.what if isinstance(error, BadFile) else (str(error).splitlines() or [''])[0]
+        reason = f"{type(error).__name__}: {said}"[:200]
         path, target = self.where(key), f"{QUARANTINE}/{key}"
         try:
             self.location.move(key, target)
@@ -329,6 +336,41 @@ class Store:
         return con
 
 
+class BadFragment(BadFile, pa.ArrowInvalid):
+    """A fragment that decodes but breaks its table's schema (a key or time column missing, of another type,
+    or empty): quarantined like an undecodable one, since no row of it can be placed."""
+
+
+# Columns every row of a table has had since the first version that wrote it (the store stamps
+# recorded_at): without them a row cannot be told apart from another (key) or ordered (recorded_at).
+SCHEMA = {table: (key,) for table, key in KEYS.items()}
+
+
+def check_schema(table: str, where, part: pa.Table) -> pa.Table:
+    """``part`` as it is, or ``BadFragment`` naming the first column that breaks the table's schema."""
+    if b"pandas" in (part.schema.metadata or {}):  # read by to_pandas(): a damaged one would fail every later load
+        try:
+            part.slice(0, 0).to_pandas()
+        except Exception as e:  # noqa: BLE001 - pyarrow rebuilds the frame from it: JSON, key and type errors
+            raise BadFragment(where, f"its pandas metadata cannot be read ({type(e).__name__}: {e})") from None
+    if table not in SCHEMA:
+        return part
+    texts = [(name, pa.types.is_string, "text") for name in SCHEMA[table]]
+    for name, ok, allowed in texts + [("recorded_at", _is_number, "a number")]:
+        if name not in part.column_names:
+            raise BadFragment(where, f"no column {name!r}; allowed: a {table} fragment written by factsweep")
+        column = part.column(name)
+        if not (ok(column.type) or pa.types.is_large_string(column.type) and ok is pa.types.is_string):
+            raise BadFragment(where, f"column {name!r} is {column.type}; allowed: {allowed}")
+        if column.null_count:
+            raise BadFragment(where, f"column {name!r} has {column.null_count} empty values; allowed: none")
+    return part
+
+
+def _is_number(kind) -> bool:
+    return pa.types.is_floating(kind) or pa.types.is_integer(kind)
+
+
 def _named(path, name: str) -> bool:
     """True for a folder name that may become a sweep or view name; warn about the others."""
     if is_name(name):
@@ -339,7 +381,7 @@ def _named(path, name: str) -> bool:
 
 def _arrow(source) -> pa.Table:
     """One fragment, read as a file (not through pyarrow's dataset layer, which refuses duplicate names)."""
-    with pq.ParquetFile(source) as file:
+    with pq.ParquetFile(source, page_checksum_verification=True) as file:  # pages written without one pass as they are
         return file.read()
 
 

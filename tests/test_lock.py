@@ -150,3 +150,34 @@ def test_move_aside_waits_for_no_driver_but_refuses_a_held_sweep(tmp_path, capsy
     assert main(["extra-cells", str(path), "--move-aside"]) == 0
     assert "moved 1 cell rows" in capsys.readouterr().out
     assert store.load("cells", "aside", missing_ok=True).empty
+
+
+@pytest.mark.parametrize("content", [b'{"pid": "1\\nTraceback (most recent call last):", "host": "h", "since": "x"}',
+                                     b'{"pid": 1, "host": "\\u001b[31mred", "since": "x"}', b"[" * 5000,
+                                     b'{"pid": [1], "host": {}, "since": null}', b"\xff\xfe not json"])
+def test_a_hostile_lock_file_is_never_printed_as_it_is(tmp_path, capsys, content):
+    """The holder's line is built from the lock file's schema (an integer pid, printable host and time),
+    never from its raw text: another program's file is one line, never a traceback or a terminal escape."""
+    path = sweep(tmp_path, "held")
+    with SweepLock(tmp_path / "results", "held") as lock:
+        os.pwrite(lock._fd, content, 0)  # what the file holds when another program wrote it
+        os.ftruncate(lock._fd, len(content))
+        assert main(["run", str(path)]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "is being run by another process" in err and "\x1b" not in err, err
+
+
+@pytest.mark.parametrize("body", [b"[" * 5000, b"not json", b"[1]", b'{"epoch": "x"}', b'{"ttl": true}',
+                                  b'{"pid": "1\\n2"}'])
+def test_a_damaged_lease_is_a_bad_file(body):
+    from factmlp.badfile import BadFile
+    from orchestrator.lease import lease_body
+    with pytest.raises(BadFile) as raised:
+        lease_body("s3://b/locks/x.lease", body)
+    assert str(raised.value).startswith("s3://b/locks/x.lease: ") and "\n" not in str(raised.value)
+
+
+def test_a_lease_factsweep_wrote_passes_its_check():
+    from orchestrator.lease import lease_body
+    body = b'{"epoch": 3, "ttl": 60.0, "pid": 42, "host": "h", "since": "2026-12-05 05:00:00", "released": false}'
+    assert lease_body("s3://b/l", body)["epoch"] == 3

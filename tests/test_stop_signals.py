@@ -108,3 +108,33 @@ def test_sigterm_or_sighup_under_ray_stop_like_ctrl_c(ray_session, tmp_path, sig
     experiment = client.get_experiment_by_name(path.stem).experiment_id
     runs = client.search_runs([experiment], filter_string=f"tags.`{KIND_TAG}` = 'sweep'")
     assert [r.info.status for r in runs] == ["KILLED"]
+
+
+def test_sigterm_from_the_first_moment_stops_like_ctrl_c_and_the_resume_redoes_nothing(tmp_path, capsys,
+                                                                                     shared_tracking):
+    """SIGTERM sent as soon as the sweep's lock exists (while the run plans, before any executor; before,
+    handlers were installed only once Ray was up and such a signal ended the process silently): one line,
+    exit 130, invocation 'interrupted', no MLflow run RUNNING; the resume runs exactly the probes not
+    recorded."""
+    path = sweep(tmp_path, "early")
+    store, lock = Store(tmp_path / "results"), tmp_path / "results" / "locks" / "early.lock"
+
+    def terminate():
+        while not lock.exists():
+            time.sleep(0.001)
+        os.kill(os.getpid(), signal.SIGTERM)
+    threading.Thread(target=terminate, daemon=True).start()
+    assert main(["run", str(path), shared_tracking, "--inline"]) == 130
+    err = capsys.readouterr().err
+    assert len(err.splitlines()) == 1 and err.startswith("factsweep: interrupted: ") and "Traceback" not in err, err
+    recorded = len(store.load("probes", "early", missing_ok=True))
+    invocations = store.load("invocations", "early", missing_ok=True)
+    states = list(invocations["state"]) if len(invocations) else []  # none when it landed before the row
+    assert states in ([], ["interrupted"]), states
+    client = MlflowClient(shared_tracking.split("=", 1)[1])
+    experiment = client.get_experiment_by_name("early")
+    if experiment is not None:
+        assert "RUNNING" not in [r.info.status for r in client.search_runs([experiment.experiment_id])]
+    assert main(["run", str(path), "fixed.sleep=0", shared_tracking, "--inline"]) == 0
+    assert f"2/2 cells done, {12 - recorded} probes run" in capsys.readouterr().out
+    assert len(store.load("probes", "early")) == 12

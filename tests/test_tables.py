@@ -1,5 +1,6 @@
 """Loading user tables (.npy, hand-written .safetensors, Parquet) and drawing fact sets from them."""
 import json
+import re
 import struct
 
 import numpy as np
@@ -211,3 +212,30 @@ def test_untied_token_embeddings_draw_keys_and_values_from_disjoint_rows(tmp_pat
     assert not (np.abs(fs.keys @ fs.values.T) > 1 - 1e-6).any()
     with pytest.raises(ValueError, match="num_facts: .* has 12 rows, too few for num_facts=7 with tied=false"):
         make_factset("llm_token_embeddings", 5, 7, 0, table_path=str(tmp_path / "tokens.npy"), tied=False)
+
+
+CRAFTED = {  # header bytes -> what the one line must say (issue 31: each was a traceback or passed unseen)
+    "deep_json": (b"[" * 100_000 + b"]" * 100_000, "JSON nested 100000 levels deep; allowed: at most 8"),
+    "null_shape": (b'{"a": {"dtype": "F32", "shape": null, "data_offsets": [0, 0]}}', "tensor 'a' has shape None"),
+    "string_shape": (b'{"a": {"dtype": "F32", "shape": ["x", 2], "data_offsets": [0, 8]}}', "has shape ['x', 2]"),
+    "bool_offsets": (b'{"a": {"dtype": "F32", "shape": [1], "data_offsets": [false, true]}}', "has data_offsets"),
+    "offsets_past_the_end": (b'{"a": {"dtype": "F32", "shape": [4], "data_offsets": [0, 16]}}',
+                             "do not match shape [4] of F32 within a 0-byte data buffer"),
+    "metadata_not_strings": (b'{"__metadata__": {"kind": [1]}}', "__metadata__ is not a mapping of strings"),
+    "huge_dimension": (b'{"a": {"dtype": "F32", "shape": [1099511627776, 0], "data_offsets": [0, 0]}}',
+                       "integers in [0, 2^40)"),
+}
+
+
+@pytest.mark.parametrize("case", list(CRAFTED), ids=str)
+def test_crafted_safetensors_headers_are_one_line(case, tmp_path, capsys):
+    from orchestrator.cli import main
+    header, expect = CRAFTED[case]
+    path = tmp_path / "t.safetensors"
+    path.write_bytes(struct.pack("<Q", len(header)) + header)
+    assert main(["embeddings", "show", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith(f"factsweep: error: embeddings show: FILE: {path}: "), err
+    assert expect in err and "allowed:" in err
+    with pytest.raises(ValueError, match=re.escape(expect)):
+        load_table(path)

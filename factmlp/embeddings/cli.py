@@ -61,8 +61,9 @@ def cmd_capture(args) -> int:
 def _print_meta(meta: dict) -> None:
     for key in ("model", "model_source", "kind", "layer", "site", "text_source", "text_sha256", "rows", "seed",
                 "d", "date", "python", "torch", "transformers"):
-        if key in meta:
-            print(f"  {key}: {meta[key]}")
+        if key in meta:  # a file's own text: a newline or a terminal escape in it is shown, not obeyed
+            value = str(meta[key])
+            print(f"  {key}: {value if value.isprintable() else repr(value)}")
 
 
 def cmd_show(args) -> int:

@@ -17,7 +17,7 @@ from factmlp.embeddings import safetensors
 from factmlp.embeddings.cache import cached_capture
 from factmlp.embeddings.capture import TENSORS
 from factmlp.embeddings.models import check_model, resolve_layer
-from factmlp.embeddings.tables import load_table
+from factmlp.embeddings.tables import load_npy, load_table
 from factmlp.factsets import MAPPINGS, FactSet, Geometry, assemble, stream
 from factmlp.options import OptionError, Options, option
 
@@ -61,15 +61,15 @@ def table_info(path: str) -> tuple[dict[str, tuple[int, int]], dict]:
         raise OptionError('table_path', f"no such file {path!r}; allowed: an existing .safetensors or .npy file")
     if suffix == ".npy":
         try:
-            shape = np.load(path, mmap_mode="r", allow_pickle=False).shape
-        except (ValueError, OSError, EOFError) as err:
-            raise OptionError('table_path', f"{path} is not a readable .npy array ({err}); "
-                             "allowed: a 2-D .npy table") from None
+            shape = load_npy(path).shape
+        except ValueError as err:
+            raise OptionError('table_path', f"{err}; allowed: a 2-D .npy table") from None
         return {"embeddings": shape}, {"kind": "token_embeddings"}
     try:
         header, _ = safetensors.read_header(path)
-    except ValueError as err:
-        raise OptionError('table_path', f"{err}; allowed: a file written by `factsweep embeddings capture`") from None
+    except ValueError as err:  # a BadFile: the file and what is wrong (and, mostly, what is allowed)
+        said = str(err) if "allowed:" in str(err) else f"{err}; allowed: a file written by `factsweep embeddings capture`"
+        raise OptionError('table_path', said) from None
     shapes = {k: tuple(header[k].get("shape", ())) for k in safetensors.tensor_names(header)
               if isinstance(header[k], dict)}
     return shapes, dict(header.get("__metadata__") or {})

@@ -7,11 +7,14 @@ plus an optional "__metadata__" mapping of strings (a capture's provenance).
 from __future__ import annotations
 
 import json
+import math
 import os
 import struct
 from pathlib import Path
 
 import numpy as np
+
+from factmlp.badfile import BadFile, check_json_depth, is_count
 
 # safetensors dtype codes → little-endian numpy dtypes (BF16 is widened by hand, see _bf16).
 DTYPES = {
@@ -21,27 +24,70 @@ DTYPES = {
 }
 _CODES = {np.dtype("<f4"): "F32", np.dtype("<f8"): "F64", np.dtype("<i8"): "I64"}  # what ``write`` writes
 MAX_HEADER = 100 * 1024 * 1024
+MAX_TENSORS = 10_000  # a capture holds 2
+MAX_DIMS = 8
+MAX_DIM_SIZE = 2 ** 40  # beyond any table (and numpy's reshape)
 
 
 def read_header(path: str) -> tuple[dict, int]:
-    """The parsed JSON header and the offset of the data buffer; ValueError('<path>: ...') if unreadable."""
+    """The header, checked against the format (``check_header``), and the offset of the data buffer;
+    ``BadFile('<path>: ...')`` for any defect, before a value of it is used."""
     try:
         size = os.path.getsize(path)
         with open(path, "rb") as fh:
             raw = fh.read(8)
             if len(raw) < 8:
-                raise ValueError(f"{path}: too short for a safetensors file ({size} bytes)")
+                raise BadFile(path, f"too short for a safetensors file ({size} bytes)")
             (header_len,) = struct.unpack("<Q", raw)
             if header_len > min(size - 8, MAX_HEADER):
-                raise ValueError(f"{path}: safetensors header length {header_len} exceeds the file ({size} bytes)")
-            header = json.loads(fh.read(header_len).decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise ValueError(f"{path}: safetensors header is not valid JSON ({err})") from None
+                raise BadFile(path, f"safetensors header length {header_len} exceeds the file ({size} bytes)"
+                                    + (f" or {MAX_HEADER} bytes" if header_len > MAX_HEADER else ""))
+            text = fh.read(header_len)
     except OSError as err:
-        raise ValueError(f"{path}: cannot read the file ({err.strerror})") from None
-    if not isinstance(header, dict):
-        raise ValueError(f"{path}: safetensors header is not a JSON object")
+        raise BadFile(path, f"cannot read the file ({err.strerror or err})") from None
+    check_json_depth(path, text)
+    try:
+        header = json.loads(text.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError) as err:  # ValueError: bad JSON, or an integer of > 4300 digits
+        raise BadFile(path, f"safetensors header is not valid JSON ({err})") from None
+    check_header(path, header, size - 8 - header_len)
     return header, 8 + header_len
+
+
+def check_header(path: str, header, buffer: int) -> None:
+    """The safetensors schema: an object of tensors {dtype, shape, data_offsets} whose bytes lie inside the
+    ``buffer``-byte data buffer and match their shape, plus an optional ``__metadata__`` of strings."""
+    if not isinstance(header, dict):
+        raise BadFile(path, f"safetensors header is a JSON {type(header).__name__}; allowed: an object of tensors")
+    if len(header) > MAX_TENSORS:
+        raise BadFile(path, f"safetensors header lists {len(header)} entries; allowed: at most {MAX_TENSORS}")
+    for name, info in header.items():
+        if name == "__metadata__":
+            if info is not None and not (isinstance(info, dict)
+                                         and all(isinstance(v, str) for v in info.values())):
+                raise BadFile(path, "__metadata__ is not a mapping of strings; allowed: {\"key\": \"text\", ...}")
+            continue
+        _check_tensor(path, name, info, buffer)
+
+
+def _check_tensor(path: str, name: str, info, buffer: int) -> None:
+    what = f"tensor {name[:80]!r}"
+    if not isinstance(info, dict) or set(info) != {"dtype", "shape", "data_offsets"}:
+        raise BadFile(path, f"{what} lacks dtype, shape or data_offsets; allowed: exactly those three keys")
+    code, shape, offsets = info["dtype"], info["shape"], info["data_offsets"]
+    if not isinstance(code, str) or code not in DTYPES:
+        shown = code if isinstance(code, str) and code.isprintable() else repr(code)
+        raise BadFile(path, f"{what} has unsupported dtype {shown[:40]}; allowed: {', '.join(DTYPES)}")
+    if not isinstance(shape, list) or len(shape) > MAX_DIMS or not all(is_count(n) and n < MAX_DIM_SIZE for n in shape):
+        raise BadFile(path, f"{what} has shape {str(shape)[:60]}; allowed: a list of at most {MAX_DIMS} "
+                            f"integers in [0, 2^40)")
+    if not (isinstance(offsets, list) and len(offsets) == 2 and all(is_count(n) for n in offsets)):
+        raise BadFile(path, f"{what} has data_offsets {str(offsets)[:60]}; allowed: [begin, end], integers >= 0")
+    begin, end = offsets
+    nbytes = math.prod(shape) * np.dtype(DTYPES[code]).itemsize  # Python ints: no overflow
+    if not begin <= end <= buffer or end - begin != nbytes:
+        raise BadFile(path, f"{what} data_offsets [{begin}, {end}] do not match shape {shape} of {code} "
+                            f"within a {buffer}-byte data buffer")
 
 
 def metadata(path: str) -> dict:
@@ -54,31 +100,21 @@ def tensor_names(header: dict) -> list[str]:
 
 
 def read_tensor(path: str, name: str | None = None) -> np.ndarray:
-    """One tensor (``name``; may be omitted when the file holds one), with offsets checked against its
-    shape and the file's size. BF16 becomes float32."""
+    """One tensor (``name``; may be omitted when the file holds one), its header checked against the
+    format and the file's size first. BF16 becomes float32."""
     header, data_start = read_header(path)
     tensors = tensor_names(header)
     if name is None:
         if len(tensors) != 1:
-            raise ValueError(f"{path}: holds {len(tensors)} tensors ({', '.join(sorted(tensors)) or 'none'}); "
-                             "pass name= to pick one")
+            raise BadFile(path, f"holds {len(tensors)} tensors ({', '.join(sorted(tensors)) or 'none'}); "
+                                "pass name= to pick one")
         name = tensors[0]
     if name not in tensors:
-        raise ValueError(f"{path}: no tensor {name!r}; it holds {', '.join(sorted(tensors)) or 'none'}")
+        raise BadFile(path, f"no tensor {name!r}; it holds {', '.join(sorted(tensors)) or 'none'}")
     info = header[name]
-    try:
-        code, shape, (begin, end) = info["dtype"], [int(n) for n in info["shape"]], info["data_offsets"]
-    except (KeyError, TypeError, ValueError):
-        raise ValueError(f"{path}: tensor {name!r} lacks dtype, shape or data_offsets") from None
-    if code not in DTYPES:
-        raise ValueError(f"{path}: tensor {name!r} has unsupported dtype {code}; allowed: {', '.join(DTYPES)}")
+    code, shape, (begin, _) = info["dtype"], info["shape"], info["data_offsets"]
     dtype = np.dtype(DTYPES[code])
-    count = int(np.prod(shape, dtype=np.int64))
-    size = os.path.getsize(path)
-    if not 0 <= begin <= end or end - begin != count * dtype.itemsize or data_start + end > size:
-        raise ValueError(f"{path}: tensor {name!r} data_offsets [{begin}, {end}] do not match shape {shape} "
-                         f"of {code} within a {size - data_start}-byte data buffer")
-    flat = np.fromfile(path, dtype=dtype, count=count, offset=data_start + begin)
+    flat = np.fromfile(path, dtype=dtype, count=math.prod(shape), offset=data_start + begin)
     if code == "BF16":
         flat = _bf16(flat)
     return flat.reshape(shape)

@@ -129,6 +129,9 @@ CLI_CASES = {
                            ["got 1000000000", "allowed: an integer in [1, 100000]"]),
     "ui_port_zero": (["ui", "--port", "0"], "ui", "--port", ["got 0", "allowed: an integer in [1, 65535]"]),
     "ui_port_out_of_range": (["ui", "--port", "70000"], "ui", "--port", ["got 70000", "[1, 65535]"]),
+    "override_starting_with_dash": (["plan", "{tmp}/x.yaml", "-="], "factsweep", "arguments",
+                                    ["unrecognized arguments: -=", "goes after `--`"]),
+    "unknown_command": (["bogus"], "factsweep", "arguments", ["invalid choice: 'bogus'"]),
     "ui_root_typo": (["ui", "--root", "{tmp}/resluts"], "ui", "--root", ["no results folder", "resluts",
                                                                          "allowed: a folder `factsweep run` wrote"]),
 }
@@ -209,3 +212,15 @@ def test_exit_code_of_a_real_process(case, tmp_path):
                           text=True, timeout=60)
     check_error(done.returncode, done.stdout, done.stderr, source, key, expects)
     check_nothing_written(tmp_path, keep)
+
+
+@pytest.mark.parametrize("value", ["cache\x1b[2J", "{tmp}/a-file"], ids=["control_char", "a_file"])
+def test_a_bad_path_in_the_environment_is_one_line(value, workdir, capsys, monkeypatch):
+    """A path from the environment passes the same check as one from the file (orchestrator/paths.py)."""
+    (workdir / "a-file").write_text("not a folder\n")
+    path = place(HERE / "sweeps" / "d_zero.yaml", workdir)
+    monkeypatch.setenv("FACTSWEEP_CACHE", fill(value, workdir))
+    code = main(["plan", str(path)])
+    out, err = capsys.readouterr()
+    check_error(code, out, err, "environment", "FACTSWEEP_CACHE", ["allowed: a"])
+    check_nothing_written(workdir, {path, workdir / "a-file"})
