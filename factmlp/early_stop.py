@@ -9,11 +9,13 @@ the rule stops a model at a check once the sign of q cannot change in the epochs
 - ``stored``: q > 0 at ``window`` consecutive checks and larger at each of them than at the one
   before (the model stores and is still improving: on the probes measured, q never fell back once
   this held).
-- ``cannot_store``: q < 0 and |q| > ``safety`` · L · R, where R is the learning-rate mass left
-  (Σ lr over the remaining epochs) and L the fastest q has moved so far per unit of learning-rate
-  mass (max over check intervals of |Δq| / Σ lr). Adam moves every weight by about lr per step,
-  so q moves about in proportion to the lr mass spent; the cosine schedule leaves little mass near
-  the end, so a clearly failing model is stopped there instead of after the last epoch.
+- ``cannot_store``: at least ``settle`` of the learning-rate mass is spent, q < 0 and
+  |q| > ``safety`` · L · R, where R is the learning-rate mass left (Σ lr over the remaining epochs)
+  and L the fastest q has moved so far per unit of learning-rate mass (max over check intervals of
+  |Δq| / Σ lr). Adam moves every weight by about lr per step, so q moves about in proportion to the
+  lr mass spent; the cosine schedule leaves little mass near the end, so a clearly failing model is
+  stopped there instead of after the last epoch. ``settle`` keeps L from resting on a few early
+  checks (a probe that hardly moved in its first 100 epochs once stored later).
 
 The rule is empirical, not a proof (a provable bound from Adam's step bound decides only in the last
 ~1% of epochs): tests/test_early_stop.py and benchmarks/peer_grid.py check that it never changes a
@@ -54,10 +56,10 @@ class OutcomeRule:
     """
 
     def __init__(self, num_models: int, lr_at: Callable[[int], float], epochs: int, *, window: int = 5,
-                 safety: float = 2.0):
-        if window < 1 or not safety > 0:
-            raise ValueError(f"need window >= 1 and safety > 0, got {window}, {safety}")
-        self.window, self.safety, self.epochs = window, safety, epochs
+                 safety: float = 2.0, settle: float = 0.5):
+        if window < 1 or not safety > 0 or not 0 <= settle <= 1:
+            raise ValueError(f"need window >= 1, safety > 0 and settle in [0, 1], got {window}, {safety}, {settle}")
+        self.window, self.safety, self.settle, self.epochs = window, safety, settle, epochs
         self.mass = np.concatenate([[0.0], np.cumsum([lr_at(s) for s in range(epochs)])])  # mass[s]: Σ lr before s
         self.last_q = torch.full((num_models,), math.nan, dtype=torch.float64)
         self.rate = torch.zeros(num_models, dtype=torch.float64)  # fastest |Δq| per unit of lr mass so far
@@ -75,8 +77,8 @@ class OutcomeRule:
         self.rising = torch.where(up, self.rising + 1, torch.zeros_like(self.rising))
         left = self.mass[self.epochs] - self.mass[step]
         hopeless = (q < -MIN_DECIDING_MARGIN) & (q.abs() > self.safety * self.rate * left)
-        if self.last_step is None:
-            hopeless[:] = False  # no rate measured yet
+        if self.last_step is None or self.mass[step] < self.settle * self.mass[self.epochs]:
+            hopeless[:] = False  # no rate measured yet, or too little of the schedule seen
         self.last_q, self.last_step = q, step
         return [STORED if r >= self.window else CANNOT_STORE if h else None
                 for r, h in zip(self.rising.tolist(), hopeless.tolist())]
