@@ -9,13 +9,15 @@ the rule stops a model at a check once the sign of q cannot change in the epochs
 - ``stored``: q > 0 at ``window`` consecutive checks and larger at each of them than at the one
   before (the model stores and is still improving: on the probes measured, q never fell back once
   this held).
-- ``cannot_store``: at least ``settle`` of the learning-rate mass is spent, q < 0 and
-  |q| > ``safety`` · L · R, where R is the learning-rate mass left (Σ lr over the remaining epochs)
-  and L the fastest q has moved so far per unit of learning-rate mass (max over check intervals of
-  |Δq| / Σ lr). Adam moves every weight by about lr per step, so q moves about in proportion to the
-  lr mass spent; the cosine schedule leaves little mass near the end, so a clearly failing model is
-  stopped there instead of after the last epoch. ``settle`` keeps L from resting on a few early
-  checks (a probe that hardly moved in its first 100 epochs once stored later).
+- ``cannot_store``: at least ``settle`` of the learning-rate mass is spent and ``min_checks`` checks
+  seen, q < 0 and |q| > ``safety`` · L · R, where R is the learning-rate mass left (Σ lr over the
+  remaining epochs) and L the fastest any model of the batch has moved its q so far per unit of
+  learning-rate mass (max over check intervals and models of |Δq| / Σ lr; the models of a batch
+  learn the same facts). Adam moves every weight by about lr per step, so q moves about in
+  proportion to the lr mass spent; the cosine schedule leaves little mass near the end, so a
+  clearly failing model is stopped there instead of after the last epoch. ``settle`` and
+  ``min_checks`` keep L from resting on a few early checks: in a 300-epoch recipe a probe whose q
+  hardly moved in its first 100 epochs jumped by 4 in the next 50 and stored.
 
 The rule is empirical, not a proof (a provable bound from Adam's step bound decides only in the last
 ~1% of epochs): tests/test_early_stop.py and benchmarks/peer_grid.py check that it never changes a
@@ -56,13 +58,15 @@ class OutcomeRule:
     """
 
     def __init__(self, num_models: int, lr_at: Callable[[int], float], epochs: int, *, window: int = 5,
-                 safety: float = 2.0, settle: float = 0.5):
-        if window < 1 or not safety > 0 or not 0 <= settle <= 1:
-            raise ValueError(f"need window >= 1, safety > 0 and settle in [0, 1], got {window}, {safety}, {settle}")
-        self.window, self.safety, self.settle, self.epochs = window, safety, settle, epochs
+                 safety: float = 2.0, settle: float = 0.5, min_checks: int = 20):
+        if window < 1 or not safety > 0 or not 0 <= settle <= 1 or min_checks < 2:
+            raise ValueError(f"need window >= 1, safety > 0, settle in [0, 1] and min_checks >= 2, got {window}, "
+                             f"{safety}, {settle}, {min_checks}")
+        self.window, self.safety, self.settle, self.min_checks, self.epochs = window, safety, settle, min_checks, epochs
+        self.checks = 0
         self.mass = np.concatenate([[0.0], np.cumsum([lr_at(s) for s in range(epochs)])])  # mass[s]: Σ lr before s
         self.last_q = torch.full((num_models,), math.nan, dtype=torch.float64)
-        self.rate = torch.zeros(num_models, dtype=torch.float64)  # fastest |Δq| per unit of lr mass so far
+        self.rate = 0.0  # fastest |Δq| per unit of lr mass so far, over every model of the batch
         self.rising = torch.zeros(num_models, dtype=torch.long)  # consecutive checks with q > 0 and rising
         self.last_step: int | None = None
 
@@ -72,13 +76,14 @@ class OutcomeRule:
         if self.last_step is not None:
             spent = self.mass[step] - self.mass[self.last_step]
             if spent > 0:
-                self.rate = torch.maximum(self.rate, ((q - self.last_q).abs() / spent).nan_to_num(0.0))
+                self.rate = max(self.rate, float(((q - self.last_q).abs() / spent).nan_to_num(0.0).max()))
+        self.checks += 1
         up = (q > MIN_DECIDING_MARGIN) & (q > self.last_q)
         self.rising = torch.where(up, self.rising + 1, torch.zeros_like(self.rising))
         left = self.mass[self.epochs] - self.mass[step]
         hopeless = (q < -MIN_DECIDING_MARGIN) & (q.abs() > self.safety * self.rate * left)
-        if self.last_step is None or self.mass[step] < self.settle * self.mass[self.epochs]:
-            hopeless[:] = False  # no rate measured yet, or too little of the schedule seen
+        if self.checks < self.min_checks or self.mass[step] < self.settle * self.mass[self.epochs]:
+            hopeless[:] = False  # too few checks, or too little of the schedule seen, to trust the rate
         self.last_q, self.last_step = q, step
         return [STORED if r >= self.window else CANNOT_STORE if h else None
                 for r, h in zip(self.rising.tolist(), hopeless.tolist())]
@@ -86,4 +91,4 @@ class OutcomeRule:
     def keep(self, rows: list[int]) -> None:
         """Keep only these rows (the models still training), in this order."""
         index = torch.as_tensor(rows, dtype=torch.long)
-        self.last_q, self.rate, self.rising = self.last_q[index], self.rate[index], self.rising[index]
+        self.last_q, self.rising = self.last_q[index], self.rising[index]

@@ -5,8 +5,8 @@ zero-padded to the widest model (the zero rows stay exactly zero, so the padding
 forward and backward passes are written by hand (a few matrix products and one fused attention
 kernel per epoch, no autograd graph) and Adam runs per element, so each model follows the path it
 would follow alone (up to float rounding) while one set of kernels serves all K. Models that reach
-the loss target are taken out of the batch at the next check, and the batch shrinks to the widest
-model still training.
+the loss target, or (with ``stop_at_accuracy``) whose outcome is decided (factmlp/early_stop.py),
+are taken out of the batch at the next check, and the batch shrinks to the widest model still training.
 """
 from __future__ import annotations
 

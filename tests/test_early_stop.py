@@ -44,11 +44,23 @@ def test_the_rule_never_changes_whether_a_real_probe_stores(num_facts, seed):
     assert sum(r["epochs"] for r in early) < 0.8 * sum(r["epochs"] for r in full)
 
 
-def test_no_failing_decision_before_the_settle_fraction_of_the_lr_mass():
-    rule = OutcomeRule(1, lambda s: 1e-3, 1000, settle=0.5)
+def test_no_failing_decision_before_half_the_lr_mass_and_min_checks_checks():
+    rule = OutcomeRule(1, lambda s: 1e-3, 1000, settle=0.5, min_checks=2)
     assert rule.observe(0, torch.tensor([-5.0])) == [None]
     assert rule.observe(400, torch.tensor([-5.0])) == [None]  # q has not moved at all, but 60% is left
     assert rule.observe(600, torch.tensor([-5.0])) == [CANNOT_STORE]
+    rule = OutcomeRule(1, lambda s: 1e-3, 1000, settle=0.0, min_checks=4)
+    assert [rule.observe(s, torch.tensor([-5.0])) for s in (900, 950, 980, 990)] == [[None]] * 3 + [[CANNOT_STORE]]
+
+
+def test_the_rate_is_the_fastest_of_the_batch():
+    """A model whose own q is flat is not given up while another model of its batch moves fast."""
+    rule = OutcomeRule(2, lambda s: 1e-3, 1000, settle=0.0, min_checks=2)
+    rule.observe(900, torch.tensor([-0.5, -3.0]))
+    assert rule.observe(950, torch.tensor([-0.5, 0.0])) == [None, None]  # 3 / 0.05 = 60; 2·60·0.05 > 0.5
+    alone = OutcomeRule(1, lambda s: 1e-3, 1000, settle=0.0, min_checks=2)
+    alone.observe(900, torch.tensor([-0.5]))
+    assert alone.observe(950, torch.tensor([-0.5])) == [CANNOT_STORE]
 
 
 def test_a_model_that_runs_every_epoch_follows_the_full_recipe():
@@ -74,7 +86,7 @@ def test_deciding_margin_is_the_margin_of_the_last_fact_that_must_decode():
 
 def test_the_rule_stores_after_a_rising_window_and_gives_up_only_when_the_lr_left_cannot_close_the_gap():
     epochs = 1000
-    rule = OutcomeRule(3, lambda s: 1e-3, epochs, window=3, safety=2.0, settle=0.0)
+    rule = OutcomeRule(3, lambda s: 1e-3, epochs, window=3, safety=2.0, settle=0.0, min_checks=2)
     # model 0: positive and rising; model 1: negative, moving 0.1 per check (lr mass 1e-3 per check);
     # model 2: positive but falling.
     decisions = [rule.observe(step, torch.tensor(q)) for step, q in enumerate(
