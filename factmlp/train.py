@@ -5,8 +5,8 @@ zero-padded to the widest model (the zero rows stay exactly zero, so the padding
 forward and backward passes are written by hand (a few matrix products and one fused attention
 kernel per epoch, no autograd graph) and Adam runs per element, so each model follows the path it
 would follow alone (up to float rounding) while one set of kernels serves all K. Models that reach
-the loss target are taken out of the batch at the next check, and the batch shrinks to the widest
-model still training.
+the loss target, or (with ``stop_at_accuracy``) whose outcome is decided (factmlp/early_stop.py),
+are taken out of the batch at the next check, and the batch shrinks to the widest model still training.
 """
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import torch
 
 from factmlp.adam import Adam
+from factmlp.early_stop import EPOCHS, LOSS, OutcomeRule, deciding_margin
 from factmlp.device import resolve_device
 from factmlp.factsets import FactSet
 from factmlp.mlp import ACTIVATION_DERIVATIVES, ACTIVATIONS, GatedMLP
@@ -40,7 +41,9 @@ class TrainConfig(Options):
     fields are not: ``check_every`` (epochs between early-stop checks, the only host syncs on a GPU),
     Adam's constants, the init ``seed``, the ``device`` and ``logits_block`` (most logits, models ×
     facts × values, held in memory at once; 0 means 2^27: it bounds memory for large F and changes
-    results only by float rounding).
+    results only by float rounding). ``stop_at_accuracy``: when set, the early-stop rule of
+    factmlp/early_stop.py also stops a model once it is decided whether its accuracy reaches this
+    threshold (``stop_window`` and ``stop_safety`` are the rule's constants); None runs the full recipe.
     """
 
     # Upper bounds: far beyond any recipe, below what runs for ever (epochs) or overflows at once (lr).
@@ -58,6 +61,9 @@ class TrainConfig(Options):
     seed: int = 0
     device: str = "auto"
     logits_block: int = 0
+    stop_at_accuracy: float | None = None
+    stop_window: int = 5
+    stop_safety: float = 2.0
 
     def torch_device(self) -> torch.device:
         return resolve_device(self.device)
@@ -114,17 +120,26 @@ def _blocks(num_models: int, num_facts: int, num_values: int, budget: int):
             yield slice(k0, min(k0 + models, num_models)), slice(f0, min(f0 + facts, num_facts))
 
 
-def _cross_entropy(y: torch.Tensor, values: torch.Tensor, targets: torch.Tensor, budget: int) -> torch.Tensor:
+def _cross_entropy(y: torch.Tensor, values: torch.Tensor, targets: torch.Tensor, budget: int,
+                   margins: torch.Tensor | None = None) -> torch.Tensor:
     """Mean over facts of −log softmax(y·Vᵀ)[f(i)], per model, in blocks of at most ``budget`` logits.
 
     The target's probability is floored at the smallest float32, so a hopeless fact costs at most
-    87 nats instead of inf; near zero the loss is as precise as torch's cross_entropy.
+    87 nats instead of inf; near zero the loss is as precise as torch's cross_entropy. ``margins``
+    (models × facts), when given, receives each fact's logit margin from the same logits.
     """
     num_models, num_facts, d = y.shape
     right = torch.empty(num_models, num_facts, 1, device=y.device, dtype=y.dtype)
     for ks, fs in _blocks(num_models, num_facts, len(values), budget):
         kb, fb = ks.stop - ks.start, fs.stop - fs.start
-        probs = torch.softmax(y[ks, fs].reshape(-1, d) @ values.T, dim=-1).view(kb, fb, -1)
+        logits = (y[ks, fs].reshape(-1, d) @ values.T).view(kb, fb, -1)
+        if margins is not None:
+            where = targets[fs, None].expand(kb, fb, 1)
+            target_logit = logits.gather(2, where)
+            logits.scatter_(2, where, -torch.inf)
+            torch.sub(target_logit[..., 0], logits.amax(dim=2), out=margins[ks, fs])
+            logits.scatter_(2, where, target_logit)  # restored exactly: the loss is the same either way
+        probs = torch.softmax(logits, dim=-1)
         torch.gather(probs, 2, targets[fs, None].expand(kb, fb, 1), out=right[ks, fs])
     return right.view(num_models, num_facts).clamp_min_(_TINY).log_().sum(dim=1).div_(-num_facts)
 
@@ -147,9 +162,11 @@ def _softmax_values(y: torch.Tensor, values: torch.Tensor, budget: int) -> torch
 
 def _loss_and_grads(p: dict[str, torch.Tensor], keys: torch.Tensor, values: torch.Tensor, targets: torch.Tensor,
                     target_values: torch.Tensor, activation: str, budget: int, *, need_loss: bool = True,
-                    need_grads: bool = True) -> tuple[torch.Tensor | None, dict[str, torch.Tensor]]:
+                    need_grads: bool = True, margins: torch.Tensor | None = None,
+                    ) -> tuple[torch.Tensor | None, dict[str, torch.Tensor]]:
     """Mean cross-entropy of each model over all values (when ``need_loss``; the trainer asks only
-    at checks) and its gradient w.r.t. every stacked tensor (when ``need_grads``).
+    at checks) and its gradient w.r.t. every stacked tensor (when ``need_grads``). ``margins``: see
+    ``_cross_entropy`` (filled with the loss).
 
     Forward: pre = keys·[U;G]ᵀ (+b), h = u ⊙ σ(g), y = h·Dᵀ (+b), logits = y·Vᵀ.
     Backward: ∂logits = (softmax − onehot)/F, so ∂y = (softmax(y·Vᵀ)·V − V_f)/F, then the chain
@@ -167,7 +184,7 @@ def _loss_and_grads(p: dict[str, torch.Tensor], keys: torch.Tensor, values: torc
     if "out_bias" in p:
         y += p["out_bias"][:, None, :]
     loss_budget = min(budget, _CPU_LOSS_BLOCK) if y.device.type == "cpu" else budget
-    loss = _cross_entropy(y, values, targets, loss_budget) if need_loss else None
+    loss = _cross_entropy(y, values, targets, loss_budget, margins) if need_loss else None
     if not need_grads:
         return loss, {}
     dy = _softmax_values(y, values, budget)
@@ -214,8 +231,9 @@ def train_batched(factset: FactSet, widths: list[int], config: TrainConfig = Tra
     """Train one model per width with cross-entropy over all values; return per-model results.
 
     Each result holds the trained ``model`` (on CPU), its ``loss`` (mean cross-entropy of exactly
-    the returned weights) and ``epochs`` (Adam steps applied). A model whose loss is at most
-    ``loss_stop`` at a check (every ``check_every`` epochs) is returned as it was at that check.
+    the returned weights), ``epochs`` (Adam steps applied) and ``stop_reason`` (factmlp/early_stop.py:
+    ``loss``, ``epochs``, or with ``stop_at_accuracy`` also ``stored`` / ``cannot_store``). A model
+    stopped at a check (every ``check_every`` epochs) is returned as it was at that check.
     """
     if not widths or min(widths) < 1 or any(int(w) != w for w in widths):
         raise ValueError(f"widths must be positive integers, got {widths}")
@@ -224,6 +242,8 @@ def train_batched(factset: FactSet, widths: list[int], config: TrainConfig = Tra
     if config.epochs < 1 or config.check_every < 1 or config.logits_block < 0:
         raise ValueError(f"need epochs >= 1, check_every >= 1 and logits_block >= 0, got {config.epochs}, "
                          f"{config.check_every}, {config.logits_block}")
+    if config.stop_at_accuracy is not None and not 0 < config.stop_at_accuracy <= 1:
+        raise ValueError(f"stop_at_accuracy must be in (0, 1] or None, got {config.stop_at_accuracy}")
     widths = [int(w) for w in widths]
     device = config.torch_device()
     budget = config.logits_block or _LOGITS_BLOCK
@@ -237,37 +257,48 @@ def train_batched(factset: FactSet, widths: list[int], config: TrainConfig = Tra
     width_of = torch.tensor(widths)
     p = _stack(_init(factset.d, widths, config), max(widths), device)
     adam = Adam(p, betas=(config.beta1, config.beta2), eps=config.eps)
-    done: dict[int, tuple[dict[str, torch.Tensor], float, int]] = {}
+    rule = None if config.stop_at_accuracy is None else OutcomeRule(
+        len(widths), config.lr_at, config.epochs, window=config.stop_window, safety=config.stop_safety)
+    done: dict[int, tuple[dict[str, torch.Tensor], float, int, str]] = {}
 
-    def retire(rows: list[int], losses: torch.Tensor, epochs: int):
-        for r in rows:
+    def retire(rows: list[int], losses: torch.Tensor, epochs: int, reasons: list[str]):
+        for r, reason in zip(rows, reasons):
             done[int(ids[r])] = ({k: v.narrow(MODEL_AXIS[k], r, 1).clone() for k, v in p.items()}, float(losses[r]),
-                                 epochs)
+                                 epochs, reason)
 
     for step in range(config.epochs):
         check = (step + 1) % config.check_every == 0
-        loss, grads = _loss_and_grads(p, *data, need_loss=check)
+        margins = torch.empty(len(ids), factset.num_facts, device=device) if check and rule else None
+        loss, grads = _loss_and_grads(p, *data, need_loss=check, margins=margins)
         if check:
-            finished = (loss <= config.loss_stop).cpu()  # the only host sync, once per check
-            if finished.any():
-                retire(finished.nonzero().flatten().tolist(), loss.cpu(), step)
-                rows = (~finished).nonzero().flatten()
-                if not len(rows):
+            reasons = [LOSS if stop else None for stop in (loss <= config.loss_stop).tolist()]  # the host sync
+            if rule is not None:
+                decided = rule.observe(step, deciding_margin(margins, config.stop_at_accuracy))
+                reasons = [r or why for r, why in zip(reasons, decided)]
+            stopping = [r for r, why in enumerate(reasons) if why]
+            if stopping:
+                retire(stopping, loss.cpu(), step, [reasons[r] for r in stopping])
+                going = [r for r, why in enumerate(reasons) if not why]
+                if not going:
                     break
+                rows = torch.tensor(going)
                 width = int(width_of[ids[rows]].max())
                 rows_dev = rows.to(device)
                 p, grads = _select(p, rows_dev, width), _select(grads, rows_dev, width)
                 adam.moments(lambda m: _select(m, rows_dev, width))
                 ids = ids[rows]
+                if rule is not None:
+                    rule.keep(going)
         adam.step(p, grads, config.lr_at(step))
     else:
         loss, _ = _loss_and_grads(p, *data, need_grads=False)
-        retire(list(range(len(ids))), loss.cpu(), config.epochs)
+        retire(list(range(len(ids))), loss.cpu(), config.epochs, [EPOCHS] * len(ids))
 
     results = []
     for k, m in enumerate(widths):
-        params, loss_k, epochs = done[k]
-        results.append({"model": _unstack(params, 0, m, config.activation), "loss": loss_k, "epochs": epochs})
+        params, loss_k, epochs, reason = done[k]
+        results.append({"model": _unstack(params, 0, m, config.activation), "loss": loss_k, "epochs": epochs,
+                        "stop_reason": reason})
     return results
 
 
@@ -283,7 +314,8 @@ def _train_many(factset: FactSet, widths: list[int], *, seed: int, options: Trai
     for width, t in zip(widths, trained):
         if not math.isfinite(t["loss"]):
             raise FloatingPointError(f"GD loss is {t['loss']} at width {width}; lower gd_lr (now {config.lr})")
-    return [(t["model"], {"loss": t["loss"], "epochs_run": t["epochs"]}) for t in trained]
+    return [(t["model"], {"loss": t["loss"], "epochs_run": t["epochs"], "stop_reason": t["stop_reason"]})
+            for t in trained]
 
 
 def _train(factset: FactSet, width: int, *, seed: int, options: TrainConfig) -> GatedMLP:

@@ -22,6 +22,11 @@ class ParamError(ValueError):
         self.key, self.message = key, message
 
 
+# An execution setting the driver hands to ``run_probes`` inside the cell's config (never part of its
+# id): ``search.early_stop`` of the sweep file, whether a probe may stop once its outcome is decided.
+EARLY_STOP = "early_stop"
+
+
 def is_set(value) -> bool:
     """False for a value a row does not have: missing or None, or NaN read back from a table (a
     method's own option in another method's cell, a result of a cell that stored nothing)."""

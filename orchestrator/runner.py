@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from orchestrator import plan as planning
 from orchestrator.cluster import connect_for
 from orchestrator.executor import Executor, InlineExecutor, RayExecutor
-from orchestrator.experiment import is_set
+from orchestrator.experiment import EARLY_STOP, is_set
 from orchestrator.lease import sweep_lease
 from orchestrator.interrupts import raise_or_defer
 from orchestrator.progress import Progress
@@ -209,9 +209,10 @@ class SweepRun:
                 if not cell.results:  # a cell's first round opens around the newest prediction
                     planning.advance(self.spec, cell, self.finished)
                 probes = [p for p in cell.next_probes if p["probe_id"] not in cell.failures]
+                config = {**cell.config, EARLY_STOP: self.spec.early_stop}  # execution setting, not identity
                 for i in range(0, len(probes), self.spec.probes_per_task):
                     chunk = probes[i:i + self.spec.probes_per_task]
-                    in_flight[executor.submit(self.spec.experiment.name, cell.config, chunk)] = (cell, chunk)
+                    in_flight[executor.submit(self.spec.experiment.name, config, chunk)] = (cell, chunk)
                     outstanding[cell.cell_id] = outstanding.get(cell.cell_id, 0) + 1
             ready = executor.wait(list(in_flight), timeout=10.0)
             self.bar.tick(len(in_flight))

@@ -30,7 +30,8 @@ from orchestrator.names import NAME_PATTERN, NAME_RULE, is_name  # noqa: F401 - 
 from orchestrator.sweepyaml import Refused, read_yaml
 
 SEARCH_KEYS = {"param": None, "low": "search_low", "high": "search_high", "arity": "search_arity",
-               "strategy": None, "threshold": "threshold", "verify": "search_verify", "predict": None}
+               "strategy": None, "threshold": "threshold", "verify": "search_verify", "predict": None,
+               "early_stop": None}
 STRATEGIES = ("binary", "kary")
 MAX_CELLS = 100_000  # far above what a sweep can run; refused before the grid is expanded
 INT64 = (-2 ** 63, 2 ** 63 - 1)  # the Parquet columns every integer parameter is recorded in
@@ -60,6 +61,7 @@ class Spec:
     profile: str | None = None
     file_sha256: str = ""
     predict: bool = True  # open each cell's search around a prediction from the finished cells
+    early_stop: bool = True  # a probe may stop once its outcome is decided (factmlp/early_stop.py)
     probe_timeout_s: float | None = None  # a probe running longer becomes a failed row (None: no limit)
 
     @property
@@ -218,8 +220,8 @@ def _flatten(source: str, block: str, table: dict, namespaces: tuple[str, ...]) 
 
 
 def _search_cell(source: str, search: dict, experiment: Experiment) -> dict:
-    """The search block as cell parameters (``predict`` is operational: it changes which probes run,
-    never an answer, so it stays out of the cell)."""
+    """The search block as cell parameters (``predict`` and ``early_stop`` are operational: they change
+    which probes run and for how many epochs, never an answer, so they stay out of the cell)."""
     searched = getattr(experiment.search, "param", None)
     out = {}
     for key, value in search.items():
@@ -228,8 +230,8 @@ def _search_cell(source: str, search: dict, experiment: Experiment) -> dict:
         if key == "param" and value != searched:
             raise SpecError(source, "search.param", f"got {value!r}; allowed: "
                                                     f"{searched or f'none (experiment {experiment.name} has no search)'}")
-        if key == "predict" and not isinstance(value, bool):
-            raise SpecError(source, "search.predict", f"got {value!r}; allowed: true or false")
+        if key in ("predict", "early_stop") and not isinstance(value, bool):
+            raise SpecError(source, f"search.{key}", f"got {value!r}; allowed: true or false")
         if key == "strategy":
             if value not in STRATEGIES:
                 raise SpecError(source, "search.strategy", f"got {value!r}; allowed: {', '.join(STRATEGIES)}")
@@ -385,6 +387,7 @@ def load_spec(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> 
         raw=redact_data(raw), overrides=tuple(redact(o) for o in overrides), profile=profile,  # shown and stored
         file_sha256=file_sha256,
         predict=search_block.get("predict", True),
+        early_stop=search_block.get("early_stop", True),
         probe_timeout_s=None if timeout is None else float(timeout),
     )
 

@@ -7,6 +7,7 @@ probes are built one by one.
 """
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 import time
@@ -20,7 +21,7 @@ from factmlp.experiments.capacity_prediction import predict
 from factmlp.experiments.sweep_params import GEOMETRY_PARAMS, Param, geometry_options, method_options, method_params
 from factmlp.factsets import FactSet
 from factmlp.options import OptionError
-from orchestrator.experiment import Experiment, FigureSpec, FitSpec, is_set
+from orchestrator.experiment import EARLY_STOP, Experiment, FigureSpec, FitSpec, is_set
 from orchestrator.search import Prediction, SmallestSuccess
 
 PARAMS = {
@@ -95,15 +96,19 @@ def next_probes(cell: dict, results: list[dict], hint: Prediction | None = None)
 def run_probes(cell: dict, probes: list[dict]) -> list[dict]:
     """Evaluate each probed width; pure: the same cell and probes give the same results.
 
-    GD trains the widths together as one batched model. device 'auto': GD and the encoder–decoder's
-    O(F³) global solve run on a GPU when the worker has one.
+    GD trains the widths together as one batched model and, unless the driver hands the cell
+    ``early_stop: false`` (``search.early_stop``), stops each width once it is decided whether it
+    reaches the cell's threshold (factmlp/early_stop.py; rows say ``epochs_run`` and ``stop_reason``).
+    device 'auto': GD and the encoder–decoder's O(F³) global solve run on a GPU when the worker has one.
     """
     factset = make(cell)
     widths = [int(p["width"]) for p in probes]
     method = cell["method"]
+    options = methods.options_of(method, method_options(cell, method))
+    if cell.get(EARLY_STOP, True) and "stop_at_accuracy" in {f.name for f in dataclasses.fields(options)}:
+        options = dataclasses.replace(options, stop_at_accuracy=cell["threshold"])
     start = time.perf_counter()
-    built = methods.build_fact_mlps(method, factset, widths, seed=cell["seed"],
-                                    options=method_options(cell, method), device="auto")
+    built = methods.build_fact_mlps(method, factset, widths, seed=cell["seed"], options=options, device="auto")
     seconds = (time.perf_counter() - start) / len(widths)
     geometry = _value_geometry(*_factset_key(cell))
     rows = []
