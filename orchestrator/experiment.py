@@ -124,6 +124,7 @@ class Experiment:
     figures: tuple[FigureSpec, ...] = ()
     findings: Callable[[list[dict], list[dict]], str] | None = None
     cell_note: Callable[[dict], str] | None = None  # a short remark on a finished cell a reader must see
+    plan_warning: Callable[[dict], str] | None = None  # what `plan` tells before a cell runs ("" for nothing)
     labels: Mapping[str, str] = field(default_factory=dict)  # column -> words for axes and legends
     method_of: Callable[[dict], str] | None = None  # whose options a cell carries (see Param.methods)
     # Parameters whose value names a file the cell reads: its bytes' sha256 is recorded on every row as

@@ -211,8 +211,8 @@ def _asymptotics(label: str, base: Method, methods: list[Method]) -> list[str]:
         if lost:
             where = ", ".join(map(str, lost))
             tail = f" On the common range, {numbers}." if numbers else ""
-            lines.append(f"{head} does not hold at this d — {m.name} stores nothing at F = {where} (up to width "
-                         f"{_top(m.lost()[lost[0]])}), where {REFERENCE} stores: its cost leaves the searched range "
+            lines.append(f"{head} does not hold at this d — {m.name} stores nothing at F = {where} ("
+                         f"{_stores_nothing(m.lost()[lost[0]]).replace('stores nothing ', '')}), where {REFERENCE} stores: its cost leaves the searched range "
                          f"while {REFERENCE}'s does not.{tail}")
         elif not numbers:
             lines.append(f"{head} inconclusive — {why} (cells: {_cells_named(base.rows + m.rows)}).")
@@ -240,7 +240,7 @@ def _prior(label: str, base: Method, methods: dict[str, Method]) -> list[str]:
     for facts, rows in prior.lost().items():
         kept = base.cost(facts)
         if kept:
-            lines.append(f"- {label}: observed — {PRIOR} stores nothing at F = {facts} up to width {_top(rows)} in "
+            lines.append(f"- {label}: observed — {PRIOR} {_stores_nothing(rows, facts)} in "
                          f"{len(rows)} seed(s) ({seeds_of(rows)}; best accuracy {_best(rows)}), where {REFERENCE} "
                          f"stores with {_span(kept.values())} parameters.")
     return lines
@@ -251,7 +251,7 @@ def _not_stored(label: str, methods: list[Method]) -> list[str]:
     for m in methods:
         for facts, rows in m.lost().items():
             seeds = len([r for r in m.rows if r["num_facts"] == facts])
-            lines.append(f"- {label}, F = {facts}: {m.name} stores nothing up to width {_top(rows)} in {len(rows)} of "
+            lines.append(f"- {label}, F = {facts}: {m.name} {_stores_nothing(rows)} in {len(rows)} of "
                          f"{seeds} seed(s) (best accuracy {_best(rows)}, threshold {rows[0].get('threshold', 1.0)}).")
     return lines
 
@@ -547,6 +547,16 @@ def _span(values) -> str:
 def _count(value: float) -> str:
     """A parameter count as the integer it is (4608, not 4.61e+03)."""
     return f"{int(value)}" if float(value).is_integer() else fmt(value)
+
+
+def _stores_nothing(rows: list[dict], facts: int | None = None) -> str:
+    """What a reader must be told about cells that stored nothing: a model-class ceiling when every
+    one of their searches stopped at a plateau (accuracy flat as width grew), else the range searched."""
+    at = "" if facts is None else f" at F = {facts}"
+    if rows and all(r.get("accuracy_plateau") is True for r in rows):
+        return (f"reaches a model-class ceiling{at} (accuracy flat as width grew, searches stopped by width "
+                f"{max(int(r['max_width_tried']) for r in rows)})")
+    return f"stores nothing{at} up to width {_top(rows)}"
 
 
 def _top(rows: list[dict]) -> int:
