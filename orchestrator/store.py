@@ -34,6 +34,7 @@ from orchestrator.errors import Unavailable
 from orchestrator.identity import SCHEMA_VERSION
 from orchestrator.location import open_root, transient
 from orchestrator.names import is_name
+from orchestrator.schema import VIEWS, upgrade
 
 KEYS = {"probes": "probe_id", "cells": "cell_id", "fits": "fit_id", "invocations": "invocation_id"}
 EPOCH = "lease_epoch"  # the lease (or lock) epoch of the driver that wrote a row: newer drivers win
@@ -103,9 +104,11 @@ class Store:
         """Write ``rows`` as one new fragment (whole or nothing)."""
         if not rows:
             return None
-        now = time.time()
+        now = pd.Timestamp.now(tz="UTC")
         stamp = {EPOCH: self.epoch} if self.epoch is not None else {}
         frame = pd.DataFrame([{"schema_version": SCHEMA_VERSION, "recorded_at": now, **r, **stamp} for r in rows])
+        if pd.api.types.is_numeric_dtype(frame["recorded_at"]):  # a caller's epoch seconds
+            frame["recorded_at"] = pd.to_datetime(frame["recorded_at"], unit="s", utc=True)
         written = self._write(self._dir(table, sweep), frame, f"part-{time.time_ns():020d}-{uuid.uuid4().hex[:8]}.parquet")
         if self.compacting:
             self._compact_when_piled(table, sweep)
@@ -191,7 +194,8 @@ class Store:
         for attempt in range(100):
             try:
                 keys = self._keys(table, sweep)
-                return [part if read else _by_name(self.where(key), part) for key, source in zip(keys, self._sources(keys))
+                return [part if read else upgrade(table, _by_name(self.where(key), part))
+                        for key, source in zip(keys, self._sources(keys))
                         if (part := self._decode(key, source, read or _arrow)) is not None]
             except FileNotFoundError:
                 time.sleep(0.01 * min(attempt, 10))
@@ -326,6 +330,11 @@ class Store:
                      for name in self.sweeps(table) for part in self._read_fragments(table, name)]
             if parts:
                 con.register(table, _newest(_union(parts), KEYS.get(table)))
+        for view, sql in VIEWS.items():  # only over tables whose rows carry what the view selects on
+            try:
+                con.execute(f"create view {view} as {sql}")
+            except duckdb.CatalogException:
+                pass  # the table it selects from is not recorded under this root
         return con
 
 

@@ -279,7 +279,7 @@ def _rho(fits: list[dict], params) -> list[str]:
         if f.get("problems"):
             lines.append(f"- ⚠ ρ law ({group}): degenerate fit ({f['problems']}); no exponent reported.")
             continue
-        low, high = f["p_low"], f["p_high"]
+        low, high = f["rho_exponent_low"], f["rho_exponent_high"]
         seeds = f.get("seeds", 1)
         if seeds < MIN_SEEDS:
             verdict = f"inconclusive — {seeds} seed(s) (a verdict needs ≥ {MIN_SEEDS})"
@@ -295,8 +295,8 @@ def _rho(fits: list[dict], params) -> list[str]:
             predicted = "disagrees with p ≈ 2 (interval wholly outside 2 ± 0.5)"
         else:
             predicted = "cannot be told apart from p ≈ 2 or from a different exponent (interval straddles 2 ± 0.5)"
-        lines.append(f"- ρ predicts the cost ({group}): {verdict}. log W = a + p·log(1/ρ), p = {fmt(f['p'])} "
-                     f"[{fmt(low)}, {fmt(high)}] ({_kind(f, 'p')} interval), R² = {fmt(f['r2'])}, {f['n']} cells, "
+        lines.append(f"- ρ predicts the cost ({group}): {verdict}. log W = a + p·log(1/ρ), p = {fmt(f['rho_exponent'])} "
+                     f"[{fmt(low)}, {fmt(high)}] ({_kind(f, 'rho_exponent')} interval), R² = {fmt(f['r2'])}, {f['n']} cells, "
                      f"{seeds} seeds; the encoder–decoder analysis (c = O(log F/ρ²)) predicts p ≈ 2: this {predicted}.")
     return lines
 
@@ -308,18 +308,18 @@ def _slopes(fits: list[dict], params) -> list[str]:
         if f.get("problems"):
             lines.append(f"- ⚠ {f['law']} law ({group}): degenerate fit ({f['problems']}); not reported.")
         elif (f.get("x_values") or MIN_FACTS) < MIN_FACTS:
-            estimate = (f"s = {fmt(f['s'])}" if f["law"] == "power" else f"C = {fmt(f['C'])}, b = {fmt(f['b'])}")
+            estimate = (f"s = {fmt(f['power_slope'])}" if f["law"] == "power" else f"C = {fmt(f['size_constant'])}, b = {fmt(f['size_offset'])}")
             lines.append(f"- {group}: {f['law']} law, {estimate} as a point estimate only: {f['x_values']} values of "
                          f"F are too few for an interval that means anything (≥ {MIN_FACTS} over ≥ {MIN_OCTAVES:g} "
                          "octaves).")
         elif f["law"] == "power":
-            lines.append(f"- {group}: s = {fmt(f['s'])} [{fmt(f['s_low'])}, {fmt(f['s_high'])}] "
-                         f"(log2 F = s·log2 W + c, {_kind(f, 's')} interval, R² = {fmt(f['r2'])}, {f['n']} cells, "
+            lines.append(f"- {group}: s = {fmt(f['power_slope'])} [{fmt(f['power_slope_low'])}, {fmt(f['power_slope_high'])}] "
+                         f"(log2 F = s·log2 W + c, {_kind(f, 'power_slope')} interval, R² = {fmt(f['r2'])}, {f['n']} cells, "
                          f"{f.get('seeds', 1)} seeds).")
         else:
-            lines.append(f"- {group}: W = C·F·(log2 F + b), C = {fmt(f['C'])} [{fmt(f['C_low'])}, "
-                         f"{fmt(f['C_high'])}], b = {fmt(f['b'])} [{fmt(f['b_low'])}, {fmt(f['b_high'])}] "
-                         f"({_kind(f, 'C')} interval, R² = {fmt(f['r2'])}, {f['n']} cells; W counted dense).")
+            lines.append(f"- {group}: W = C·F·(log2 F + b), C = {fmt(f['size_constant'])} [{fmt(f['size_constant_low'])}, "
+                         f"{fmt(f['size_constant_high'])}], b = {fmt(f['size_offset'])} [{fmt(f['size_offset_low'])}, {fmt(f['size_offset_high'])}] "
+                         f"({_kind(f, 'size_constant')} interval, R² = {fmt(f['r2'])}, {f['n']} cells; W counted dense).")
     return lines
 
 
