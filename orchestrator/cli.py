@@ -285,7 +285,15 @@ def cmd_query(args) -> int:
     from orchestrator.render import text
     import duckdb
 
+    if (args.sql is None) == (args.describe is None):
+        raise SpecError("query", "SQL", "give SQL or --describe TABLE, not both or neither; allowed: "
+                                        "factsweep query \"select ...\" or factsweep query --describe cells")
     con = Store(args.root).connect()
+    if args.describe is not None:
+        from orchestrator.schema import describe
+        frame = describe(args.describe, con)
+        print(frame.to_csv(index=False) if args.csv else text(frame), end="\n" if not args.csv else "")
+        return 0
     try:
         frame = con.execute(args.sql).df()
     except duckdb.Error as e:
@@ -337,9 +345,25 @@ def cmd_sync(args) -> int:
     return 0
 
 
+class _Intermixed(argparse.ArgumentParser):
+    """A subcommand whose flags may come anywhere on the line: ``run FILE --inline k=v`` (plain
+    argparse stops filling the overrides at the first flag and refuses what follows it)."""
+
+    _inside = False
+
+    def parse_known_args(self, args=None, namespace=None):
+        if self._inside:  # parse_known_intermixed_args calls back here for its two passes
+            return super().parse_known_args(args, namespace)
+        self._inside = True
+        try:
+            return self.parse_known_intermixed_args(args, namespace)
+        finally:
+            self._inside = False
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="factsweep", description=__doc__)
-    sub = p.add_subparsers(dest="command", required=True)
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Intermixed)
 
     def with_spec(name, fn, help_):
         s = sub.add_parser(name, help=help_)
@@ -369,7 +393,8 @@ def parser() -> argparse.ArgumentParser:
             s.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples per fit")
         s.set_defaults(fn=fn)
     q = sub.add_parser("query", help="SQL over the Parquet tables (views cells, probes, ...)")
-    q.add_argument("sql")
+    q.add_argument("sql", nargs="?", help="DuckDB SQL (omit with --describe)")
+    q.add_argument("--describe", metavar="TABLE", help="the table's columns: type and meaning (docs/schema.md)")
     q.add_argument("--csv", action="store_true", help="print CSV")
     q.add_argument("--root", default="results")
     q.set_defaults(fn=cmd_query)

@@ -42,7 +42,7 @@ TABLES = {
         "code_version": "the commit of the code that summarised it",
     },
     "fits": {
-        "fit_id": "hash of (sweep, law, cell ids used): the key",
+        "fit_id": "hash of (sweep, law, cell ids used, cell_set_id): the key",
         "law": "size (W = C·F·(log2 F + b)), power (log2 F = s·log2 W + c) or rho (log W = a + p·log(1/ρ))",
         "x": "the law's x column", "y": "the law's y column",
         "r2": "R² of the fit", "n": "cells used", "seeds": "distinct seeds among them",
@@ -59,9 +59,15 @@ TABLES = {
         "invocation_id": "the `fit` or `report` command that wrote the row (one id per command)",
     },
     "invocations": {
-        "invocation_id": "one `run` of a sweep: the key", "command": "the command line",
-        "overrides": "the overrides given", "started_at": "when it started", "host": "where it ran",
-        "code_version": "the commit it ran", "file_sha256": "the sweep file's bytes",
+        "invocation_id": "one `run` (or `mlflow-sync`) of a sweep: the key", "command": "the subcommand",
+        "started_at": "when it started (ISO text, UTC)", "finished_at": "when it ended (empty while running)",
+        "source": "the sweep file's absolute path", "file_sha256": "the sweep file's bytes",
+        "overrides": "the overrides given (JSON list)", "profile": "the profile selected",
+        "factsweep_version": "the installed package version", "code_version": "the commit it ran (-dirty: changes)",
+        "host": "where it ran", "user": "who ran it", "python": "the Python version",
+        "ray_address": "the Ray cluster (embedded: one started for the run)", "cells": "cells the file defines",
+        "state": "running until it ends, then how it ended (e.g. finished, interrupted, killed)", "cells_done": "cells finished when it ended",
+        "probes_run": "probes it ran", "probes_failed": "probes that failed",
     },
 }
 # The newest fit of each (sweep, scope): what a report of that scope shows today.
@@ -104,3 +110,59 @@ def as_timestamp(column) -> pa.ChunkedArray:
         return pa.chunked_array([pa.array(when, TIMESTAMP)])
     micros = pc.cast(pc.round(pc.multiply(pc.cast(column, pa.float64()), 1e6)), pa.int64())
     return pc.cast(micros, TIMESTAMP)
+
+
+def meanings(table: str) -> dict[str, str]:
+    """Every column of ``table`` this code documents: its own, the shared ones and, for cells and
+    probes, each experiment's parameters (their one-line docs, as in docs/sweep-spec.md)."""
+    from orchestrator import registry
+    out = {**TABLES[table], **COMMON}
+    if table in ("cells", "probes"):
+        for name in registry.names():
+            for key, param in registry.get(name).params.items():
+                out.setdefault(key, f"parameter of {name}: {param.doc}" if param.doc else f"parameter of {name}")
+    return out
+
+
+def describe(table: str, con=None):
+    """The column dictionary of ``table``: each column recorded under the connection (with its SQL
+    type) or documented here, and its meaning (empty for an experiment's result columns)."""
+    import pandas as pd
+    from orchestrator.errors import SpecError
+    known = sorted(set(TABLES) | set(VIEWS))
+    if table not in known:
+        raise SpecError("query", "--describe", f"got {table!r}; allowed: {', '.join(known)}")
+    words = meanings("fits" if table in VIEWS else table)
+    types: dict[str, str] = {}
+    if con is not None:
+        try:
+            types = {r[0]: r[1] for r in con.execute(f"describe {table}").fetchall()}  # table: one of `known`
+        except Exception:  # noqa: BLE001 - nothing recorded under this root: the dictionary alone
+            types = {}
+    columns = list(types) + [c for c in words if c not in types]
+    return pd.DataFrame({"column": columns, "type": [types.get(c, "") for c in columns],
+                         "meaning": [words.get(c, "") for c in columns]})
+
+
+def markdown() -> str:
+    """docs/schema.md: regenerate with ``python -m orchestrator.schema > docs/schema.md``."""
+    lines = ["# Tables and their columns", "",
+             "Generated from `orchestrator/schema.py` by `python -m orchestrator.schema > docs/schema.md`",
+             "(`tests/test_schema_docs.py` fails when it is stale). `factsweep query --describe TABLE` prints",
+             "the same dictionary with the SQL type of each column recorded under a results folder. An",
+             "experiment's parameters are columns of `cells` and `probes` (see docs/sweep-spec.md); its results",
+             "(min_width, accuracy, ...) are described by the experiment's module.", "",
+             "Every table also has:", "", "| column | meaning |", "|---|---|"]
+    lines += [f"| `{k}` | {v} |" for k, v in COMMON.items()]
+    for table, columns in TABLES.items():
+        lines += ["", f"## {table}", "", "| column | meaning |", "|---|---|"]
+        lines += [f"| `{k}` | {v} |" for k, v in columns.items()]
+    for view, sql in VIEWS.items():
+        lines += ["", f"## {view} (view)", "", "The newest fit of each scope (sweep and cell_set_id): what a "
+                  "report of that scope shows today. Fits written before the scope columns existed have none "
+                  "and are never current.", "", "```sql", f"create view {view} as", sql, "```"]
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    print(markdown(), end="")
