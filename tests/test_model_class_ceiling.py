@@ -5,6 +5,7 @@ import glob
 from pathlib import Path
 
 import pandas as pd
+import pytest
 import torch
 
 from factmlp import ceiling, geometries
@@ -27,6 +28,7 @@ def test_a_bilinear_mlp_wider_than_p_is_a_quadratic_form_of_the_key():
     assert torch.allclose(model(x), ceiling.features(x.numpy()) @ w.T, atol=1e-12)
 
 
+@pytest.mark.slow
 def test_the_class_stores_below_its_estimate_and_not_far_above_it():
     """The convex fit of the whole class: d = 6 (p = 21) stores F = p; at F = 5p its loss stays far
     above 0 at a stationary point (the convex minimum), so no width stores it."""
@@ -36,6 +38,7 @@ def test_the_class_stores_below_its_estimate_and_not_far_above_it():
     assert big["accuracy"] < 0.9 and big["loss"] > 0.5 and big["grad_norm"] < 1e-3
 
 
+@pytest.mark.slow
 def test_gd_far_past_p_does_no_better_than_the_class():
     factset = geometries.make_factset("spherical", 6, 105, 0)
     best = ceiling.class_accuracy(factset, steps=1500)["accuracy"]
@@ -74,6 +77,7 @@ def test_the_search_stops_at_a_plateau_and_not_while_accuracy_climbs():
     assert not search.step({w: False for w in flat}, 1, 1024, 3).done  # no scores: no plateau rule
 
 
+@pytest.mark.slow
 def test_the_plateau_rule_replayed_on_the_reference_cuts_no_storing_cell():
     """Every prefix of every capacity cell's recorded probes (in the order they ran): the rule never
     fires before a storing cell's first success; it flags most cells that stored nothing."""
@@ -100,3 +104,25 @@ def test_a_plateau_cell_reads_model_class_ceiling():
     row = {"method": "gd", "num_facts": 512, "accuracy_plateau": True, "max_width_tried": 320.0, "search_high": 1024}
     assert "model-class ceiling" in capacity_findings._stores_nothing([row])
     assert "stores nothing up to width 1024" in capacity_findings._stores_nothing([{**row, "accuracy_plateau": False}])
+
+
+@pytest.mark.slow
+def test_a_real_sweep_past_the_ceiling_stops_at_a_plateau_and_its_report_says_so(tmp_path):
+    """d = 3 (p = 6): GD bilinear cannot store F = 96 at any width; silu at the same cost can climb."""
+    from orchestrator.report import write_report
+    from orchestrator.runner import run_sweep
+    from orchestrator.scope import Scope
+    from orchestrator.spec import load_spec
+    from orchestrator.store import Store
+    path = tmp_path / "ceiling.yaml"
+    path.write_text("name: ceiling\nexperiment: capacity\nfixed: {method: gd, d: 3, num_facts: 96, seed: 0, "
+                    "gd_epochs: 300, gd_lr: 0.03}\nsearch: {param: width, low: 1, high: 4096, arity: 3}\n"
+                    f"storage: {{root: '{tmp_path}'}}\n")
+    spec = load_spec(path)
+    run_sweep(spec, progress=False, inline=True)
+    cell = Store(tmp_path).load("cells", "ceiling").iloc[0]
+    assert bool(cell["accuracy_plateau"]) and not bool(cell["stored"])
+    assert cell["max_width_tried"] < 4096  # stopped before walking to the top of the range
+    _, report, _ = write_report(Scope.of_spec(spec), n_boot=20)
+    report = report.read_text()
+    assert "model-class ceiling" in report
