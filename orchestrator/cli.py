@@ -352,7 +352,8 @@ class _Intermixed(argparse.ArgumentParser):
     _inside = False
 
     def parse_known_args(self, args=None, namespace=None):
-        if self._inside:  # parse_known_intermixed_args calls back here for its two passes
+        nested = any(a.nargs in (argparse.PARSER, argparse.REMAINDER) for a in self._actions)
+        if self._inside or nested:  # its own two passes call back here; a parser of subcommands parses plainly
             return super().parse_known_args(args, namespace)
         self._inside = True
         try:
