@@ -83,14 +83,20 @@ def test_fits_rows_carry_their_scope_and_fits_current_keeps_the_newest_per_scope
     part = Scope.of_spec(load_spec(SWEEP, [f"storage.root={tmp_path}", "seeds=[0,1]"]))
     first = len(fit_scope(store, whole, n_boot=20))
     second = len(fit_scope(store, whole, n_boot=20))
-    fit_scope(store, part, n_boot=20)
+    third = len(fit_scope(store, part, n_boot=20))
     fits = store.load("fits", "capacity_isotropic")  # the second fit of one scope replaced the first (same key)
     assert fits["cell_set_id"].nunique() == 2 and fits["invocation_id"].nunique() == 2
     assert set(fits["scope"]) == {whole.label, part.label}
-    with store.connect() as con:
-        current = con.execute("select cell_set_id, invocation_id, count(*) from fits_current "
-                              "group by all order by 3 desc").fetchall()
+    scope_id = fits.loc[fits["scope"] == whole.label, "cell_set_id"].iloc[0]
+    store.append("fits", "capacity_isotropic", [{"fit_id": "stale", "law": "power", "cell_set_id": scope_id,
+                                                 "scope": whole.label, "invocation_id": "old", "recorded_at": 1.0}])
+    with store.connect() as con:  # an earlier fit of the scope over other cells: in fits, never current
+        assert con.execute("select count(*) from fits where fit_id = 'stale'").fetchone() == (1,)
+        assert con.execute("select count(*) from fits_current where fit_id = 'stale'").fetchone() == (0,)
+        current = dict(con.execute("select scope, count(distinct invocation_id) || ' ' || count(*) from fits_current "
+                                   "group by scope").fetchall())
         newest = con.execute("select invocation_id from fits where scope = ? order by recorded_at desc limit 1",
                              [whole.label]).fetchone()[0]
-    assert len(current) == 2
-    assert (current[0][1], current[0][2]) == (newest, second) and first == second
+        kept = con.execute("select distinct invocation_id from fits_current where scope = ?", [whole.label]).fetchall()
+    assert current == {whole.label: f"1 {second}", part.label: f"1 {third}"} and first == second
+    assert kept == [(newest,)]
