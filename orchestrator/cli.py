@@ -195,23 +195,7 @@ def cmd_status(args) -> int:
     line = _others_line(scope, store)
     if line:
         print(line)
-    _print_plan_warnings(spec, plans)
     return 0
-
-
-def _print_plan_warnings(spec, plans) -> None:
-    """The experiment's warnings on cells still to run, one line per distinct warning with its cell count."""
-    warn = spec.experiment.plan_warning
-    if warn is None:
-        return
-    found: dict[str, int] = {}
-    for plan in plans:
-        if plan.state != "done":
-            text = warn(plan.config)
-            if text:
-                found[text] = found.get(text, 0) + 1
-    for text, n in found.items():
-        print(f"factsweep: warning: {text} ({n} cell{'s' if n > 1 else ''})")
 
 
 def cmd_extra_cells(args) -> int:
