@@ -13,6 +13,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from factmlp.factsets import FactSet
+
 _RIDGE = 1e-12  # keeps KKT systems solvable if a corral is numerically affinely dependent
 _ROUGH = 1e-2  # first solve per block only has to point at the violators, so it stops early
 
@@ -28,7 +30,8 @@ class Decodability:
 
 
 def _as_table(values, *, distinct: bool) -> np.ndarray:
-    V = np.asarray(values, dtype=np.float64)
+    """The value table as float64; a FactSet gives its values (ρ is a property of the values)."""
+    V = np.asarray(values.values if isinstance(values, FactSet) else values, dtype=np.float64)
     if V.ndim != 2 or V.shape[0] < 2:
         raise ValueError(f"values must be a 2-D array with at least 2 rows, got shape {V.shape}")
     if not np.isfinite(V).all():
@@ -267,7 +270,7 @@ def decodability(values, *, tol: float = 1e-6, candidates: int = 64, max_iter: i
 
 
 def rho(values, **kw) -> float:
-    """ρ(V) = min_i ρ_i; keywords go to decodability()."""
+    """ρ(V) = min_i ρ_i of a value table or a FactSet's values; keywords go to decodability()."""
     return decodability(values, **kw).rho
 
 

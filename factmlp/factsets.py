@@ -32,7 +32,7 @@ def stream(seed: int, purpose: str) -> np.random.Generator:
     return np.random.default_rng([seed, STREAMS[purpose]])
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class FactSet:
     """Keys, values and the map; ``targets`` are the values each key must decode to."""
 
@@ -47,6 +47,11 @@ class FactSet:
             raise ValueError(f"mapping has shape {self.mapping.shape}, expected ({len(self.keys)},)")
         if len(self.mapping) and (self.mapping.min() < 0 or self.mapping.max() >= len(self.values)):
             raise ValueError("mapping indexes outside the value table")
+
+    def __repr__(self) -> str:
+        """One line in a notebook (the default repr printed every array in full)."""
+        return (f"FactSet(num_facts={self.num_facts}, d={self.d}, values={len(self.values)}, "
+                f"dtype={self.keys.dtype})")
 
     @property
     def num_facts(self) -> int:

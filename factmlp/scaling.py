@@ -22,6 +22,10 @@ import numpy as np
 
 LAWS = ("size", "power", "rho")
 PARAMETERS = {"size": ("C", "b"), "power": ("s", "c"), "rho": ("p", "a")}
+# The fits table's column of each estimate: the symbols C and c differ only by case, which SQL
+# (DuckDB) does not tell apart.
+COLUMNS = {"C": "size_constant", "b": "size_offset", "s": "power_slope", "c": "power_intercept",
+           "p": "rho_exponent", "a": "rho_intercept"}
 B_MAX = 64.0  # upper end of the b grid of the size law
 MIN_R2 = 0.5  # below this a fit says nothing about its law
 MIN_RHO_RANGE = 1.1  # a rho law needs the largest rho at least 10% above the smallest

@@ -160,7 +160,23 @@ def cmd_plan(args) -> int:
         line = _others_line(scope, store)
         if line:
             print(line)
+    _print_plan_warnings(spec, plans)
     return 0
+
+
+def _print_plan_warnings(spec, plans) -> None:
+    """The experiment's warnings on cells still to run, one line per distinct warning with its cell count."""
+    warn = spec.experiment.plan_warning
+    if warn is None:
+        return
+    found: dict[str, int] = {}
+    for plan in plans:
+        if plan.state != "done":
+            text = warn(plan.config)
+            if text:
+                found[text] = found.get(text, 0) + 1
+    for text, n in found.items():
+        print(f"factsweep: warning: {text} ({n} cell{'s' if n > 1 else ''})")
 
 
 def _check_name(command: str, sweep: str) -> None:
@@ -267,7 +283,15 @@ def cmd_query(args) -> int:
     from orchestrator.paths import check_path
 
     check_path("query", "--root", args.root, folder=True)
+    if (args.sql is None) == (args.describe is None):
+        raise SpecError("query", "SQL", "give SQL or --describe TABLE, not both or neither; allowed: "
+                                        "factsweep query \"select ...\" or factsweep query --describe cells")
     con = Store(args.root).connect()
+    if args.describe is not None:
+        from orchestrator.schema import describe
+        frame = describe(args.describe, con)
+        print(frame.to_csv(index=False) if args.csv else text(frame), end="\n" if not args.csv else "")
+        return 0
     try:
         frame = con.execute(args.sql).df()
     except duckdb.Error as e:
@@ -331,9 +355,26 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"factsweep: error: {redact(str(line))}\n")
 
 
+class _Intermixed(_Parser):
+    """A subcommand whose flags may come anywhere on the line: ``run FILE --inline k=v`` (plain
+    argparse stops filling the overrides at the first flag and refuses what follows it)."""
+
+    _inside = False
+
+    def parse_known_args(self, args=None, namespace=None):
+        nested = any(a.nargs in (argparse.PARSER, argparse.REMAINDER) for a in self._actions)
+        if self._inside or nested:  # its own two passes call back here; a parser of subcommands parses plainly
+            return super().parse_known_args(args, namespace)
+        self._inside = True
+        try:
+            return self.parse_known_intermixed_args(args, namespace)
+        finally:
+            self._inside = False
+
+
 def parser() -> argparse.ArgumentParser:
     p = _Parser(prog="factsweep", description=__doc__)
-    sub = p.add_subparsers(dest="command", required=True)
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Intermixed)
 
     def with_spec(name, fn, help_):
         s = sub.add_parser(name, help=help_)
@@ -363,7 +404,8 @@ def parser() -> argparse.ArgumentParser:
             s.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples per fit")
         s.set_defaults(fn=fn)
     q = sub.add_parser("query", help="SQL over the Parquet tables (views cells, probes, ...)")
-    q.add_argument("sql")
+    q.add_argument("sql", nargs="?", help="DuckDB SQL (omit with --describe)")
+    q.add_argument("--describe", metavar="TABLE", help="the table's columns: type and meaning (docs/schema.md)")
     q.add_argument("--csv", action="store_true", help="print CSV")
     q.add_argument("--root", default="results")
     q.set_defaults(fn=cmd_query)

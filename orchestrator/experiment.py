@@ -152,6 +152,7 @@ class Experiment:
     figures: tuple[FigureSpec, ...] = ()
     findings: Callable[[list[dict], list[dict]], str] | None = None
     cell_note: Callable[[dict], str] | None = None  # a short remark on a finished cell a reader must see
+    plan_warning: Callable[[dict], str] | None = None  # what `plan` tells before a cell runs ("" for nothing)
     labels: Mapping[str, str] = field(default_factory=dict)  # column -> words for axes and legends
     # The caption line of its figures, from the rows drawn: recipe and threshold in words (the seeds and
     # the settings a figure holds fixed are added by the figure itself).

@@ -1,12 +1,13 @@
 """Fit an experiment's declared laws to the cells of a scope and record them in the fits table."""
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass
 
 import pandas as pd
 
 from orchestrator.experiment import FitSpec
-from factmlp.scaling import Fit, fit
+from factmlp.scaling import COLUMNS, Fit, fit
 from orchestrator.identity import digest
 from orchestrator.replicates import REPLICATE
 from orchestrator.scope import Scope
@@ -22,17 +23,21 @@ class FittedLaw:
     fit: Fit
     cells: pd.DataFrame
 
-    def row(self, sweep: str) -> dict:
+    def row(self, sweep: str, cell_set_id: str | None = None) -> dict:
+        """The fits table's row; its key covers the scope's cell set, so two scopes that fit the same
+        cells keep a row each (and fits_current finds both)."""
         used = self.cells.iloc[list(self.fit.rows)]
-        row = {"fit_id": digest({"sweep": sweep, "law": self.spec.law, "cells": sorted(used["cell_id"])}),
+        scoped = {"cell_set": cell_set_id} if cell_set_id else {}
+        row = {"fit_id": digest({"sweep": sweep, "law": self.spec.law, "cells": sorted(used["cell_id"]), **scoped}),
                "law": self.spec.law, "x": self.spec.x, "y": self.spec.y, **self.labels, "r2": self.fit.r2,
                "n": len(used), "seeds": len(set(used[REPLICATE])) if REPLICATE in used else 1,
                "x_values": len(set(self.fit.extra["x"])),
                "problems": "; ".join(self.fit.problems()), "cell_ids": list(used["cell_id"])}
-        for name, value in self.fit.estimates.items():
-            low, high = self.fit.intervals[name]
+        for symbol, value in self.fit.estimates.items():
+            low, high = self.fit.intervals[symbol]
+            name = COLUMNS[symbol]
             row.update({name: value, f"{name}_low": low, f"{name}_high": high,
-                        f"{name}_interval": self.fit.interval_kind.get(name, "")})
+                        f"{name}_interval": self.fit.interval_kind.get(symbol, "")})
         return row
 
 
@@ -63,8 +68,16 @@ def fit_laws(cells: pd.DataFrame, specs: tuple[FitSpec, ...], varying: tuple[str
 
 
 def fit_scope(store: Store, scope: Scope, *, n_boot: int = 1000) -> list[FittedLaw]:
-    """Fit the scope's cells, append the rows to the ``fits`` table and return the fitted laws."""
+    """Fit the scope's cells, append the rows to the ``fits`` table and return the fitted laws.
+
+    Each row names what it was fitted over, so the view ``fits_current`` can keep only the newest
+    fit of each scope: ``cell_set_id`` (a digest of the cell ids the scope covers: a sweep file with
+    its overrides, or every cell of a name), ``scope`` (those words) and ``invocation_id`` (this
+    fit or report command; one id per call)."""
     cells = scope.load(store, "cells")
     laws = fit_laws(cells, scope.experiment.fits, scope.varying(cells), n_boot=n_boot)
-    store.append("fits", scope.sweep, [law.row(scope.sweep) for law in laws])
+    covered = sorted(scope.cell_ids) if scope.cell_ids is not None else sorted(cells.get("cell_id", []))
+    where = {"cell_set_id": digest({"sweep": scope.sweep, "cells": covered}), "scope": scope.label,
+             "invocation_id": uuid.uuid4().hex[:16]}
+    store.append("fits", scope.sweep, [{**law.row(scope.sweep, where["cell_set_id"]), **where} for law in laws])
     return laws

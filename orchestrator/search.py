@@ -10,6 +10,11 @@ evaluates them together). Two searches serve every experiment:
 - ``LargestSuccess``: the largest multiple of a step in [low, high] that succeeds (the most facts
   a fixed-width MLP stores), with the mirrored verification round below the answer and two values
   just above the failure that closed its bracket.
+
+``SmallestSuccess`` given each probe's score (accuracy) also stops at a plateau: when nothing has
+succeeded and the best score has not moved over the last factor ``PLATEAU_FACTOR`` of values, a
+wider value will not succeed either (a model class with a capacity ceiling, e.g. the bilinear gate
+past d(d+1)/2 hidden units), so the search stops there instead of walking to ``high``.
 """
 from __future__ import annotations
 
@@ -21,6 +26,23 @@ from statistics import NormalDist
 
 # Below this belief in the remaining bracket the prediction has missed, and the search stops using it.
 TRUSTED_MASS = 0.05
+
+# The plateau rule: nothing succeeded, at least PLATEAU_PROBES values probed, and the best score over
+# every value probed is within PLATEAU_TOLERANCE of the best score at values ≤ (largest value probed) /
+# PLATEAU_FACTOR. Replayed on the committed reference probes it cuts no cell that stores
+# (tests/test_model_class_ceiling.py).
+PLATEAU_FACTOR = 4
+PLATEAU_TOLERANCE = 0.01
+PLATEAU_PROBES = 4
+
+
+def is_plateau(scores: Mapping[int, float], observations: Mapping[int, bool]) -> bool:
+    """Whether a search that has found no success has stopped improving as the value grows."""
+    if any(observations.values()) or len(scores) < PLATEAU_PROBES:
+        return False
+    top = max(scores)
+    early = [s for v, s in scores.items() if v * PLATEAU_FACTOR <= top]
+    return bool(early) and max(scores.values()) - max(early) < PLATEAU_TOLERANCE
 
 
 @dataclass(frozen=True)
@@ -49,12 +71,14 @@ class Prediction:
 class Step:
     """``next`` empty means done. ``answer`` None when nothing in range succeeded. ``stable`` (with
     verification): the smallest probed value from which every probed value succeeds (SmallestSuccess),
-    the largest up to which every probed value succeeds (LargestSuccess)."""
+    the largest up to which every probed value succeeds (LargestSuccess). ``plateau``: the search
+    stopped early with nothing succeeded, its best score flat over the values probed (``is_plateau``)."""
 
     next: tuple[int, ...]
     answer: int | None
     monotone: bool
     stable: int | None = None
+    plateau: bool = False  # stopped with no success because the score stopped growing with the value
 
     @property
     def done(self) -> bool:
@@ -110,7 +134,7 @@ class SmallestSuccess:
     param: str  # the probe key it searches, e.g. "width"
 
     def step(self, observations: Mapping[int, bool], low: int, high: int, arity: int = 1, *, verify: bool = False,
-             predicted: Prediction | None = None) -> Step:
+             predicted: Prediction | None = None, scores: Mapping[int, float] | None = None) -> Step:
         """The bracket is (largest failure below the smallest success, smallest success]. Values are
         spread geometrically over a wide bracket and evenly over a narrow one; the top of the range is
         probed only once the bracket below it is narrow (a value far above the answer is never tried).
@@ -124,6 +148,9 @@ class SmallestSuccess:
         it does not, the plain search's doubling, halving or even spread. The answer is the same
         smallest success with a failure just below it, so a bad prediction costs probes, never
         correctness.
+
+        ``scores`` (each probed value's score, e.g. accuracy): with nothing succeeded and the best
+        score flat as the value grows (``is_plateau``), the search stops: answer None, ``plateau``.
 
         ``verify``: once the answer m is found, ``verification_values(m)`` are probed too (the round
         that settles m fills its spare slots with the likeliest of them), and if one
@@ -140,6 +167,9 @@ class SmallestSuccess:
         start = max(below) + 1 if below else low
         if best is None and high in inside:
             return Step((), None, monotone)
+        if best is None and scores is not None and is_plateau(
+                {_as_int(v, "scored value"): float(x) for v, x in scores.items() if low <= v <= high}, inside):
+            return Step((), None, monotone, plateau=True)
         if start >= top:
             if not verify:
                 return Step((), best, monotone, _stable(observations))

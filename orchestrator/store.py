@@ -35,6 +35,7 @@ from orchestrator.errors import Unavailable
 from orchestrator.identity import SCHEMA_VERSION
 from orchestrator.location import open_root, transient
 from orchestrator.names import is_name
+from orchestrator.schema import VIEWS, upgrade
 
 KEYS = {"probes": "probe_id", "cells": "cell_id", "fits": "fit_id", "invocations": "invocation_id"}
 EPOCH = "lease_epoch"  # the lease (or lock) epoch of the driver that wrote a row: newer drivers win
@@ -104,9 +105,11 @@ class Store:
         """Write ``rows`` as one new fragment (whole or nothing)."""
         if not rows:
             return None
-        now = time.time()
+        now = pd.Timestamp.now(tz="UTC")
         stamp = {EPOCH: self.epoch} if self.epoch is not None else {}
         frame = pd.DataFrame([{"schema_version": SCHEMA_VERSION, "recorded_at": now, **r, **stamp} for r in rows])
+        if pd.api.types.is_numeric_dtype(frame["recorded_at"]):  # a caller's epoch seconds
+            frame["recorded_at"] = pd.to_datetime(frame["recorded_at"], unit="s", utc=True)
         written = self._write(self._dir(table, sweep), frame, f"part-{time.time_ns():020d}-{uuid.uuid4().hex[:8]}.parquet")
         if self.compacting:
             self._compact_when_piled(table, sweep)
@@ -193,7 +196,8 @@ class Store:
         for attempt in range(100):
             try:
                 keys = self._keys(table, sweep)
-                return [part for key, source in zip(keys, self._sources(keys))
+                return [part if read else upgrade(table, part)
+                        for key, source in zip(keys, self._sources(keys))
                         if (part := self._decode(key, source, read or self._checked_reader(table, key))) is not None]
             except FileNotFoundError:
                 time.sleep(0.01 * min(attempt, 10))
@@ -333,6 +337,11 @@ class Store:
                      for name in self.sweeps(table) for part in self._read_fragments(table, name)]
             if parts:
                 con.register(table, _newest(_union(parts), KEYS.get(table)))
+        for view, sql in VIEWS.items():  # only over tables whose rows carry what the view selects on
+            try:
+                con.execute(f"create view {view} as {sql}")
+            except duckdb.CatalogException:
+                pass  # the table it selects from is not recorded under this root
         return con
 
 
@@ -356,7 +365,7 @@ def check_schema(table: str, where, part: pa.Table) -> pa.Table:
     if table not in SCHEMA:
         return part
     texts = [(name, pa.types.is_string, "text") for name in SCHEMA[table]]
-    for name, ok, allowed in texts + [("recorded_at", _is_number, "a number")]:
+    for name, ok, allowed in texts + [("recorded_at", _is_time, "a timestamp or a number of seconds")]:
         if name not in part.column_names:
             raise BadFragment(where, f"no column {name!r}; allowed: a {table} fragment written by factsweep")
         column = part.column(name)
@@ -367,8 +376,10 @@ def check_schema(table: str, where, part: pa.Table) -> pa.Table:
     return part
 
 
-def _is_number(kind) -> bool:
-    return pa.types.is_floating(kind) or pa.types.is_integer(kind)
+def _is_time(kind) -> bool:
+    """recorded_at as written now (a UTC timestamp) or by older versions (seconds since the epoch, or text)."""
+    return (pa.types.is_timestamp(kind) or pa.types.is_floating(kind) or pa.types.is_integer(kind)
+            or pa.types.is_string(kind) or pa.types.is_large_string(kind))
 
 
 def _named(path, name: str) -> bool:

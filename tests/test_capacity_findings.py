@@ -70,16 +70,18 @@ def test_a_prior_construction_that_stops_storing_is_an_observation_not_a_verdict
 
 
 def test_degenerate_fits_are_warnings_without_numbers():
-    fit = {"law": "size", "method": "gd", "geometry": "spherical", "d": 32, "C": 1.23456, "C_low": 1, "C_high": 2,
-           "b": 64.0, "b_low": 64.0, "b_high": 64.0, "r2": -0.376, "n": 4, "problems": "R² = -0.38 < 0.5"}
+    fit = {"law": "size", "method": "gd", "geometry": "spherical", "d": 32, "size_constant": 1.23456,
+           "size_constant_low": 1, "size_constant_high": 2, "size_offset": 64.0, "size_offset_low": 64.0,
+           "size_offset_high": 64.0, "r2": -0.376, "n": 4, "problems": "R² = -0.38 < 0.5"}
     text = capacity_findings(cells("gd", WIDE, 1.0, 4), [fit])
     assert "⚠ size law (method = gd, geometry = spherical, d = 32): degenerate fit (R² = -0.38 < 0.5)" in text
     assert "1.23" not in text and "b = 64" not in text
 
 
 def test_rho_exponent_is_compared_with_two():
-    fit = {"law": "rho", "method": "encoder_decoder", "geometry": "spike", "d": 32, "num_facts": 256, "p": 0.55,
-           "p_low": 0.4, "p_high": 0.7, "a": 1.0, "a_low": 0.9, "a_high": 1.1, "r2": 0.9, "n": 24, "seeds": 3,
+    fit = {"law": "rho", "method": "encoder_decoder", "geometry": "spike", "d": 32, "num_facts": 256, "rho_exponent": 0.55,
+           "rho_exponent_low": 0.4, "rho_exponent_high": 0.7, "rho_intercept": 1.0, "rho_intercept_low": 0.9,
+           "rho_intercept_high": 1.1, "r2": 0.9, "n": 24, "seeds": 3,
            "problems": ""}
     text = capacity_findings(cells("gd", WIDE, 1.0, 4), [fit])
     assert "ρ predicts the cost (method = encoder_decoder" in text and "holds (cost rises as ρ falls)" in text

@@ -74,6 +74,6 @@ def test_growing_grid_runs_only_new_cells(ray_session, tiny_sweep):
     grown = run_sweep(load_spec(path, ["grid.num_facts=[8,16,24]"]), progress=False)
     assert grown.cells == 6 and grown.cells_done == 6
     probes = Store(load_spec(path).results_root).load("probes", "grow")
-    assert set(probes[probes["recorded_at"] > 0]["num_facts"]) == {8, 16, 24}
+    assert set(probes[probes["recorded_at"].notna()]["num_facts"]) == {8, 16, 24}
     assert len(probes) == first.probes_run + grown.probes_run
     assert pd.Series(probes["probe_id"]).is_unique

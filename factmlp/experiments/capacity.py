@@ -12,7 +12,7 @@ import functools
 import math
 import time
 
-from factmlp import geometries, methods
+from factmlp import ceiling, geometries, methods
 from factmlp.decodability import coherence, decodability
 from factmlp.evaluate import evaluate
 from factmlp.experiments import captions
@@ -86,7 +86,8 @@ PANELS = ("spike_on", "spike_axis", "whiten", "geometry", "tied", "mapping")
 
 def _search(cell: dict, results: list[dict], hint: Prediction | None = None):
     return SEARCH.step(_observations(results), cell["search_low"], cell["search_high"], cell["search_arity"],
-                       verify=cell["search_verify"], predicted=hint)
+                       verify=cell["search_verify"], predicted=hint,
+                       scores={int(r["width"]): float(r["accuracy"]) for r in results})
 
 
 def next_probes(cell: dict, results: list[dict], hint: Prediction | None = None) -> list[dict]:
@@ -149,13 +150,18 @@ def summarize(cell: dict, results: list[dict]) -> dict:
         "max_params_tried": int(at[max(at)]["params"]) if at else None,
         "stored": best is not None,
         "monotone": step.monotone,
+        "accuracy_plateau": step.plateau,  # stopped below search_high: best accuracy flat as width grew
         "num_probes": len(results),
         "predicted_width": predicted,  # where the search opened its first bracket (None: plain search)
     }
 
 
 def cell_note(cell: dict) -> str:
-    """Non-monotone success: the search's answer stores but a wider probed width fails."""
+    """Non-monotone success: the search's answer stores but a wider probed width fails; a plateau:
+    nothing stores and accuracy stopped growing with width (a model-class ceiling)."""
+    if cell.get("accuracy_plateau") is True:
+        return (f"‡ model-class ceiling: accuracy flat at {cell['best_accuracy']:.3f} up to width "
+                f"{cell['max_width_tried']:.0f}; the search stopped")
     if cell.get("monotone", True) is not False:
         return ""
     stable = cell.get("stable_width")
@@ -163,6 +169,22 @@ def cell_note(cell: dict) -> str:
     return (f"† non-monotone: stores at {cell['min_width']:.0f}, fails above; every probed width from {stable} stores"
             if stable is not None else f"† non-monotone: stores at {cell['min_width']:.0f}, fails above; no stable "
                                        "width within 2× of it")
+
+
+def plan_warning(cell: dict) -> str:
+    """A GD cell whose F the bilinear class cannot store at any width (docs/science.md#model-class-ceiling)."""
+    if cell["method"] != "gd" or cell["gd_activation"] != "bilinear":
+        return ""
+    d, facts, bias = cell["d"], cell["num_facts"], cell["gd_bias"]
+    p = ceiling.feature_count(d, bias)
+    if facts > ceiling.counting_limit(d, bias):
+        return (f"gd bilinear, d = {d}: F = {facts} exceeds the counting limit {ceiling.counting_limit(d, bias)} "
+                "of the model class: no width stores it")
+    if facts > ceiling.estimated_capacity(d, bias):
+        return (f"gd bilinear, d = {d}: F = {facts} > {ceiling.estimated_capacity(d, bias)} = 2p, the estimated "
+                f"capacity of the model class at any width (widths past p = {p} add nothing); expect a "
+                "model-class ceiling (gd_activation=silu or relu has none)")
+    return ""
 
 
 EXPERIMENT = Experiment(
@@ -179,7 +201,7 @@ EXPERIMENT = Experiment(
     summary_columns=("method", "geometry", "d", "num_facts", "min_width", "params", "params_per_fact", "rho",
                      "coherence"),  # ρ and μ of the values beside the cost (real vs spherical embeddings)
     aggregates=("params", "params_per_fact"),
-    view_metrics=("bits_per_param", "stored", "monotone"),
+    view_metrics=("bits_per_param", "stored", "monotone", "accuracy_plateau"),
     trajectory=("width", "accuracy"),
     fits=(
         FitSpec("size", "num_facts", "params", over=("num_facts",)),
@@ -199,6 +221,7 @@ EXPERIMENT = Experiment(
     findings=functools.partial(capacity_findings, params=tuple(PARAMS)),
     caption=captions.capacity,
     cell_note=cell_note,
+    plan_warning=plan_warning,
     method_of=lambda cell: cell["method"],
     labels={"num_facts": "facts stored, F", "params": "parameters, W", "rho": "decodability ρ of the values",
             "width": "hidden width, m", "accuracy": "accuracy (fraction of facts decoded)", "d": "d",

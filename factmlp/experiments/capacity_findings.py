@@ -211,8 +211,8 @@ def _asymptotics(label: str, base: Method, methods: list[Method]) -> list[str]:
         if lost:
             where = ", ".join(map(str, lost))
             tail = f" On the common range, {numbers}." if numbers else ""
-            lines.append(f"{head} does not hold at this d — {m.name} stores nothing at F = {where} (up to width "
-                         f"{_top(m.lost()[lost[0]])}), where {REFERENCE} stores: its cost leaves the searched range "
+            lines.append(f"{head} does not hold at this d — {m.name} stores nothing at F = {where} ("
+                         f"{_stores_nothing(m.lost()[lost[0]]).replace('stores nothing ', '')}), where {REFERENCE} stores: its cost leaves the searched range "
                          f"while {REFERENCE}'s does not.{tail}")
         elif not numbers:
             lines.append(f"{head} inconclusive — {why} (cells: {_cells_named(base.rows + m.rows)}).")
@@ -240,7 +240,7 @@ def _prior(label: str, base: Method, methods: dict[str, Method]) -> list[str]:
     for facts, rows in prior.lost().items():
         kept = base.cost(facts)
         if kept:
-            lines.append(f"- {label}: observed — {PRIOR} stores nothing at F = {facts} up to width {_top(rows)} in "
+            lines.append(f"- {label}: observed — {PRIOR} {_stores_nothing(rows, facts)} in "
                          f"{len(rows)} seed(s) ({seeds_of(rows)}; best accuracy {_best(rows)}), where {REFERENCE} "
                          f"stores with {_span(kept.values())} parameters.")
     return lines
@@ -251,7 +251,7 @@ def _not_stored(label: str, methods: list[Method]) -> list[str]:
     for m in methods:
         for facts, rows in m.lost().items():
             seeds = len([r for r in m.rows if r["num_facts"] == facts])
-            lines.append(f"- {label}, F = {facts}: {m.name} stores nothing up to width {_top(rows)} in {len(rows)} of "
+            lines.append(f"- {label}, F = {facts}: {m.name} {_stores_nothing(rows)} in {len(rows)} of "
                          f"{seeds} seed(s) (best accuracy {_best(rows)}, threshold {rows[0].get('threshold', 1.0)}).")
     return lines
 
@@ -279,7 +279,7 @@ def _rho(fits: list[dict], params) -> list[str]:
         if f.get("problems"):
             lines.append(f"- ⚠ ρ law ({group}): degenerate fit ({f['problems']}); no exponent reported.")
             continue
-        low, high = f["p_low"], f["p_high"]
+        low, high = f["rho_exponent_low"], f["rho_exponent_high"]
         seeds = f.get("seeds", 1)
         if seeds < MIN_SEEDS:
             verdict = f"inconclusive — {seeds} seed(s) (a verdict needs ≥ {MIN_SEEDS})"
@@ -295,8 +295,8 @@ def _rho(fits: list[dict], params) -> list[str]:
             predicted = "disagrees with p ≈ 2 (interval wholly outside 2 ± 0.5)"
         else:
             predicted = "cannot be told apart from p ≈ 2 or from a different exponent (interval straddles 2 ± 0.5)"
-        lines.append(f"- ρ predicts the cost ({group}): {verdict}. log W = a + p·log(1/ρ), p = {fmt(f['p'])} "
-                     f"[{fmt(low)}, {fmt(high)}] ({_kind(f, 'p')} interval), R² = {fmt(f['r2'])}, {f['n']} cells, "
+        lines.append(f"- ρ predicts the cost ({group}): {verdict}. log W = a + p·log(1/ρ), p = {fmt(f['rho_exponent'])} "
+                     f"[{fmt(low)}, {fmt(high)}] ({_kind(f, 'rho_exponent')} interval), R² = {fmt(f['r2'])}, {f['n']} cells, "
                      f"{seeds} seeds; the encoder–decoder analysis (c = O(log F/ρ²)) predicts p ≈ 2: this {predicted}.")
     return lines
 
@@ -308,18 +308,18 @@ def _slopes(fits: list[dict], params) -> list[str]:
         if f.get("problems"):
             lines.append(f"- ⚠ {f['law']} law ({group}): degenerate fit ({f['problems']}); not reported.")
         elif (f.get("x_values") or MIN_FACTS) < MIN_FACTS:
-            estimate = (f"s = {fmt(f['s'])}" if f["law"] == "power" else f"C = {fmt(f['C'])}, b = {fmt(f['b'])}")
+            estimate = (f"s = {fmt(f['power_slope'])}" if f["law"] == "power" else f"C = {fmt(f['size_constant'])}, b = {fmt(f['size_offset'])}")
             lines.append(f"- {group}: {f['law']} law, {estimate} as a point estimate only: {f['x_values']} values of "
                          f"F are too few for an interval that means anything (≥ {MIN_FACTS} over ≥ {MIN_OCTAVES:g} "
                          "octaves).")
         elif f["law"] == "power":
-            lines.append(f"- {group}: s = {fmt(f['s'])} [{fmt(f['s_low'])}, {fmt(f['s_high'])}] "
-                         f"(log2 F = s·log2 W + c, {_kind(f, 's')} interval, R² = {fmt(f['r2'])}, {f['n']} cells, "
+            lines.append(f"- {group}: s = {fmt(f['power_slope'])} [{fmt(f['power_slope_low'])}, {fmt(f['power_slope_high'])}] "
+                         f"(log2 F = s·log2 W + c, {_kind(f, 'power_slope')} interval, R² = {fmt(f['r2'])}, {f['n']} cells, "
                          f"{f.get('seeds', 1)} seeds).")
         else:
-            lines.append(f"- {group}: W = C·F·(log2 F + b), C = {fmt(f['C'])} [{fmt(f['C_low'])}, "
-                         f"{fmt(f['C_high'])}], b = {fmt(f['b'])} [{fmt(f['b_low'])}, {fmt(f['b_high'])}] "
-                         f"({_kind(f, 'C')} interval, R² = {fmt(f['r2'])}, {f['n']} cells; W counted dense).")
+            lines.append(f"- {group}: W = C·F·(log2 F + b), C = {fmt(f['size_constant'])} [{fmt(f['size_constant_low'])}, "
+                         f"{fmt(f['size_constant_high'])}], b = {fmt(f['size_offset'])} [{fmt(f['size_offset_low'])}, {fmt(f['size_offset_high'])}] "
+                         f"({_kind(f, 'size_constant')} interval, R² = {fmt(f['r2'])}, {f['n']} cells; W counted dense).")
     return lines
 
 
@@ -547,6 +547,16 @@ def _span(values) -> str:
 def _count(value: float) -> str:
     """A parameter count as the integer it is (4608, not 4.61e+03)."""
     return f"{int(value)}" if float(value).is_integer() else fmt(value)
+
+
+def _stores_nothing(rows: list[dict], facts: int | None = None) -> str:
+    """What a reader must be told about cells that stored nothing: a model-class ceiling when every
+    one of their searches stopped at a plateau (accuracy flat as width grew), else the range searched."""
+    at = "" if facts is None else f" at F = {facts}"
+    if rows and all(r.get("accuracy_plateau") is True for r in rows):
+        return (f"reaches a model-class ceiling{at} (accuracy flat as width grew, searches stopped by width "
+                f"{max(int(r['max_width_tried']) for r in rows)})")
+    return f"stores nothing{at} up to width {_top(rows)}"
 
 
 def _top(rows: list[dict]) -> int:
