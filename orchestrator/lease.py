@@ -25,6 +25,7 @@ from email.utils import parsedate_to_datetime
 
 from orchestrator.errors import Unavailable
 from orchestrator.location import Folder, ObjectStore, open_root
+from orchestrator.cells_lock import CellsLock
 from orchestrator.lock import SweepLock, SweepLocked
 
 TTL_VARIABLE = "FACTSWEEP_LEASE_SECONDS"
@@ -44,6 +45,18 @@ def sweep_lease(root, sweep: str):
         raise Unavailable(f"storage.root: got {location.uri!r}; one driver per sweep needs conditional writes, "
                           "implemented for s3:// (any S3-compatible server); allowed: s3://BUCKET/PREFIX or a folder")
     return ObjectLease(location, sweep)
+
+
+def cells_lease(root, sweep: str, cells: dict[str, str]):
+    """The context manager that makes this process the only driver of ``cells`` ({cell_id: label}) of the
+    sweep: on a folder, the cells' flocks (``orchestrator.cells_lock``: drivers of other cells run too);
+    on an object store, the sweep's lease listing each driver's cells."""
+    location = open_root(root)
+    if isinstance(location, Folder):
+        return CellsLock(location.path, sweep, cells)
+    lease = sweep_lease(root, sweep)
+    lease.cells = dict(cells)
+    return lease
 
 
 def _ttl() -> float:
@@ -146,6 +159,10 @@ class ObjectLease:
             if time.monotonic() - last > self.ttl:
                 self.lost = f"it could not be renewed for {self.ttl:.0f} s"
                 return
+
+    def others(self) -> list[dict]:
+        """Other live drivers of the sweep: none, while this lease holds the whole sweep."""
+        return []
 
     def check(self) -> None:
         """Raise LeaseLost once the lease is no longer this driver's: it must not write again."""
