@@ -1,8 +1,9 @@
 """MLflow as a view of the Parquet record, laid out as a sweep dashboard.
 
-Experiment = sweep. One *sweep run* per sweep, reused by every invocation (tags name the latest
-invocation, its overrides, profile and code version; artifacts hold the resolved sweep file, the
-report and its figures). One *cell run* per finished cell under it, named by the parameters that
+Experiment = sweep. One *sweep run* per scope (``orchestrator.scope``: the file itself, or the file
+with overrides that change its cells, tagged ``factsweep.scope``), reused by every invocation of that
+scope (tags name the latest invocation, its overrides, profile and code version; artifacts hold the
+resolved sweep file, the report and its figures). One *cell run* per finished cell under it, named by the parameters that
 tell the cells apart: params = the cell's config, metrics = its results (so the runs table shows
 them as columns), and the probe trajectory as one metric against its probe parameter (accuracy
 against width: step = width). The experiment opens on MLflow's model-training pages with a shared
