@@ -22,7 +22,6 @@ import sys
 import time
 from pathlib import Path
 
-from orchestrator.atomic import write_atomic
 from orchestrator.errors import Unavailable
 from orchestrator.redact import redact
 from orchestrator.store import storage_error
@@ -91,16 +90,18 @@ def _same_file(fd: int, path: Path) -> bool:
 
 def next_epoch(locks: Path, sweep: str) -> int:
     """One more than the last holder's, kept in ``<sweep>.epoch`` (never removed). Drivers of disjoint cells
-    take their epochs at the same time, so the count is read and raised under ``<sweep>.counter``'s flock."""
-    path = locks / f"{sweep}.epoch"
-    fd = os.open(locks / f"{sweep}.counter", os.O_RDWR | os.O_CREAT, 0o644)
+    draw their epochs at the same time, so the file is read and raised under its own flock, in place: the
+    number only grows, so the new digits cover the old ones whole (no rename, which would change the file
+    a second driver waits on)."""
+    fd = os.open(locks / f"{sweep}.epoch", os.O_RDWR | os.O_CREAT, 0o644)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)  # held for a read and a write: never long
         try:
-            last = int(path.read_text().strip() or 0)
-        except (FileNotFoundError, ValueError):
+            last = int(os.pread(fd, 64, 0).decode().strip() or 0)
+        except ValueError:
             last = 0
-        write_atomic(path, lambda tmp: tmp.write_text(f"{last + 1}\n"), sync=True)
+        os.pwrite(fd, f"{last + 1}\n".encode(), 0)
+        os.fsync(fd)
         return last + 1
     finally:
         os.close(fd)  # releases the flock
