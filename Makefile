@@ -14,7 +14,8 @@ $(BIN)/factsweep: pyproject.toml
 # Debian's packages, installed when missing (one line says so first).
 $(VENV)/.dev: $(BIN)/factsweep
 	$(BIN)/pip install --quiet -e '.[dev]'
-	command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium >/dev/null)
+	command -v chromium >/dev/null || (echo "make dev: installing Chromium (Debian's chromium, with apt-get) for the dashboard test" && \
+	  apt-get update -qq && apt-get install -y -qq chromium >/dev/null)
 	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || (echo "make dev: installing PostgreSQL (Debian's postgresql) for the MLflow server test" && \
 	  apt-get update -qq && apt-get install -y -qq postgresql >/dev/null)
 	touch $@

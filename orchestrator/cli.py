@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import io
 import os
+import shlex
 import sys
 from importlib.metadata import entry_points
 from pathlib import Path
@@ -88,7 +89,7 @@ def cmd_run(args) -> int:
               f"({report.probes_failed} failed) in {report.seconds:.1f}s")
         if report.cells_failed:
             print(f"{report.cells_failed} cells wait on failed probes: see `factsweep status {spec.source}`, "
-                  f"then `factsweep run {spec.source} --retry-failed`")
+                  f"then `{rerun_command(spec, args, '--retry-failed')}`")
         if report.cells_done:
             try:
                 _print_report(Scope.of_spec(spec), log=report.tracking_ok)
@@ -98,11 +99,18 @@ def cmd_run(args) -> int:
         print(f"factsweep: error: {redact(str(e))}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
-        print(f"factsweep: interrupted: {_recorded(spec)}; `factsweep run {spec.source}` again resumes from there",
+        print(f"factsweep: interrupted: {_recorded(spec)}; `{rerun_command(spec, args)}` again resumes from there",
               file=sys.stderr)
         return 130
     print(f"MLflow: {ui_hint(spec)}")
     return 0
+
+
+def rerun_command(spec, args, *flags: str) -> str:
+    """The `factsweep run` line that resumes this invocation: its file, every override and where it ran
+    (--inline, --address), quoted for a POSIX shell, so pasting it runs the same cells."""
+    where = ["--inline"] if args.inline else ["--address", args.address] if args.address else []
+    return shlex.join(["factsweep", "run", spec.source, *spec.overrides, *where, *flags])
 
 
 def ui_hint(spec) -> str:

@@ -26,6 +26,7 @@ from email.utils import parsedate_to_datetime
 from factmlp.badfile import BadFile, check_json_depth, is_count
 from orchestrator.errors import Unavailable
 from orchestrator.location import Folder, ObjectStore, open_root
+from orchestrator.cells_lock import CellsLock
 from orchestrator.lock import SweepLock, SweepLocked
 
 TTL_VARIABLE = "FACTSWEEP_LEASE_SECONDS"
@@ -47,6 +48,16 @@ def sweep_lease(root, sweep: str):
     return ObjectLease(location, sweep)
 
 
+def cells_lease(root, sweep: str, cells: dict[str, str]):
+    """The context manager that makes this process the only driver of ``cells`` ({cell_id: label}) of the
+    sweep: on a folder, the cells' flocks (``orchestrator.cells_lock``: drivers of other cells run too);
+    on an object store, the sweep's lease listing each driver's cells."""
+    location = open_root(root)
+    if isinstance(location, Folder):
+        return CellsLock(location.path, sweep, cells)
+    return ObjectLease(location, sweep, cells=cells) if location.scheme == "s3" else sweep_lease(root, sweep)
+
+
 def _ttl() -> float:
     try:
         return max(1.0, float(os.environ.get(TTL_VARIABLE, DEFAULT_TTL)))
@@ -57,8 +68,10 @@ def _ttl() -> float:
 class ObjectLease:
     """``with ObjectLease(store, sweep) as lease:``; raises SweepLocked at once while another holds it."""
 
-    def __init__(self, location: ObjectStore, sweep: str, ttl: float | None = None):
+    def __init__(self, location: ObjectStore, sweep: str, ttl: float | None = None,
+                 cells: dict[str, str] | None = None):
         self.location, self.sweep, self.ttl = location, sweep, ttl or _ttl()
+        self.cells = dict(cells) if cells is not None else None  # {cell_id: label}; None: the whole sweep
         self.key = f"locks/{sweep}.lease"
         self.uri = location.error_path(self.key)
         self.epoch: int | None = None
@@ -71,7 +84,8 @@ class ObjectLease:
     # -- the lease object -------------------------------------------------------------------------
     def _body(self, **extra) -> bytes:
         return json.dumps({"epoch": self.epoch, "ttl": self.ttl, "pid": os.getpid(), "host": socket.gethostname(),
-                           "since": self._since, "command": " ".join(sys.argv)[:500], **extra}).encode()
+                           "since": self._since, "command": " ".join(sys.argv)[:500],
+                           "cells": self.cells, **extra}).encode()
 
     def _put(self, body: bytes, **condition) -> str:
         answer = self._call(self._client.put_object, Bucket=self.location.bucket, Key=self._full(), Body=body,
@@ -117,7 +131,7 @@ class ObjectLease:
         except ClientError as e:
             if _code(e) in ("PreconditionFailed", "412", "ConditionalRequestConflict", "409"):
                 raise SweepLocked(f"sweep {self.sweep!r} was just taken by another driver (lease {self.uri}); "
-                                  "wait for it to finish, or stop it: a second driver would run the same probes") from None
+                                  "wait for it to finish, or stop it") from None
             raise storage_error(self.uri, OSError(f"{_code(e)}: {e}")) from None
         except OSError as e:
             raise storage_error(self.uri, e) from None
@@ -130,8 +144,20 @@ class ObjectLease:
     def _locked(self, held: dict, age: float) -> SweepLocked:
         return SweepLocked(
             f"sweep {self.sweep!r} is being run by pid {held.get('pid')} on host {held.get('host')} since "
-            f"{held.get('since')} (lease {self.uri}, renewed {age:.0f} s ago, free {max(0.0, held.get('ttl', 0) - age):.0f} s "
-            "after its last renewal); wait for it to finish, or stop it: a second driver would run the same probes")
+            f"{held.get('since')}{self._whose(held.get('cells'))} (lease {self.uri}, renewed {age:.0f} s ago, free "
+            f"{max(0.0, held.get('ttl', 0) - age):.0f} s after its last renewal); wait for it to finish, or stop it")
+
+    def _whose(self, theirs: dict | None) -> str:
+        """Which cells the holder runs, said truly: the shared ones, or that they are other cells (the
+        lease of an object store admits one driver per sweep; a folder root runs disjoint cells together)."""
+        if theirs is None or self.cells is None:
+            return " (the whole sweep)" if theirs is None and self.cells is not None else ""
+        shared = [label for cell, label in self.cells.items() if cell in theirs]
+        if shared:
+            more = f" and {len(shared) - 4} more" if len(shared) > 4 else ""
+            return f" on {len(shared)} of these cells ({'; '.join(shared[:4])}{more})"
+        return (f" on {len(theirs)} other cell(s), none of these; an object-store lease admits one driver per "
+                "sweep (a folder root runs drivers of disjoint cells side by side)")
 
     def _renew(self) -> None:
         from botocore.exceptions import ClientError
@@ -149,6 +175,10 @@ class ObjectLease:
             if time.monotonic() - last > self.ttl:
                 self.lost = f"it could not be renewed for {self.ttl:.0f} s"
                 return
+
+    def others(self) -> list[dict]:
+        """Other live drivers of the sweep: none, while this lease is held (one driver per sweep)."""
+        return []
 
     def check(self) -> None:
         """Raise LeaseLost once the lease is no longer this driver's: it must not write again."""

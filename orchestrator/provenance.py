@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import getpass
 import json
+import os
 import platform
 import socket
 import subprocess
@@ -65,7 +66,7 @@ def new_invocation(spec, *, command: str, address: str | None) -> dict:
         "source": str(Path(spec.source).resolve()), "file_sha256": spec.file_sha256,
         "overrides": json.dumps(list(spec.overrides)), "profile": spec.profile,
         "factsweep_version": package_version(), "code_version": code_version(),
-        "host": socket.gethostname(), "user": _user(), "python": platform.python_version(),
+        "host": socket.gethostname(), "pid": os.getpid(), "user": _user(), "python": platform.python_version(),
         "ray_address": address or "embedded", "cells": len(spec.cells), "state": "running",
         "cells_done": None, "probes_run": None, "probes_failed": None,
     }

@@ -1,7 +1,11 @@
 """Reports of a sweep: the experiment's declared figures (with fitted laws) and a markdown page.
 
-``<root>/reports/<sweep>.md`` holds the summary table, every fit with its bootstrap interval and
-the experiment's findings in words; each figure is ``<root>/reports/<sweep>-<figure>.png`` and ``.pdf``.
+``<root>/reports/<name>.md`` holds the summary table, every fit with its bootstrap interval and
+the experiment's findings in words; each figure is ``<root>/reports/<name>-<figure>.png`` and ``.pdf``.
+``<name>`` is the scope's (``orchestrator.scope``): the sweep's name for the file itself,
+``<sweep>@<8 hex>`` for a file whose overrides change its cells. A new report replaces the files of the
+previous report of its scope: the new ones are written first, then the figures it no longer draws
+(too few points this time) are removed, so none is left beside a report that does not show it.
 """
 from __future__ import annotations
 
@@ -106,6 +110,16 @@ def _provenance(store: Store, scope: Scope, cells: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
+def _remove_undrawn(out: Path, name: str, experiment, drawn: set[Path]) -> None:
+    """Figures of the scope's previous report that this one did not draw (their names are the
+    experiment's declared figures: never another report's files)."""
+    for spec in experiment.figures:
+        for suffix in (".png", ".pdf"):
+            path = out / f"{name}-{spec.name}{suffix}"
+            if path not in drawn:
+                path.unlink(missing_ok=True)
+
+
 def write_report(scope: Scope, *, n_boot: int = 1000) -> tuple[list[Path], Path, pd.DataFrame]:
     """Fit, draw and write the report of the scope's cells; return the figure paths, the markdown
     path and the summary table (over seeds when there are replicates)."""
@@ -117,13 +131,13 @@ def write_report(scope: Scope, *, n_boot: int = 1000) -> tuple[list[Path], Path,
     laws = fit_scope(store, scope, n_boot=n_boot)
     recorded = scope.load(store, "probes")
     probes = recorded[recorded["status"] == "ok"] if len(recorded) else recorded
-    out = scope.root / "reports"
+    out, name = scope.root / "reports", scope.report_name
     varying = scope.varying(cells)
     pictures = [p for spec in experiment.figures
                 for p in figure(probes if spec.table == "probes" else cells, laws, spec, experiment, varying,
-                                spec.title or spec.name.replace("_", " "), out / f"{scope.sweep}-{spec.name}.png")]
+                                spec.title or spec.name.replace("_", " "), out / f"{name}-{spec.name}.png")]
     others = scope.others(store)
-    parts = [f"# Sweep `{scope.sweep}`", f"Covers {scope.label}: {len(cells)} finished, of experiment "
+    parts = [f"# Sweep `{name}`", f"Covers {scope.label}: {len(cells)} finished, of experiment "
              f"`{experiment.name}`."]
     if len(others):
         parts.append(f"{len(others)} other cell(s) recorded under the name `{scope.sweep}` are not included "
@@ -144,14 +158,15 @@ def write_report(scope: Scope, *, n_boot: int = 1000) -> tuple[list[Path], Path,
         text = experiment.findings(cells.to_dict("records"), [law.row(scope.sweep) for law in laws])
         if text:
             parts += ["## Findings", text]
-    md = out / f"{scope.sweep}.md"
+    md = out / f"{name}.md"
     md.parent.mkdir(parents=True, exist_ok=True)
-    table = out / f"{scope.sweep}-cells.csv"  # every covered cell, every column: for pandas, R or a spreadsheet
+    table = out / f"{name}-cells.csv"  # every covered cell, every column: for pandas, R or a spreadsheet
     write_atomic(table, lambda tmp: cells.drop(columns=["sweep"], errors="ignore").to_csv(tmp, index=False))
-    trail = out / f"{scope.sweep}-probes.csv"  # every probe of those cells: the evidence behind each answer
+    trail = out / f"{name}-probes.csv"  # every probe of those cells: the evidence behind each answer
     write_atomic(trail, lambda tmp: recorded.drop(columns=["sweep"], errors="ignore").dropna(axis=1, how="all")
                  .to_csv(tmp, index=False))
     parts.insert(2, f"Cells as a table: [{table.name}]({table.name}); every probe of them: [{trail.name}]({trail.name}).")
     write_atomic(md, lambda tmp: tmp.write_text("\n\n".join(parts) + "\n"))
+    _remove_undrawn(out, name, experiment, set(pictures))
     pictures = pictures + [table, trail]
     return pictures, md, over_seeds if over_seeds is not None else cell_table(scope, cells)

@@ -19,7 +19,8 @@ from orchestrator import plan as planning
 from orchestrator.cluster import connect_for
 from orchestrator.executor import Executor, InlineExecutor, RayExecutor
 from orchestrator.experiment import EARLY_STOP, is_set
-from orchestrator.lease import sweep_lease
+from orchestrator.cells_lock import cell_labels
+from orchestrator.lease import cells_lease
 from orchestrator.interrupts import raise_or_defer
 from orchestrator.progress import Progress
 from orchestrator.provenance import finish_invocation, new_invocation
@@ -41,8 +42,9 @@ class RunReport:
 
 
 def tracker_for(spec: Spec) -> Tracker:
+    """The MLflow view of the file's scope: its own sweep run when its overrides change the cells."""
     return Tracker(spec.tracking_uri or default_uri(spec.results_root), spec.tracking_experiment or spec.name,
-                   spec.results_root, spec.name)
+                   spec.results_root, spec.name, Scope.of_spec(spec).report_name)
 
 
 def name_keys(spec: Spec) -> list[str]:
@@ -78,12 +80,13 @@ def record_finished_cells(spec: Spec, store: Store, plans: list[planning.CellPla
 
 
 def sync_tracking(spec: Spec, store: Store, tracker: Tracker) -> int:
-    """Log every finished cell of the sweep file that MLflow lacks; returns how many were logged."""
-    logged = tracker.logged_cells()
+    """Log every finished cell of the sweep file that MLflow lacks; returns how many were logged. The
+    caller holds the file's cells (a run) or the whole sweep (mlflow-sync)."""
+    scope = Scope.of_spec(spec)
+    logged = tracker.logged_cells(stale_among=scope.cell_ids)
     if logged is None:
         return 0
     tracker.show(*dashboard_columns(spec))
-    scope = Scope.of_spec(spec)
     cells, probes = scope.load(store, "cells"), scope.load(store, "probes")
     added = 0
     for row in cells.to_dict("records") if len(cells) else []:
@@ -116,20 +119,22 @@ def run_sweep(spec: Spec, *, retry_failed: bool = False, progress: bool | str | 
     check_recorded_kind(spec, store)
     check_schema_versions(spec, store)  # rows whose columns meant something else: refused, nothing written
     store.check_writable(spec.name)  # an unwritable or full root fails here: no Ray, no MLflow run, no work lost
-    with stop_signals_as_ctrl_c(), sweep_lease(spec.results_root, spec.name) as lease:  # a stop signal while Ray
-        store.epoch, store.guard, store.compacting = lease.epoch, lease, True             # starts: Ctrl-C too
+    # This driver's cells only: a driver of other cells (other seeds) may run beside it. Rows carry the
+    # lease's epoch; a lost lease stops writes. A stop signal while Ray starts is a Ctrl-C too.
+    with stop_signals_as_ctrl_c(), cells_lease(spec.results_root, spec.name, cell_labels(spec)) as lease:
+        store.epoch, store.guard, store.compacting = lease.epoch, lease, True
         cells, probes = adopt(spec, store, adoptable(spec, store))  # ids an added option changed: not run again
         if cells and progress is not False:
             print(f"{spec.name}: adopted {cells} cell(s) and {probes} probe(s) recorded by an older factsweep under "
                   "other cell ids (the options added since are at their defaults); nothing of them runs again")
-        return SweepRun(spec, store, progress).run(retry_failed=retry_failed, address=address, inline=inline)
+        return SweepRun(spec, store, progress, lease).run(retry_failed=retry_failed, address=address, inline=inline)
 
 
 class SweepRun:
     """One invocation of a sweep, in named steps over its state (plans, records, MLflow, progress)."""
 
-    def __init__(self, spec: Spec, store: Store, progress):
-        self.spec, self.store, self.progress = spec, store, progress
+    def __init__(self, spec: Spec, store: Store, progress, lease=None):
+        self.spec, self.store, self.progress, self.lease = spec, store, progress, lease
         self.start = time.perf_counter()
         self.probes_run = self.probes_failed = 0
 
@@ -183,8 +188,10 @@ class SweepRun:
         """The first writes: temporary files of a killed writer removed, this invocation's row, and the
         summary rows of cells a kill left finished but unsummarised."""
         spec, store = self.spec, self.store
-        store.remove_temporary(spec.name)
-        close_stale_invocations(spec, store)
+        others = self.lease.others() if self.lease is not None else []  # live drivers of other cells
+        if not others:  # theirs may be being written: a leftover is invisible to readers, and goes next time
+            store.remove_temporary(spec.name, older_than_s=10.0)
+        close_stale_invocations(spec, store, alive=others)
         self.invocation = new_invocation(spec, command="run", address=address or spec.cluster_address)
         store.append("invocations", spec.name, [self.invocation])
         record_finished_cells(spec, store, self.plans, self.invocation)
@@ -281,16 +288,43 @@ class SweepRun:
                 raise
 
 
-def close_stale_invocations(spec: Spec, store: Store) -> int:
-    """Invocations still 'running' whose driver is gone (the sweep's lock, held by the caller, proves it:
-    a kill -9, a lost SIGHUP, a power cut) get their closing row, state 'killed'; returns how many."""
-    recorded = store.load("invocations", spec.name, missing_ok=True)
-    if not len(recorded) or "state" not in recorded:
+def close_stale_invocations(spec: Spec, store: Store, alive: list[dict] = ()) -> int:
+    """Invocations still 'running' whose driver is gone (a kill -9, a lost SIGHUP, a power cut) get their
+    closing row, state 'killed'; returns how many.
+
+    Gone means: older than this driver (a lower epoch: a newer one's rows outrank ours) and not among
+    the ``alive`` drivers of other cells (``CellsLock.others``). One of those that finished while this
+    was read has written its own last row before it let go of its locks: the rows are read again, so it
+    is never marked 'killed'.
+    """
+    live = {(str(d.get("host")), str(d.get("pid"))) for d in alive}
+
+    def running(frame):
+        if not len(frame) or "state" not in frame:
+            return []
+        rows = frame[frame["state"] == "running"].to_dict("records")
+        return [r for r in rows if _older(r, store.epoch) and (str(r.get("host")), _pid(r)) not in live]
+    stale = running(store.load("invocations", spec.name, missing_ok=True))
+    if stale and alive:
+        again = {r["invocation_id"] for r in running(store.load("invocations", spec.name, missing_ok=True))}
+        stale = [r for r in stale if r["invocation_id"] in again]
+    if not stale:
         return 0
-    stale = recorded[recorded["state"] == "running"].to_dict("records")
     kept = [{k: v for k, v in row.items() if k not in ("recorded_at", "schema_version", "sweep")} for row in stale]
     store.append("invocations", spec.name, [{**row, "state": "killed"} for row in kept])  # a newer row of each
     return len(stale)
+
+
+def _older(row: dict, epoch: int | None) -> bool:
+    from orchestrator.store import EPOCH
+    value = row.get(EPOCH)
+    mine = float("inf") if epoch is None else epoch
+    return value is None or value != value or float(value) < mine  # no epoch (or NaN): written before leases
+
+
+def _pid(row: dict) -> str:
+    value = row.get("pid")
+    return "None" if value is None or value != value else str(int(value))
 
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGUSR1)

@@ -4,10 +4,17 @@ Invocations with different overrides record cells under one sweep name. A summar
 MLflow view of a sweep *file* covers the file's cells (selected by id, so its overrides and profile
 count) and never mixes in the others, which are counted, and listed or set aside by
 ``factsweep extra-cells``. A bare sweep *name* means every cell recorded under it, and says so.
+
+A scope has a name of its own, which its report (``reports/<name>.md``) and its MLflow sweep run go
+by: the sweep's name for a file whose overrides keep its cells (none, or ``storage.root=...``) and for a
+bare name; ``<sweep>@<8 hex of the scope id>`` for a file whose overrides change the cell set, so a
+one-cell try-out never replaces the report of the whole file.
 """
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import pandas as pd
@@ -23,6 +30,21 @@ from orchestrator.store import Store
 def record_root(root) -> Path | RemoteRoot:
     """A scope's root: a Path, or an object-store URI whose derived files (reports) go to a local folder."""
     return RemoteRoot(root) if is_remote(str(root)) else Path(root)
+
+
+def cell_set_id(cell_ids) -> str:
+    return hashlib.sha256("\n".join(sorted(cell_ids)).encode()).hexdigest()
+
+
+def _file_cells(spec: Spec) -> frozenset[str] | None:
+    """The cell ids the sweep file defines without any override (None when it does not load alone)."""
+    from orchestrator.errors import SpecError
+    from orchestrator.spec import load_spec
+    try:
+        plain = load_spec(spec.source)
+    except (SpecError, ValueError, OSError):
+        return None
+    return frozenset(cell_id(plain.experiment.name, c) for c in plain.cells)
 
 
 @dataclass(frozen=True)
@@ -55,6 +77,19 @@ class Scope:
                               "exactly one known experiment kind per sweep name")
         return cls(sweep, record_root(root), registry.get(kinds[0]), None, f"every cell recorded under the name {sweep!r} "
                    "(give the sweep file instead to cover only the cells it defines)")
+
+    @property
+    def scope_id(self) -> str | None:
+        """The cell set's identity: sha256 of the sorted cell ids (None for every cell under a name)."""
+        return None if self.cell_ids is None else cell_set_id(self.cell_ids)
+
+    @cached_property
+    def report_name(self) -> str:
+        """``<sweep>`` when the scope is the file's own cells (or every cell under the name), else
+        ``<sweep>@<first 8 hex of the scope id>``."""
+        if self.spec is None or not self.spec.overrides or self.cell_ids == _file_cells(self.spec):
+            return self.sweep
+        return f"{self.sweep}@{self.scope_id[:8]}"
 
     def split(self, frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
         """(rows of this scope's cells, rows of other cells)."""

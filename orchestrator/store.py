@@ -144,12 +144,14 @@ class Store:
             except OSError as e:
                 raise storage_error(self.where(folder), e) from e
 
-    def remove_temporary(self, sweep: str) -> int:
+    def remove_temporary(self, sweep: str, older_than_s: float = 0.0) -> int:
         """Delete temporary files a killed writer left behind (never visible to readers; an object
-        store has none: a PUT is whole or absent)."""
+        store has none: a PUT is whole or absent). ``older_than_s``: spare files written to more recently
+        (a driver of other cells that has just started may be writing them)."""
         if self.location.remote:
             return 0
-        stale = list(self.root.glob(f"*/sweep={sweep}/.part-*.tmp"))
+        now = time.time()
+        stale = [p for p in self.root.glob(f"*/sweep={sweep}/.part-*.tmp") if now - _mtime(p) >= older_than_s]
         for path in stale:
             try:
                 path.unlink(missing_ok=True)
@@ -380,6 +382,13 @@ def _is_time(kind) -> bool:
     """recorded_at as written now (a UTC timestamp) or by older versions (seconds since the epoch, or text)."""
     return (pa.types.is_timestamp(kind) or pa.types.is_floating(kind) or pa.types.is_integer(kind)
             or pa.types.is_string(kind) or pa.types.is_large_string(kind))
+
+
+def _mtime(path: Path) -> float:
+    try:
+        return path.stat().st_mtime
+    except FileNotFoundError:
+        return float("inf")  # gone already: nothing to remove
 
 
 def _named(path, name: str) -> bool:

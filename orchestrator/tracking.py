@@ -1,8 +1,9 @@
 """MLflow as a view of the Parquet record, laid out as a sweep dashboard.
 
-Experiment = sweep. One *sweep run* per sweep, reused by every invocation (tags name the latest
-invocation, its overrides, profile and code version; artifacts hold the resolved sweep file, the
-report and its figures). One *cell run* per finished cell under it, named by the parameters that
+Experiment = sweep. One *sweep run* per scope (``orchestrator.scope``: the file itself, or the file
+with overrides that change its cells, tagged ``factsweep.scope``), reused by every invocation of that
+scope (tags name the latest invocation, its overrides, profile and code version; artifacts hold the
+resolved sweep file, the report and its figures). One *cell run* per finished cell under it, named by the parameters that
 tell the cells apart: params = the cell's config, metrics = its results (so the runs table shows
 them as columns), and the probe trajectory as one metric against its probe parameter (accuracy
 against width: step = width). The experiment opens on MLflow's model-training pages with a shared
@@ -42,6 +43,7 @@ log = logging.getLogger("factsweep")
 
 CELL_TAG = "factsweep.cell_id"
 SWEEP_TAG = "factsweep.sweep"
+SCOPE_TAG = "factsweep.scope"  # the report name of the cells a sweep run covers (orchestrator.scope)
 KIND_TAG = "factsweep.kind"
 
 
@@ -202,7 +204,8 @@ class Unusable(Exception):
 class Tracker:
     """Logs finished cells to MLflow; every call is best-effort and never stops a sweep."""
 
-    def __init__(self, uri: str, experiment: str, results_root: str | Path, sweep: str | None = None):
+    def __init__(self, uri: str, experiment: str, results_root: str | Path, sweep: str | None = None,
+                 scope: str | None = None):
         os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
         # An unreachable server should cost seconds, not MLflow's default minutes of back-off.
         os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
@@ -217,6 +220,7 @@ class Tracker:
         self.owned = database is not None and local is not None and database.parent == local.resolve()
         self.failed = False
         self.sweep = sweep or experiment
+        self.scope = scope or self.sweep  # whose sweep run: a file with overrides that change its cells has its own
         self.parent_id: str | None = None  # the sweep run
         self.names: set[str] = set()  # run names the experiment's cell runs already have
         self._experiment_id: str | None = None
@@ -293,28 +297,32 @@ class Tracker:
             self.client.set_experiment_tag(eid, dashboard.SHARED_VIEW_TAG, dashboard.view_state(params, metrics))
         self._guard("setting up the dashboard", go)
 
+    def _scope_runs(self, condition: str = "") -> list:
+        """This scope's sweep runs (a run from before scopes, which has no scope tag, is the plain file's)."""
+        scoped = f" and tags.`{SCOPE_TAG}` = '{self.scope}'" if self.scope != self.sweep else ""
+        found = self.client.search_runs([self.experiment_id()], max_results=1000, filter_string=(
+            f"tags.`{KIND_TAG}` = 'sweep' and tags.`{SWEEP_TAG}` = '{self.sweep}'{scoped}{condition}"))
+        return [r for r in found if r.data.tags.get(SCOPE_TAG, self.sweep) == self.scope]
+
     def sweep_run(self) -> str | None:
-        """The sweep's one run (created on first use), under which every cell run sits."""
+        """The scope's one sweep run (created on first use), under which its new cell runs sit."""
         def go():
             if self.parent_id is None:
-                found = self.client.search_runs(
-                    [self.experiment_id()], max_results=1,
-                    filter_string=f"tags.`{KIND_TAG}` = 'sweep' and tags.`{SWEEP_TAG}` = '{self.sweep}'")
+                found = self._scope_runs()
                 self.parent_id = found[0].info.run_id if found else self.client.create_run(
-                    self.experiment_id(), run_name=self.sweep,
-                    tags={KIND_TAG: "sweep", SWEEP_TAG: self.sweep,
+                    self.experiment_id(), run_name=self.scope,
+                    tags={KIND_TAG: "sweep", SWEEP_TAG: self.sweep, SCOPE_TAG: self.scope,
                           "mlflow.note.content": "factsweep sweep run: the cells are its child runs; the report, "
                                                  "figures and resolved sweep file are its artifacts"}).info.run_id
             return self.parent_id
         return self._guard("finding the sweep run", go)
 
     def close_stale(self) -> None:
-        """A sweep run left RUNNING by a killed driver is marked KILLED (the sweep's lock proves no
-        other driver of it is alive)."""
+        """The scope's sweep run left RUNNING by a killed driver is marked KILLED (the locks of the scope's
+        cells, held by the caller, prove no other driver of it is alive; drivers of other cells have
+        other scopes, and their own sweep runs)."""
         def go():
-            stale = self.client.search_runs([self.experiment_id()], max_results=10, filter_string=(
-                f"tags.`{KIND_TAG}` = 'sweep' and tags.`{SWEEP_TAG}` = '{self.sweep}' and attributes.status = 'RUNNING'"))
-            for run in stale:
+            for run in self._scope_runs(" and attributes.status = 'RUNNING'"):
                 self.client.set_terminated(run.info.run_id, "KILLED")
         self._guard("closing a stale sweep run", go)
 
@@ -354,12 +362,13 @@ class Tracker:
                 self.client.log_artifact(run_id, str(path), "report")
         self._guard("logging the report", go)
 
-    def logged_cells(self) -> set[str] | None:
+    def logged_cells(self, stale_among: set[str] | frozenset[str] | None = None) -> set[str] | None:
         """Cell ids with a finished cell run (None if MLflow cannot be reached); also learns the run
         names in use.
 
         A cell run left unfinished by a killed driver may lack its metrics: it is deleted here so
-        the cell is logged again, whole.
+        the cell is logged again, whole; only among ``stale_among`` (the cells whose locks the caller
+        holds; None: all) since a driver of other cells may be logging one of its own right now.
         """
         def go():
             found, token = set(), None
@@ -371,7 +380,7 @@ class Tracker:
                     if run.info.status == "FINISHED":
                         found.add(run.data.tags.get(CELL_TAG))
                         self.names.add(run.info.run_name)
-                    else:
+                    elif stale_among is None or run.data.tags.get(CELL_TAG) in stale_among:
                         self.client.delete_run(run.info.run_id)
                 token = page.token
                 if not token:

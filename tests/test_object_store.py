@@ -133,3 +133,17 @@ def test_a_driver_away_from_the_head_with_a_local_root_is_refused(tmp_path):
     check_driver_placement(fake_ray("10.0.0.1", "10.0.0.1"), tmp_path / "results")  # on the head
     check_driver_placement(fake_ray("10.0.0.1", "192.168.0.1", node="head"), tmp_path / "results")  # another NIC of it
     check_driver_placement(fake_ray("10.0.0.1", "10.0.0.7"), "s3://bucket/results")  # shared record
+
+
+def test_the_lease_lists_its_drivers_cells_and_a_refusal_names_the_shared_ones(leases):
+    """An object-store lease admits one driver per sweep; it lists the holder's cells, so a refusal says
+    truly whether the second driver's cells overlap (before: "would run the same probes" for other seeds)."""
+    location = open_root(leases.root("cells"))
+    with ObjectLease(location, "s", ttl=30, cells={"a" * 16: "seed=0", "b" * 16: "seed=1"}):
+        with pytest.raises(SweepLocked) as other:
+            ObjectLease(location, "s", ttl=30, cells={"c" * 16: "seed=2"}).__enter__()
+        with pytest.raises(SweepLocked) as shared:
+            ObjectLease(location, "s", ttl=30, cells={"b" * 16: "seed=1", "c" * 16: "seed=2"}).__enter__()
+    assert "on 2 other cell(s), none of these" in str(other.value) and "same probes" not in str(other.value)
+    assert f"pid {os.getpid()} on host {socket.gethostname()} since " in str(shared.value)
+    assert "on 1 of these cells (seed=1) (lease s3://" in str(shared.value), shared.value

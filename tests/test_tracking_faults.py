@@ -13,7 +13,9 @@ from mlflow.tracking import MlflowClient
 
 from orchestrator.cli import main
 from orchestrator.store import Store
-from orchestrator.tracking import CELL_TAG, KIND_TAG, SWEEP_TAG, Tracker, default_uri
+from orchestrator.scope import Scope
+from orchestrator.spec import load_spec
+from orchestrator.tracking import CELL_TAG, KIND_TAG, SCOPE_TAG, SWEEP_TAG, Tracker, default_uri
 from sweep_files import synthetic_sweep
 
 REPO = Path(__file__).resolve().parents[1]
@@ -69,7 +71,7 @@ def test_a_cell_is_never_logged_twice(tmp_path):
 
 
 def test_next_run_closes_a_sweep_run_a_killed_driver_left_running(ray_session, tmp_path, capsys):
-    """The sweep run is reused by every invocation; one a killed driver left RUNNING is closed KILLED
+    """The sweep run is reused by every invocation of its scope; one a killed driver left RUNNING is closed KILLED
     by the next run (the sweep's lock proves it stale), whether that run has work or not."""
     path = sweep(tmp_path, "orphans")
     root = tmp_path / "results"
@@ -81,9 +83,11 @@ def test_next_run_closes_a_sweep_run_a_killed_driver_left_running(ray_session, t
     assert main(["run", str(path)]) == 0  # nothing to run, but the stale run is closed
     states = {r.data.tags[SWEEP_TAG]: r.info.status for r in runs_of(root, "orphans", "sweep")}
     assert states == {"orphans": "KILLED", "another-sweep": "RUNNING"}, states
-    assert main(["run", str(path), "fixed.num_probes=3"]) == 0  # new cells: the same sweep run, finished
-    states = {r.data.tags[SWEEP_TAG]: r.info.status for r in runs_of(root, "orphans", "sweep")}
-    assert states == {"orphans": "FINISHED", "another-sweep": "RUNNING"}, states
+    assert main(["run", str(path), "fixed.num_probes=3"]) == 0  # other cells: a sweep run of their own scope
+    scoped = Scope.of_spec(load_spec(path, ["fixed.num_probes=3"])).report_name
+    states = {r.data.tags.get(SCOPE_TAG, r.data.tags[SWEEP_TAG]): r.info.status for r in runs_of(root, "orphans", "sweep")}
+    assert scoped.startswith("orphans@") and states == {"orphans": "KILLED", scoped: "FINISHED",
+                                                        "another-sweep": "RUNNING"}, states
 
 
 CREATE = """

@@ -21,7 +21,7 @@ import numpy as np
 from factmlp.editing import Bench, LMConfig, choose_edits, make_task, swap, train_lm
 from factmlp.editing.task import TEMPLATES
 from factmlp.editing.tuning import GRIDS, describe, split_facts, tuned_edit
-from factmlp.experiments.verdicts import DIFFERENCE, FRACTION, against, by, fmt, paired, seeds_of, summary
+from factmlp.experiments.verdicts import DIFFERENCE, against, by, fmt, paired, seeds_of, summary
 from factmlp.experiments import captions
 from orchestrator.experiment import Experiment, FigureSpec, ParamError
 from factmlp.experiments.sweep_params import Param, method_options, method_params

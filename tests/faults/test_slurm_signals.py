@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import re
+import shlex
 import signal
 import subprocess
 import sys
@@ -41,7 +42,8 @@ def test_sigterm_and_sigusr1_stop_like_ctrl_c_and_the_rerun_resumes(tmp_path, sh
     out, err = driver.communicate(timeout=60)
     assert driver.returncode == 130 and "Traceback" not in err, (driver.returncode, err)
     assert re.fullmatch(r"factsweep: interrupted: \d+ probes recorded, [01] of 2 cells of sweep stopped done; "
-                        r"`factsweep run \S+` again resumes from there\n", err), err
+                        rf"`{re.escape(shlex.join(['factsweep', 'run', str(path), shared_tracking, '--inline']))}` "
+                        r"again resumes from there\n", err), err
 
     before = len(store.load("probes", "stopped"))
 
