@@ -146,7 +146,8 @@ class SweepRun:
                 self.bar.begin()
                 self.drive(executor, todo)
             self.end("finished")
-            self.tracker.describe(self.spec, self.counts() if todo else None)
+            if todo:  # a no-op resume leaves MLflow (and the sweep run's state) as it is
+                self.tracker.describe(self.spec, self.counts())
             self.tracker.finish()
         except BaseException as e:  # a StorageError (disk full) mid-sweep: what was recorded stays, the rest reruns
             self.tracker.finish("FAILED" if isinstance(e, Exception) else "KILLED")
