@@ -3,8 +3,9 @@
 Experiment = sweep. One *sweep run* per sweep, reused by every invocation (tags name the latest
 invocation, its overrides, profile and code version; artifacts hold the resolved sweep file, the
 report and its figures). One *cell run* per finished cell under it, named by the parameters that
-tell the cells apart: params = the cell's config, metrics = its results (so the runs table shows
-them as columns), and the probe trajectory as one metric against its probe parameter (accuracy
+tell the cells apart, ending with its seed: params = the parts of the cell's config that apply to it,
+metrics = its results rounded for reading (``orchestrator.dashboard``; so the runs table shows them as
+columns), and the probe trajectory as one metric against its probe parameter (accuracy
 against width: step = width). The experiment opens on MLflow's model-training pages with a shared
 view of the cell runs (``orchestrator.dashboard``).
 
