@@ -68,7 +68,8 @@ def _print_report(scope, *, log: bool = True) -> None:
     pictures, md, table = write_report(scope)
     if log:  # the sweep run's artifacts follow the newest report
         tracker = tracker_for(scope.spec) if scope.spec else Tracker(default_uri(scope.root), scope.sweep, scope.root)
-        tracker.log_report([md] + pictures)
+        cells = scope.load(Store(scope.root), "cells")
+        tracker.log_report([md] + pictures, cells, scope.varying(cells))
     print(f"{scope.sweep}: {scope.label}")
     print(text(table))
     line = _others_line(scope, Store(scope.root))
@@ -116,12 +117,13 @@ def rerun_command(spec, args, *flags: str) -> str:
 def ui_hint(spec) -> str:
     """Where this sweep's MLflow runs are: the tracking server, or the exact `factsweep ui` call."""
     uri = redact(spec.tracking_uri) if spec.tracking_uri else None  # credentials are never printed
+    from orchestrator.dashboard import home_url
     if uri and uri.startswith(("http://", "https://")):
-        return f"the runs are on the tracking server {uri}"
+        return f"the runs are on the tracking server {home_url(uri)}"
     if uri:
-        return f"`factsweep ui --uri {uri}` serves the runs at http://127.0.0.1:5000"
+        return f"`factsweep ui --uri {uri}` serves the runs at {home_url('http://127.0.0.1:5000')}"
     root = "" if Path(spec.results_root) == Path("results") else f" --root {spec.results_root}"
-    return f"`factsweep ui{root}` serves the runs at http://127.0.0.1:5000"
+    return f"`factsweep ui{root}` serves the runs at {home_url('http://127.0.0.1:5000')}"
 
 
 def _plan_rows(scope, plans) -> list[dict]:

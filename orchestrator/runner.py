@@ -104,6 +104,7 @@ def _tracked(spec: Spec, row: dict) -> dict:
     config = {k: row[k] for k in params if is_set(row.get(k))}  # a cell's own parameters only
     summary = {k: v for k, v in row.items() if k not in params and k not in ("cell_id", "experiment", "sweep")}
     return {"cell_id": row["cell_id"], "config": config, "summary": summary, "name_keys": name_keys(spec),
+            "varying": spec.varying,
             "trajectory": spec.experiment.trajectory, "invocation_id": row.get("invocation_id"),
             "code_version": row.get("code_version")}
 
@@ -156,6 +157,8 @@ class SweepRun:
                 self.bar.begin()
                 self.drive(executor, todo)
             self.end("finished")
+            if todo:  # a no-op resume leaves MLflow (and the sweep run's state) as it is
+                self.tracker.describe(self.spec, self.counts())
             self.tracker.finish()
         except BaseException as e:  # a StorageError (disk full) mid-sweep: what was recorded stays, the rest reruns
             self.tracker.finish("FAILED" if isinstance(e, Exception) else "KILLED")
@@ -167,6 +170,13 @@ class SweepRun:
         return RunReport(len(self.plans), states.count(planning.DONE), states.count(planning.FAILED),
                          self.probes_run, self.probes_failed, time.perf_counter() - self.start,
                          not self.tracker.failed)
+
+    def counts(self) -> dict:
+        """The sweep run's summary metrics after this invocation."""
+        states = [c.state for c in self.plans]
+        return {"cells": len(self.plans), "cells_done": states.count(planning.DONE),
+                "cells_failed": states.count(planning.FAILED), "probes_run": self.probes_run,
+                "probes_failed": self.probes_failed, "seconds": round(time.perf_counter() - self.start, 1)}
 
     def plan(self, retry_failed: bool) -> list[planning.CellPlan]:
         """The plan, read from the records (nothing is written yet); returns the cells that still need

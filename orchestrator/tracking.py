@@ -4,8 +4,9 @@ Experiment = sweep. One *sweep run* per scope (``orchestrator.scope``: the file 
 with overrides that change its cells, tagged ``factsweep.scope``), reused by every invocation of that
 scope (tags name the latest invocation, its overrides, profile and code version; artifacts hold the
 resolved sweep file, the report and its figures). One *cell run* per finished cell under it, named by the parameters that
-tell the cells apart: params = the cell's config, metrics = its results (so the runs table shows
-them as columns), and the probe trajectory as one metric against its probe parameter (accuracy
+tell the cells apart, ending with its seed: params = the parts of the cell's config that apply to it,
+metrics = its results rounded for reading (``orchestrator.dashboard``; so the runs table shows them as
+columns), and the probe trajectory as one metric against its probe parameter (accuracy
 against width: step = width). The experiment opens on MLflow's model-training pages with a shared
 view of the cell runs (``orchestrator.dashboard``).
 
@@ -107,7 +108,8 @@ def create_sqlite_store(path: Path) -> None:
         from mlflow.tracking import MlflowClient
         tidy = _mlflow_opening(uri)
         try:
-            MlflowClient(tracking_uri=uri).search_experiments(max_results=1)  # builds the schema
+            client = MlflowClient(tracking_uri=uri)  # builds the schema, with MLflow's "Default" experiment
+            retire_default(client)
         finally:
             tidy()
         _dispose(uri)
@@ -121,6 +123,16 @@ def create_sqlite_store(path: Path) -> None:
         _dispose(uri)
         for leftover in (tmp, tmp.with_name(tmp.name + "-journal")):
             leftover.unlink(missing_ok=True)
+
+
+def retire_default(client) -> None:
+    """Delete MLflow's "Default" experiment while it holds no run: factsweep logs every sweep to its
+    own experiment, and an empty "Default" at the top of the list is only noise. (Deleted, not
+    dropped: the UI lists active experiments, and MLflow does not create it again.)"""
+    default = client.get_experiment("0")
+    if default is not None and default.lifecycle_stage == "active" and not client.search_runs(
+            ["0"], max_results=1, run_view_type=3):
+        client.delete_experiment("0")
 
 
 def _check_opens(path: Path) -> None:
@@ -246,6 +258,8 @@ class Tracker:
             try:
                 client = MlflowClient(tracking_uri=self.uri)
                 client.search_experiments(max_results=1)
+                if database is not None:  # a shared tracking server's experiments are not ours to tidy
+                    retire_default(client)
             finally:
                 tidy()
         except Exception as e:
@@ -354,13 +368,52 @@ class Tracker:
             path.write_text(text)
             self.client.log_artifact(run_id, str(path))
 
-    def log_report(self, paths: list[Path]) -> None:
-        """The report and its figures as artifacts of the sweep run (a newer report replaces them)."""
+    def log_report(self, paths: list[Path], cells: pd.DataFrame | None = None, varying: tuple[str, ...] = ()) -> None:
+        """The report and its figures as artifacts of the sweep run (a newer report replaces them), the
+        report also as one HTML page with its figures inline (MLflow shows markdown as text), and the
+        charts of the cells (``orchestrator.scaling_chart``, ``orchestrator.parallel``) under ``charts/``."""
+        import tempfile
+
+        from orchestrator import parallel, report_html, scaling_chart
+
         def go():
             run_id = self.sweep_run()
-            for path in paths if run_id else ():
+            if run_id is None:
+                return
+            for path in paths:
                 self.client.log_artifact(run_id, str(path), "report")
+            with tempfile.TemporaryDirectory() as folder:
+                for path in (p for p in paths if p.suffix == ".md"):
+                    page = Path(folder) / f"{path.stem}.html"
+                    page.write_text(report_html.render(path))
+                    self.client.log_artifact(run_id, str(page), "report")
+                if cells is not None and len(cells):
+                    drawn = [scaling_chart.draw(cells, varying, Path(folder) / f"{self.sweep}-by_num_facts.png"),
+                             parallel.draw(cells, varying, Path(folder) / f"{self.sweep}-parallel.png")]
+                    for chart in filter(None, drawn):
+                        self.client.log_artifact(run_id, str(chart), "charts")
         self._guard("logging the report", go)
+
+    def describe(self, spec, counts: dict | None = None) -> None:
+        """The sweep run's own parameters (the file's grid, zip, seeds, search and fixed recipe, as
+        ``grid.d`` = ``[8, 16]``) and, after an invocation that ran, its summary metrics (cells done,
+        failed, probes, seconds). MLflow never changes a logged parameter: a value that differs from
+        the sweep run's (another invocation's overrides) is recorded as the tag ``factsweep.now.<key>``."""
+        def go():
+            from mlflow.entities import Metric, Param, RunTag
+            run_id = self.sweep_run()
+            if run_id is None:
+                return
+            have = self.client.get_run(run_id).data.params
+            wanted = sweep_params(spec)
+            params = [Param(k, v) for k, v in wanted.items() if k not in have]
+            tags = [RunTag(f"factsweep.now.{k}", v) for k, v in wanted.items() if k in have and have[k] != v]
+            now = int(time.time() * 1000)
+            metrics = [Metric(k, float(v), now, 0) for k, v in (counts or {}).items() if _scalar(v) is not None]
+            while params or metrics or tags:
+                self.client.log_batch(run_id, metrics=metrics[:900], params=params[:100], tags=tags[:100])
+                params, metrics, tags = params[100:], metrics[900:], tags[100:]
+        self._guard("describing the sweep run", go)
 
     def logged_cells(self, stale_among: set[str] | frozenset[str] | None = None) -> set[str] | None:
         """Cell ids with a finished cell run (None if MLflow cannot be reached); also learns the run
@@ -408,13 +461,32 @@ class Tracker:
         run = self.client.create_run(self.experiment_id(), run_name=name, tags=tags)
         self.names.add(name)
         now = int(time.time() * 1000)
-        metrics = [Metric(k, v, now, 0) for k, v in ((k, _scalar(v)) for k, v in cell["summary"].items()) if v is not None]
+        metrics = [Metric(k, dashboard.rounded(v), now, 0)
+                   for k, v in ((k, _scalar(v)) for k, v in cell["summary"].items()) if v is not None]
         metrics += _trajectory(probes, cell.get("trajectory", ()), now)
-        params = [Param(k, str(v)[:6000]) for k, v in config.items()]
+        shown = dashboard.shown_params(config, cell.get("varying", ()))
+        params = [Param(k, dashboard.display(v)[:6000]) for k, v in shown.items()]
         while metrics or params:  # MLflow caps one batch at 1000 entities, 100 of them params
             self.client.log_batch(run.info.run_id, metrics=metrics[:900], params=params[:100])
             metrics, params = metrics[900:], params[100:]
         self.client.set_terminated(run.info.run_id, "FINISHED")
+
+
+def sweep_params(spec) -> dict[str, str]:
+    """What the sweep file asks for, as the sweep run's parameters: ``experiment``, ``cells``, and one
+    per entry of its grid, zip, seeds, search and fixed (the recipe) blocks, overrides applied."""
+    raw = spec.raw or {}
+    out = {"experiment": spec.experiment.name, "cells": str(len(spec.cells))}
+    for block in ("grid", "zip", "search", "fixed"):
+        for key, value in (raw.get(block) or {}).items():
+            if isinstance(value, list):
+                text = "[" + ", ".join(dashboard.display(v) for v in value) + "]"
+            else:
+                text = dashboard.display(value)
+            out[f"{block}.{key}"] = text[:6000]
+    if raw.get("seeds") is not None:
+        out["seeds"] = json.dumps(raw["seeds"])[:6000]
+    return out
 
 
 def _trajectory(probes: pd.DataFrame, trajectory: tuple, now: int) -> list:
@@ -427,5 +499,5 @@ def _trajectory(probes: pd.DataFrame, trajectory: tuple, now: int) -> list:
     rows = probes[[x, y]].dropna()
     integral = len(rows) and all(float(v).is_integer() for v in rows[x])
     rows = rows.sort_values(x, kind="stable") if integral else rows.reset_index(drop=True)
-    return [Metric(f"{y}_by_{x}", float(v), now, int(k) if integral else i)
+    return [Metric(f"{y}_by_{x}", dashboard.rounded(float(v)), now, int(k) if integral else i)
             for i, (k, v) in enumerate(zip(rows[x], rows[y])) if _scalar(v) is not None]

@@ -71,6 +71,32 @@ def experiments(base: str) -> list[dict]:
     return [e for e in found if e["name"] != "Default"]
 
 
+def retire_default(base: str) -> None:
+    """Delete the empty "Default" experiment the server made in a store of ours (see
+    ``tracking.retire_default``); one with runs someone logged there stays."""
+    found = _get(f"{base}/api/2.0/mlflow/experiments/search", {"max_results": 1000}).get("experiments", [])
+    if any(e["experiment_id"] == "0" for e in found) and not _get(
+            f"{base}/api/2.0/mlflow/runs/search", {"experiment_ids": ["0"], "max_results": 1,
+                                                   "run_view_type": "ALL"}).get("runs"):
+        _get(f"{base}/api/2.0/mlflow/experiments/delete", {"experiment_id": "0"})
+
+
+def links(base: str, experiment: dict) -> list[str]:
+    """The lines that lead to one sweep: its cell runs' table and, when it has one, its sweep run (the
+    report, charts and summary), each in the model-training view."""
+    eid = experiment["experiment_id"]
+    lines = [f"  {experiment['name']}: {dashboard.url(base, eid)}"]
+    try:
+        runs = _get(f"{base}/api/2.0/mlflow/runs/search", {"experiment_ids": [eid], "max_results": 5, "filter":
+                    "tags.`factsweep.kind` = 'sweep'"}).get("runs", [])
+    except (urllib.error.URLError, OSError, ValueError):
+        runs = []
+    for run in runs:
+        lines.append(f"    sweep run {run['info'].get('run_name', '')}: "
+                     f"{dashboard.run_url(base, eid, run['info']['run_id'])}")
+    return lines
+
+
 # The watcher: runs the server in its (new) process group and ends the group when the pipe on fd argv[1]
 # reaches end of file (its parent is gone, however it died), on SIGTERM or SIGHUP; exits with the server's status.
 WATCHER = """
@@ -155,7 +181,7 @@ def serve(uri: str, artifacts: Path, host: str, port: int, *, out=sys.stdout) ->
         except (urllib.error.URLError, OSError, ValueError) as e:
             raise UiError(f"cannot reach the tracking server {redact(uri)} ({redact(str(e))}); allowed: a running MLflow server") from None
         for e in found:
-            print(f"  {e['name']}: {redact(dashboard.url(uri, e['experiment_id']))}", file=out)
+            print("\n".join(redact(line) for line in links(uri.rstrip("/"), e)), file=out)
         return 0
     check_port(host, port)
     check_store(uri)
@@ -167,10 +193,11 @@ def serve(uri: str, artifacts: Path, host: str, port: int, *, out=sys.stdout) ->
     previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGHUP)}  # a closed terminal too
     try:
         server.wait_ready()
-        print(f"MLflow UI for {redact(uri)} at {server.base}  (Ctrl-C stops it)", file=out)
+        retire_default(server.base)
+        print(f"MLflow UI for {redact(uri)} at {dashboard.home_url(server.base)}  (Ctrl-C stops it)", file=out)
         found = experiments(server.base)
         for e in found:
-            print(f"  {e['name']}: {dashboard.url(server.base, e['experiment_id'])}", file=out)
+            print("\n".join(links(server.base, e)), file=out)
         print(f"{len(found)} sweep(s) in this store", file=out)
         out.flush()
         return server.process.wait()

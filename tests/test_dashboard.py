@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from orchestrator import dashboard
 from orchestrator.runner import run_sweep
 from orchestrator.spec import load_spec
 from servers import free_port
@@ -98,6 +99,23 @@ def test_runs_table_shows_params_and_metrics_and_the_sweep_run_holds_the_report(
         names = [r["info"]["run_name"] for r in runs]
         assert len(set(names)) == len(names)
         sweep_run = runs[kinds.index("sweep")]["info"]["run_id"]
+        links = [m.group(1) for line in lines for m in [re.search(r"(http://\S+)", line)] if m]
+        assert len(links) == 3 and all("?workflowType=machine_learning" in link for link in links), lines
+        assert f"/runs/{sweep_run}?" in links[2]  # the sweep run's own page
+        active = post(f"{base}/api/2.0/mlflow/experiments/search", {"max_results": 100})["experiments"]
+        assert [e["name"] for e in active] == ["dash"]  # no empty "Default" beside the sweep
+        cells = [r for r, kind in zip(runs, kinds) if kind == "cell"]
+        assert all(r["info"]["run_name"].endswith(" seed=0") for r in cells), names
+        gd = next(r for r in cells if r["info"]["run_name"].startswith("gd "))
+        gd_params = {p["key"]: p["value"] for p in gd["data"]["params"]}
+        assert gd_params["gd_lr"] == "0.02" and gd_params["geometry"] == "spherical"
+        assert not [k for k in gd_params if k in ("beta", "spike_on", "kappa") or k.startswith(("llm_", "hebbian"))]
+        summary = runs[kinds.index("sweep")]["data"]
+        sweep_params = {p["key"]: p["value"] for p in summary["params"]}
+        assert sweep_params["grid.method"] == "[gd, hebbian_whitened]" and sweep_params["search.strategy"] == "kary"
+        assert sweep_params["fixed.gd_epochs"] == "300" and sweep_params["cells"] == "4"
+        sweep_metrics = {m["key"]: m["value"] for m in summary["metrics"]}
+        assert sweep_metrics["cells_done"] == 4 and sweep_metrics["cells_failed"] == 0 and sweep_metrics["probes_run"] > 0
 
         ARTIFACTS.mkdir(parents=True, exist_ok=True)
         with sync_playwright() as p:
@@ -111,15 +129,45 @@ def test_runs_table_shows_params_and_metrics_and_the_sweep_run_holds_the_report(
             header = page.inner_text("body")
             for column in ("Parameters", "Metrics", "method", "d", "num_facts", "min_width", "params"):
                 assert re.search(rf"(^|\n){re.escape(column)}(\n|$)", header), f"no column {column!r}"
-            assert "hebbian_whitened num_facts=16" in header  # readable, unique run names
-            page.goto(f"{base}/#/experiments/{eid}/runs/{sweep_run}/artifacts")
-            page.get_by_text("report", exact=True).first.click(timeout=60_000)
-            page.get_by_text("dash.md", exact=True).first.wait_for(timeout=30_000)
-            text = page.inner_text("body")
-            page.screenshot(path=str(ARTIFACTS / "dashboard-artifacts.png"))
+            assert "hebbian_whitened num_facts=16 seed=0" in header  # readable, unique run names
+            page.evaluate("document.querySelector('input[value=CHART]').click()")  # the saved chart cards
+            page.get_by_text("Parallel Coordinates").first.wait_for(timeout=30_000)
+            page.get_by_text("num_facts vs. min_width").first.wait_for(timeout=10_000)
+            page.screenshot(path=str(ARTIFACTS / "mlflow-charts.png"))
+
+            fresh = chromium.new_page(viewport={"width": 1600, "height": 1000})  # no stored workflow choice
+            fresh.add_init_script(QUIET_ASSISTANT)
+            fresh.goto(links[2])
+            fresh.get_by_text("Model metrics", exact=True).first.wait_for(timeout=60_000)
+            fresh.get_by_text("grid.method", exact=True).first.wait_for(timeout=30_000)
+            run_page = fresh.inner_text("body")
+            assert "Observability" not in run_page and "Evaluation runs" not in run_page  # not the GenAI menus
+            fresh.screenshot(path=str(ARTIFACTS / "mlflow-sweep-run.png"))
+            fresh.goto(dashboard.run_url(base, eid, gd["info"]["run_id"]))
+            fresh.get_by_text("gd_lr", exact=True).first.wait_for(timeout=60_000)
+            cell_page = fresh.inner_text("body")
+            assert gd["info"]["run_name"] in cell_page and "spike_on" not in cell_page
+            fresh.screenshot(path=str(ARTIFACTS / "mlflow-cell-run.png"))
+
+            fresh.goto(links[2].replace("?", "/artifacts?"))
+            fresh.get_by_text("report", exact=True).first.click(timeout=60_000)
+            fresh.get_by_text("dash.md", exact=True).first.wait_for(timeout=30_000)
+            text = fresh.inner_text("body")
+            fresh.screenshot(path=str(ARTIFACTS / "dashboard-artifacts.png"))
+            fresh.get_by_text("dash.html", exact=True).first.click(timeout=30_000)
+            pictures = fresh.frame_locator("iframe").first.locator("img")  # the report renders in a frame
+            pictures.nth(1).wait_for(timeout=30_000)
+            shown = []
+            for _ in range(40):
+                shown = pictures.evaluate_all("images => images.map(i => i.complete ? i.naturalWidth : 0)")
+                if all(shown):
+                    break
+                time.sleep(0.5)
+            fresh.screenshot(path=str(ARTIFACTS / "mlflow-sweep-report.png"))
+            assert len(shown) >= 2 and all(width > 100 for width in shown), shown  # figures, not link text
             chromium.close()
         assert "dash-facts_vs_params.png" in text and "dash-facts_vs_params.pdf" in text
-        assert "sweep.resolved.yaml" in text
+        assert "sweep.resolved.yaml" in text and "charts" in text
 
         before = len(runs)
         assert main(["run", str(path)]) == 0  # a no-op resume

@@ -126,7 +126,7 @@ def test_two_first_runs_create_the_database_together(tmp_path):
     assert all(out == "" for _, out in outputs), outputs
     assert sorted(p.name for p in root.iterdir()) == ["mlflow.db"], "a temporary database was left behind"
     client = MlflowClient(default_uri(root))
-    assert sorted(e.name for e in client.search_experiments()) == ["Default", "a", "b"]
+    assert sorted(e.name for e in client.search_experiments()) == ["a", "b"]  # and no empty "Default" (retired on creation)
 
 
 def test_two_sweeps_sharing_an_experiment_each_log_every_cell(tmp_path, capsys):
