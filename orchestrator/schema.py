@@ -98,7 +98,8 @@ def as_timestamp(column) -> pa.ChunkedArray:
     if kind == TIMESTAMP:
         return column
     if pa.types.is_timestamp(kind):
-        return pc.cast(column if kind.tz else pc.assume_timezone(column, "UTC"), TIMESTAMP)
+        utc = column if kind.tz else pc.assume_timezone(column, "UTC")
+        return pc.cast(utc, TIMESTAMP, safe=False)  # nanoseconds (pandas' own) cut to the column's microseconds
     if pa.types.is_null(kind):
         return pc.cast(column, TIMESTAMP)
     if pa.types.is_string(kind) or pa.types.is_large_string(kind):  # epoch seconds or ISO text, as text

@@ -108,8 +108,9 @@ class Store:
         now = pd.Timestamp.now(tz="UTC")
         stamp = {EPOCH: self.epoch} if self.epoch is not None else {}
         frame = pd.DataFrame([{"schema_version": SCHEMA_VERSION, "recorded_at": now, **r, **stamp} for r in rows])
-        if pd.api.types.is_numeric_dtype(frame["recorded_at"]):  # a caller's epoch seconds
-            frame["recorded_at"] = pd.to_datetime(frame["recorded_at"], unit="s", utc=True)
+        if pd.api.types.is_numeric_dtype(frame["recorded_at"]):  # a caller's epoch seconds, to the microsecond
+            micros = (frame["recorded_at"].astype(float) * 1e6).round().astype("int64")  # as old fragments are read
+            frame["recorded_at"] = pd.to_datetime(micros, unit="us", utc=True)
         written = self._write(self._dir(table, sweep), frame, f"part-{time.time_ns():020d}-{uuid.uuid4().hex[:8]}.parquet")
         if self.compacting:
             self._compact_when_piled(table, sweep)
