@@ -150,7 +150,7 @@ def test_tiny_sweep_resumes_logs_mlflow_and_writes_its_report(ray_session, tmp_p
     assert {r.data.tags[CELL_TAG] for r in runs} == set(cells["cell_id"]) and len(runs) == 4
     for run in runs:
         row = cells[cells["cell_id"] == run.data.tags[CELL_TAG]].iloc[0]
-        assert run.data.metrics["margin_min"] == pytest.approx(row["margin_min"])
+        assert run.data.metrics["margin_min"] == pytest.approx(row["margin_min"], rel=5e-4)  # shown to 4 significant figures
     pictures, md, _ = write_report(Scope.of_spec(spec), n_boot=10)
     text = md.read_text()
     assert "## Findings" in text and "γ_min vs width" in text
