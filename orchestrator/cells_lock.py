@@ -24,7 +24,7 @@ import socket
 import uuid
 from pathlib import Path
 
-from orchestrator.lock import SweepLocked, describe, holder_info, next_epoch, read_info
+from orchestrator.lock import SweepLocked, describe, holder_info, next_epoch, read_info, same_file
 from orchestrator.store import storage_error
 
 SHOWN = 4  # cells named in a refusal; the rest are counted
@@ -48,16 +48,9 @@ def _lock(path: Path, mode: int) -> int:
             info = read_info(fd)
             os.close(fd)
             raise Busy(info) from None
-        if _same_file(fd, path):
+        if same_file(fd, path):
             return fd
         os.close(fd)  # removed by its last holder after we opened it: lock the new one
-
-
-def _same_file(fd: int, path: Path) -> bool:
-    try:
-        return os.path.samestat(os.fstat(fd), os.stat(path))
-    except FileNotFoundError:
-        return False
 
 
 def _release(fd: int, path: Path) -> None:

@@ -53,7 +53,7 @@ class SweepLock:
                     os.close(fd)
                     raise SweepLocked(f"sweep {self.sweep!r} is being run by {holder} (lock {self.path}); wait for "
                                       "it to finish, or stop it: a second driver would run the same probes") from None
-                if _same_file(fd, self.path):
+                if same_file(fd, self.path):
                     self._fd = fd
                 else:  # the previous holder removed the file after we opened it: lock the new one
                     os.close(fd)
@@ -85,7 +85,8 @@ class SweepLock:
             self._fd = None
 
 
-def _same_file(fd: int, path: Path) -> bool:
+def same_file(fd: int, path: Path) -> bool:
+    """Whether the open ``fd`` is still the file at ``path`` (its last holder may have removed it)."""
     try:
         return os.path.samestat(os.fstat(fd), os.stat(path))
     except FileNotFoundError:
