@@ -26,7 +26,7 @@ from orchestrator.progress import Progress
 from orchestrator.provenance import finish_invocation, new_invocation
 from orchestrator.scope import Scope
 from orchestrator.spec import Spec, check_recorded_kind
-from orchestrator.store import Store
+from orchestrator.store import EPOCH, Store
 from orchestrator.tracking import Tracker, default_uri
 
 
@@ -326,15 +326,14 @@ def close_stale_invocations(spec: Spec, store: Store, alive: list[dict] = ()) ->
 
 
 def _older(row: dict, epoch: int | None) -> bool:
-    from orchestrator.store import EPOCH
     value = row.get(EPOCH)
     mine = float("inf") if epoch is None else epoch
-    return value is None or value != value or float(value) < mine  # no epoch (or NaN): written before leases
+    return not is_set(value) or float(value) < mine  # no epoch: written before leases
 
 
 def _pid(row: dict) -> str:
     value = row.get("pid")
-    return "None" if value is None or value != value else str(int(value))
+    return str(int(value)) if is_set(value) else "None"
 
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGUSR1)
