@@ -35,7 +35,7 @@ from orchestrator.errors import Unavailable
 from orchestrator.identity import SCHEMA_VERSION
 from orchestrator.location import open_root, transient
 from orchestrator.names import is_name
-from orchestrator.schema import VIEWS, upgrade
+from orchestrator.schema import VIEWS, as_timestamp, upgrade
 
 KEYS = {"probes": "probe_id", "cells": "cell_id", "fits": "fit_id", "invocations": "invocation_id"}
 EPOCH = "lease_epoch"  # the lease (or lock) epoch of the driver that wrote a row: newer drivers win
@@ -108,9 +108,8 @@ class Store:
         now = pd.Timestamp.now(tz="UTC")
         stamp = {EPOCH: self.epoch} if self.epoch is not None else {}
         frame = pd.DataFrame([{"schema_version": SCHEMA_VERSION, "recorded_at": now, **r, **stamp} for r in rows])
-        if pd.api.types.is_numeric_dtype(frame["recorded_at"]):  # a caller's epoch seconds, to the microsecond
-            micros = (frame["recorded_at"].astype(float) * 1e6).round().astype("int64")  # as old fragments are read
-            frame["recorded_at"] = pd.to_datetime(micros, unit="us", utc=True)
+        # now, or a caller's own (epoch seconds, ISO text): one UTC timestamp type, as old fragments are read
+        frame["recorded_at"] = as_timestamp(pa.chunked_array([pa.array(frame["recorded_at"])])).to_pandas()
         written = self._write(self._dir(table, sweep), frame, f"part-{time.time_ns():020d}-{uuid.uuid4().hex[:8]}.parquet")
         if self.compacting:
             self._compact_when_piled(table, sweep)
