@@ -110,7 +110,8 @@ def cmd_run(args) -> int:
 def rerun_command(spec, args, *flags: str) -> str:
     """The `factsweep run` line that resumes this invocation: its file, every override and where it ran
     (--inline, --address), quoted for a POSIX shell, so pasting it runs the same cells."""
-    where = ["--inline"] if args.inline else ["--address", args.address] if args.address else []
+    inline, address = getattr(args, "inline", False), getattr(args, "address", None)  # `plan` has neither
+    where = ["--inline"] if inline else ["--address", address] if address else []
     return shlex.join(["factsweep", "run", spec.source, *spec.overrides, *where, *flags])
 
 
@@ -165,7 +166,7 @@ def cmd_plan(args) -> int:
           f"({c['probes_next']} probes next round), {c['failed']} waiting on failed probes")
     if adopting:
         print(f"{len(adopting)} cell(s) recorded by an older factsweep under other cell ids are these cells with the "
-              f"options added since at their defaults: `factsweep run {spec.source}` adopts them (nothing re-run)")
+              f"options added since at their defaults: `{rerun_command(spec, args)}` adopts them (nothing re-run)")
     else:
         line = _others_line(scope, store)
         if line:
