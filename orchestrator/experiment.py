@@ -11,7 +11,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from orchestrator.search import Prediction, Search
 
 
 class ParamError(ValueError):
@@ -140,9 +143,9 @@ class Experiment:
     run_probes: Callable[[dict, list[dict]], list[dict]]
     summarize: Callable[[dict, list[dict]], dict]
     check: Callable[[dict], None] = lambda cell: None
-    search: Any = None
+    search: Search | None = None
     next_probes: Callable[[dict, list[dict]], list[dict]] | None = None
-    predict: Callable[[dict, list[dict]], Any] | None = None
+    predict: Callable[[dict, list[dict]], Prediction | None] | None = None
     order: Callable[[dict], Any] | None = None  # the order cells start in (e.g. small F first)
     summary_columns: tuple[str, ...] = ()
     aggregates: tuple[str, ...] = ()  # results summarised over seeds (median, range, 95% interval)

@@ -58,8 +58,9 @@ PARAMS = {
 
 
 def largest_facts(observations: dict[int, bool], cell: dict) -> Step:
-    """One setting's search on given observations (next F to probe, largest F stored so far,
-    monotone, the F up to which every probe stored), on multiples of facts_step."""
+    """A setting's search on given observations (next F to probe, largest F stored so far,
+    monotone, the F up to which every probe stored), on multiples of facts_step (both settings
+    search the same range; they differ only in how a row counts as stored)."""
     return FACTS["transformer"].on(cell, observations)
 
 
