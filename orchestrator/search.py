@@ -163,18 +163,17 @@ class _OneValue:
 
     @property
     def params(self) -> dict[str, Param]:
-        declared = {LOW: self.low, HIGH: self.high, ARITY: self.arity, VERIFY: self.verify}
-        return {key: p for key, p in declared.items() if p is not None}
+        return {key: p for key, p in self._declared().items() if key is not None and p is not None}
+
+    def _declared(self) -> dict:
+        """Cell parameter -> its declaration, in the order the parameter tables list them."""
+        return {LOW: self.low, HIGH: self.high, ARITY: self.arity, VERIFY: self.verify}
 
     def observe(self, cell: Mapping[str, Any], rows: Sequence[Mapping[str, Any]],
                 prediction: Prediction | None = None) -> Step:
         observations = {int(r[self.param]): bool(self.success(cell, r)) for r in rows}
         scores = None if self.score is None else {int(r[self.param]): float(self.score(cell, r)) for r in rows}
         return self.on(cell, observations, scores=scores, prediction=prediction)
-
-    def on(self, cell: Mapping[str, Any], observations: Mapping[int, bool], *,
-           scores: Mapping[int, float] | None = None, prediction: Prediction | None = None) -> Step:
-        raise NotImplementedError
 
     def propose(self, state: Step) -> list[dict]:
         return [{self.param: v} for v in state.next]
@@ -371,13 +370,8 @@ class LargestSuccess(_OneValue):
     grid_key: str | None = None
     grid: Param | None = None
 
-    @property
-    def params(self) -> dict[str, Param]:
-        declared = super().params
-        if self.grid_key is not None and self.grid is not None:
-            declared = {k: p for k, p in declared.items() if k != VERIFY} | {self.grid_key: self.grid} | (
-                {VERIFY: self.verify} if self.verify is not None else {})
-        return declared
+    def _declared(self) -> dict:
+        return {LOW: self.low, HIGH: self.high, ARITY: self.arity, self.grid_key: self.grid, VERIFY: self.verify}
 
     def on(self, cell: Mapping[str, Any], observations: Mapping[int, bool], *,
            scores: Mapping[int, float] | None = None, prediction: Prediction | None = None) -> Step:
