@@ -64,8 +64,8 @@ def main() -> None:
     print(f"{'d':>3} {'F':>5} {'plain width':>11} {'probes':>6} {'predicted width':>15} {'probes':>6} {'prediction':>10}")
     for key in sorted(plain):
         p, g = plain[key], guided[key]
-        hint = g.get("predicted_width")
-        shown = "-" if hint is None or hint != hint else f"{hint:.1f}"
+        prediction = g.get("predicted_width")
+        shown = "-" if prediction is None or prediction != prediction else f"{prediction:.1f}"
         print(f"{key[0]:>3} {key[1]:>5} {p['min_width']:>11} {p['num_probes']:>6} {g['min_width']:>15} "
               f"{g['num_probes']:>6} {shown:>10}")
     plain_probes = sum(r["num_probes"] for r in plain.values())

@@ -132,7 +132,7 @@ def _plan_rows(scope, plans) -> list[dict]:
     keys += [k for k in scope.spec.varying if k not in keys]
     predicts = scope.spec.predict and scope.experiment.predict is not None
     return [{**{c: p.config.get(c) for c in keys}, "state": p.state, "probes_recorded": len(p.results),
-             **({"predicted": "" if p.hint is None else f"{p.hint.value:.1f} ±{p.hint.spread:.0%}"} if predicts else {}),
+             **({"predicted": "" if p.prediction is None else f"{p.prediction.value:.1f} ±{p.prediction.spread:.0%}"} if predicts else {}),
              "next": ",".join(str({k: v for k, v in q.items() if k != "probe_id"}) for q in p.next_probes)[:60]}
             for p in plans]
 

@@ -11,7 +11,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from orchestrator.search import Prediction, Search
 
 
 class ParamError(ValueError):
@@ -127,21 +130,22 @@ KINDS = ("points", "curves", "intervals")
 class Experiment:
     """An experiment kind (see the module docstring).
 
-    ``next_probes(cell, results[, hint])``: the probes the cell needs next (``hint``: the search's
-    prediction for this cell, from ``predict(cell, finished)`` over the rows of the cells already
-    finished, or None; only experiments that declare ``predict`` take it). ``search``: the search,
-    whose ``param`` is the probe key a sweep file's ``search.param`` names; its range and arity are
-    the cell parameters ``search_low``, ``search_high``, ``search_arity`` (and ``search_verify``).
+    Which probes a cell needs next comes from exactly one of: ``search``, an
+    ``orchestrator.search.Search`` the orchestrator drives on the cell's recorded rows (its ``param``
+    is the probe key a sweep file's ``search.param`` names; it declares the ``search_*`` parameters
+    it reads, which ``params`` includes), or, for a kind without a search, ``next_probes(cell,
+    results)``. ``predict(cell, finished)``: the search's prediction for a cell from the rows of the
+    cells already finished (an ``orchestrator.search.Prediction``, or None), where its search opens.
     """
 
     name: str
     params: Mapping[str, Param]
-    next_probes: Callable[..., list[dict]]
     run_probes: Callable[[dict, list[dict]], list[dict]]
     summarize: Callable[[dict, list[dict]], dict]
     check: Callable[[dict], None] = lambda cell: None
-    search: Any = None
-    predict: Callable[[dict, list[dict]], Any] | None = None
+    search: Search | None = None
+    next_probes: Callable[[dict, list[dict]], list[dict]] | None = None
+    predict: Callable[[dict, list[dict]], Prediction | None] | None = None
     order: Callable[[dict], Any] | None = None  # the order cells start in (e.g. small F first)
     summary_columns: tuple[str, ...] = ()
     aggregates: tuple[str, ...] = ()  # results summarised over seeds (median, range, 95% interval)
@@ -161,6 +165,10 @@ class Experiment:
     # Parameters whose value names a file the cell reads: its bytes' sha256 is recorded on every row as
     # ``<param>_sha256`` and checked when the sweep resumes (a cell's id covers the path, not the bytes).
     input_files: tuple[str, ...] = ()
+
+    def __post_init__(self):
+        if (self.search is None) == (self.next_probes is None):
+            raise TypeError(f"experiment {self.name}: declare exactly one of search and next_probes")
 
     def resolve(self, cell: Mapping[str, Any]) -> dict:
         """Fill defaults, coerce types and check values; raise ParamError on bad input (KeyError for

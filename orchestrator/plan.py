@@ -14,7 +14,8 @@ import pandas as pd
 
 from orchestrator.errors import SpecError
 from orchestrator.identity import cell_id, probe_id
-from orchestrator.search import Prediction
+from orchestrator.experiment import Experiment
+from orchestrator.search import Prediction, prediction_columns, recorded_prediction
 from orchestrator.spec import Spec
 from orchestrator.store import Store
 
@@ -30,7 +31,7 @@ class CellPlan:
     results: list[dict] = field(default_factory=list)
     failures: dict[str, str] = field(default_factory=dict)  # probe id -> error message
     next_probes: list[dict] = field(default_factory=list)
-    hint: Prediction | None = None  # where the search opened its first round (see Experiment.predict)
+    prediction: Prediction | None = None  # where the search opened its first round (see Experiment.predict)
     inputs: dict[str, str] = field(default_factory=dict)  # <param>_sha256 of each file the cell reads
 
     @property
@@ -50,26 +51,30 @@ def _clean(row: dict) -> dict:
 
 
 def advance(spec: Spec, cell: CellPlan, finished: list[dict] | None = None) -> None:
-    """Recompute the cell's next probes from its results (the experiment's pure search). A cell with
-    nothing recorded yet first gets its prediction from ``finished`` (rows of finished cells), when
-    the experiment predicts and the sweep file does not turn it off (``search.predict: false``)."""
+    """Recompute the cell's next probes from its results (``next_probes``). A cell with nothing
+    recorded yet first gets its prediction from ``finished`` (rows of finished cells), when the
+    experiment predicts and the sweep file does not turn it off (``search.predict: false``)."""
     if not cell.results and finished is not None and spec.predict and spec.experiment.predict:
-        cell.hint = spec.experiment.predict(cell.config, finished)
-    args = (cell.config, cell.results) + ((cell.hint,) if spec.experiment.predict else ())
-    cell.next_probes = [{**p, "probe_id": probe_id(cell.cell_id, p)} for p in spec.experiment.next_probes(*args)]
+        cell.prediction = spec.experiment.predict(cell.config, finished)
+    probes = next_probes(spec.experiment, cell.config, cell.results, cell.prediction)
+    cell.next_probes = [{**p, "probe_id": probe_id(cell.cell_id, p)} for p in probes]
 
 
-def hint_fields(spec: Spec, hint: Prediction | None) -> dict:
+def next_probes(experiment: Experiment, config: dict, results: list[dict],
+                prediction: Prediction | None = None) -> list[dict]:
+    """The probes a cell needs next, a pure function of its recorded rows: the experiment's search
+    driven through the ``Search`` protocol (observe the rows, propose unless done), or, for a kind
+    without a search, its own ``next_probes``."""
+    search = experiment.search
+    if search is None:
+        return experiment.next_probes(config, results)
+    state = search.observe(config, results, prediction)
+    return [] if search.done(state) else search.propose(state)
+
+
+def prediction_fields(spec: Spec, prediction: Prediction | None) -> dict:
     """What a probe row records of its cell's prediction, so a resumed cell continues the same search."""
-    if hint is None:
-        return {}
-    return {f"predicted_{spec.experiment.search.param}": hint.value, "prediction_spread": hint.spread}
-
-
-def _recorded_hint(spec: Spec, rows: list[dict]) -> Prediction | None:
-    key = f"predicted_{getattr(spec.experiment.search, 'param', '')}"
-    first = next((r for r in rows if key in r), None)
-    return None if first is None else Prediction(float(first[key]), float(first.get("prediction_spread", 0.25)))
+    return prediction_columns(spec.experiment.search.param, prediction) if prediction is not None else {}
 
 
 def _sha256(path: str, cache: dict) -> str:
@@ -128,7 +133,8 @@ def build_plan(spec: Spec, store: Store, finished: list[dict] | None = None) -> 
                 cell.results.append(row)
             else:
                 cell.failures[row["probe_id"]] = row.get("error", "")
-        cell.hint = _recorded_hint(spec, cell.results)
+        if spec.experiment.search is not None:
+            cell.prediction = recorded_prediction(spec.experiment.search.param, cell.results)
         advance(spec, cell, finished)
         plans.append(cell)
     return plans

@@ -259,7 +259,7 @@ class SweepRun:
     def record(self, cell: planning.CellPlan, rows: list[dict]) -> None:
         """A finished task's rows: to Parquet at once, then into the cell's results or failures."""
         spec = self.spec
-        extra = {**planning.hint_fields(spec, cell.hint), **cell.inputs, **_made_by(self.invocation)}
+        extra = {**planning.prediction_fields(spec, cell.prediction), **cell.inputs, **_made_by(self.invocation)}
         self.store.append("probes", spec.name, [{"cell_id": cell.cell_id, "experiment": spec.experiment.name,
                                                  **cell.config, **r, **extra} for r in rows])
         for r in rows:

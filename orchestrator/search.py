@@ -1,8 +1,14 @@
 """Searches inside a cell: what to probe next, decided only by what the cell has recorded.
 
-Being pure functions of the recorded outcomes, a killed sweep resumes from its last recorded probe
-with nothing redone, and a round may propose several values at once (a batched GD trainer then
-evaluates them together). Two searches serve every experiment:
+An experiment declares its search (``Experiment.search``) and the orchestrator drives it through
+the ``Search`` protocol (``orchestrator.plan.advance``): ``observe`` the cell's recorded probe rows
+(and its prediction, if any), ``propose`` the next probes, ``done`` when none is left. The state is
+a pure function of the recorded rows, so a killed sweep resumes from its last recorded probe with
+nothing redone, and a round may propose several values at once (a batched GD trainer then
+evaluates them together). A search declares its own cell parameters (``search_low``,
+``search_high``, ``search_arity``, ``search_verify``; the experiment gives their defaults and docs)
+and the experiment supplies only what is its own: whether a recorded row succeeded and its score.
+Two searches serve every experiment, and ``Independent`` runs one per value of a probe key:
 
 - ``SmallestSuccess``: the smallest value in [low, high] that succeeds (the minimum hidden width
   that stores F facts), with a verification round above the answer and, when a prediction is
@@ -19,9 +25,18 @@ past d(d+1)/2 hidden units), so the search stops there instead of walking to ``h
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from statistics import NormalDist
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from orchestrator.experiment import Param
+
+# The cell parameters a search reads: its range, values per round and verification round.
+LOW, HIGH, ARITY, VERIFY = "search_low", "search_high", "search_arity", "search_verify"
+# The probe-row column holding a prediction's spread (its value: ``predicted_<param>``).
+SPREAD_COLUMN = "prediction_spread"
 
 
 # Below this belief in the remaining bracket the prediction has missed, and the search stops using it.
@@ -67,6 +82,22 @@ class Prediction:
         return 0.0 if v <= 0 else NormalDist().cdf(math.log(v / self.value) / self._sigma())
 
 
+def prediction_columns(param: str, prediction: Prediction | None) -> dict:
+    """What a probe row records of its cell's prediction (``predicted_<param>``, ``prediction_spread``),
+    so a resumed cell opens the same search again."""
+    if prediction is None:
+        return {}
+    return {f"predicted_{param}": prediction.value, SPREAD_COLUMN: prediction.spread}
+
+
+def recorded_prediction(param: str, rows: Sequence[Mapping]) -> Prediction | None:
+    """The prediction a cell's recorded rows carry (``prediction_columns``), None if they carry none."""
+    first = next((r for r in rows if f"predicted_{param}" in r), None)
+    if first is None:
+        return None
+    return Prediction(float(first[f"predicted_{param}"]), float(first.get(SPREAD_COLUMN, Prediction.spread)))
+
+
 @dataclass(frozen=True)
 class Step:
     """``next`` empty means done. ``answer`` None when nothing in range succeeded. ``stable`` (with
@@ -83,6 +114,72 @@ class Step:
     @property
     def done(self) -> bool:
         return not self.next
+
+
+class Search(Protocol):
+    """What the orchestrator drives inside a cell: ``observe`` the cell's recorded probe rows (a pure
+    function of them, so a resumed cell is where it stopped), ``propose`` the probes to run next,
+    ``done`` when there are none. ``param``: the probe key searched (a sweep file's ``search.param``;
+    a prediction is recorded as ``predicted_<param>``). ``params``: the cell parameters it reads."""
+
+    param: str
+
+    @property
+    def params(self) -> dict[str, Param]: ...
+
+    def observe(self, cell: Mapping[str, Any], rows: Sequence[Mapping[str, Any]],
+                prediction: Prediction | None = None) -> Any:
+        """The state after ``rows`` (``prediction``: where the cell's search opens, or None)."""
+
+    def propose(self, state: Any) -> list[dict]:
+        """The probes to run next; empty once ``done``."""
+
+    def done(self, state: Any) -> bool: ...
+
+
+def _succeeded(cell: Mapping, row: Mapping) -> bool:
+    """A probe row's own verdict (its ``success`` column): the default outcome of a search."""
+    return bool(row["success"])
+
+
+@dataclass(frozen=True)
+class _OneValue:
+    """The ``Search`` protocol over one integer probe key ``param``, shared by SmallestSuccess and
+    LargestSuccess (each adds its ``step`` on observed values and ``on``, the step with a cell's range).
+
+    ``success(cell, row)``: whether a recorded probe succeeded (default: its ``success`` column);
+    ``score(cell, row)``: how close it came (None: no score). ``low``, ``high``, ``arity``, ``verify``:
+    the declarations of ``search_low`` … ``search_verify`` (the experiment gives defaults and docs); a
+    search made without them (a benchmark calling ``step`` directly) declares none.
+    """
+
+    param: str
+    low: Param | None = None
+    high: Param | None = None
+    arity: Param | None = None
+    verify: Param | None = None
+    success: Callable[[Mapping, Mapping], bool] = _succeeded
+    score: Callable[[Mapping, Mapping], float] | None = None
+
+    @property
+    def params(self) -> dict[str, Param]:
+        return {key: p for key, p in self._declared().items() if key is not None and p is not None}
+
+    def _declared(self) -> dict:
+        """Cell parameter -> its declaration, in the order the parameter tables list them."""
+        return {LOW: self.low, HIGH: self.high, ARITY: self.arity, VERIFY: self.verify}
+
+    def observe(self, cell: Mapping[str, Any], rows: Sequence[Mapping[str, Any]],
+                prediction: Prediction | None = None) -> Step:
+        observations = {int(r[self.param]): bool(self.success(cell, r)) for r in rows}
+        scores = None if self.score is None else {int(r[self.param]): float(self.score(cell, r)) for r in rows}
+        return self.on(cell, observations, scores=scores, prediction=prediction)
+
+    def propose(self, state: Step) -> list[dict]:
+        return [{self.param: v} for v in state.next]
+
+    def done(self, state: Step) -> bool:
+        return state.done
 
 
 def _as_int(value, what: str) -> int:
@@ -128,19 +225,24 @@ def _spread(start: int, stop: int, n: int) -> set[int]:
 
 
 @dataclass(frozen=True)
-class SmallestSuccess:
-    """The smallest value in [low, high] that succeeds (bisection for arity 1, k-ary otherwise)."""
+class SmallestSuccess(_OneValue):
+    """The smallest value in [low, high] that succeeds (bisection for arity 1, k-ary otherwise), e.g.
+    of the probe key "width"."""
 
-    param: str  # the probe key it searches, e.g. "width"
+    def on(self, cell: Mapping[str, Any], observations: Mapping[int, bool], *,
+           scores: Mapping[int, float] | None = None, prediction: Prediction | None = None) -> Step:
+        """``step`` with the cell's search parameters."""
+        return self.step(observations, cell[LOW], cell[HIGH], cell[ARITY], verify=cell[VERIFY],
+                         prediction=prediction, scores=scores)
 
     def step(self, observations: Mapping[int, bool], low: int, high: int, arity: int = 1, *, verify: bool = False,
-             predicted: Prediction | None = None, scores: Mapping[int, float] | None = None) -> Step:
+             prediction: Prediction | None = None, scores: Mapping[int, float] | None = None) -> Step:
         """The bracket is (largest failure below the smallest success, smallest success]. Values are
         spread geometrically over a wide bracket and evenly over a narrow one; the top of the range is
         probed only once the bracket below it is narrow (a value far above the answer is never tried).
         Non-monotone observations are flagged and the search still brackets the smallest success.
 
-        ``predicted`` (e.g. from the cells already finished): the first round probes the arity
+        ``prediction`` (e.g. from the cells already finished): the first round probes the arity
         values that split the prediction's belief into equal parts (its median for arity 1, its
         quartiles for arity 3); afterwards, while the belief puts at least ``TRUSTED_MASS`` on the
         values the answer can still take, one value per round at the belief's median among them
@@ -175,8 +277,8 @@ class SmallestSuccess:
                 return Step((), best, monotone, _stable(observations))
             want, stable = _verify(observations, min(high, 2 * best))
             return Step(tuple(sorted(want)), best, monotone, stable)
-        if predicted is not None and 0 < predicted.value < math.inf:
-            picks = _predicted(inside, low, high, arity, predicted, best, below)
+        if prediction is not None and 0 < prediction.value < math.inf:
+            picks = _around_prediction(inside, low, high, arity, prediction, best, below)
         elif best is not None:
             picks = _spread(start, top, arity)
         elif high > 2 * start:  # nothing succeeded yet: gallop over the lower half of the log range
@@ -190,15 +292,15 @@ class SmallestSuccess:
         return Step(tuple(sorted(picks)), best, monotone)
 
 
-def _predicted(inside: dict[int, bool], low: int, high: int, arity: int, predicted: Prediction, best,
+def _around_prediction(inside: dict[int, bool], low: int, high: int, arity: int, prediction: Prediction, best,
                below) -> set[int]:
     """The next values of a search opened around a prediction (see ``SmallestSuccess.step``)."""
     if not inside:  # the first round: the quantiles that split the belief into arity + 1 equal parts
-        return {round(min(high, max(low, predicted.quantile(i / (arity + 1))))) for i in range(1, arity + 1)}
+        return {round(min(high, max(low, prediction.quantile(i / (arity + 1))))) for i in range(1, arity + 1)}
     start = max(below) + 1 if below else low
     top = high if best is None else best  # the answer is one of start…top (or none, if top is high and fails)
-    if predicted.probability_below(top + 0.5) - predicted.probability_below(start - 0.5) >= TRUSTED_MASS:
-        return {_median_split(start, top, predicted)}
+    if prediction.probability_below(top + 0.5) - prediction.probability_below(start - 0.5) >= TRUSTED_MASS:
+        return {_median_split(start, top, prediction)}
     if best is None:  # the belief missed low: double above the highest failure
         return {min(high, math.ceil((start - 1) * 2 ** (i / arity))) for i in range(1, arity + 1)}
     if not below:  # the belief missed high: halve below the smallest success
@@ -206,16 +308,16 @@ def _predicted(inside: dict[int, bool], low: int, high: int, arity: int, predict
     return _spread(start, best, arity)
 
 
-def _median_split(start: int, top: int, predicted: Prediction) -> int:
+def _median_split(start: int, top: int, prediction: Prediction) -> int:
     """The value v in [start, top) that best halves the belief about the answer (one of start…top)
     into m ≤ v and m > v: one probe at the belief's median costs fewer probes than arity evenly
     spaced values, and the runner keeps the cores busy with other cells meanwhile."""
     if top == start:
         return top
-    half = (predicted.probability_below(start - 0.5) + predicted.probability_below(top + 0.5)) / 2
-    median = predicted.quantile(half) - 0.5  # m ≤ v holds half the belief when v + 0.5 is its median
+    half = (prediction.probability_below(start - 0.5) + prediction.probability_below(top + 0.5)) / 2
+    median = prediction.quantile(half) - 0.5  # m ≤ v holds half the belief when v + 0.5 is its median
     near = {min(top - 1, max(start, f(median))) for f in (math.floor, math.ceil)}
-    return min(near, key=lambda v: (abs(predicted.probability_below(v + 0.5) - half), v))
+    return min(near, key=lambda v: (abs(prediction.probability_below(v + 0.5) - half), v))
 
 
 def _early_verification(observations: Mapping[int, bool], start: int, best: int, high: int, room: int) -> set[int]:
@@ -260,10 +362,25 @@ def _negated_below(value: int) -> set[int]:
 
 
 @dataclass(frozen=True)
-class LargestSuccess:
-    """The largest multiple of ``step`` in [low, high] that succeeds, assuming success falls with the value."""
+class LargestSuccess(_OneValue):
+    """The largest multiple of ``step`` in [low, high] that succeeds, assuming success falls with the
+    value, e.g. of the probe key "num_facts". ``grid_key``: the cell parameter holding the step
+    (declared by ``grid``, between ``search_arity`` and ``search_verify``); None: step 1."""
 
-    param: str  # the probe key it searches, e.g. "num_facts"
+    grid_key: str | None = None
+    grid: Param | None = None
+
+    def _declared(self) -> dict:
+        return {LOW: self.low, HIGH: self.high, ARITY: self.arity, self.grid_key: self.grid, VERIFY: self.verify}
+
+    def on(self, cell: Mapping[str, Any], observations: Mapping[int, bool], *,
+           scores: Mapping[int, float] | None = None, prediction: Prediction | None = None) -> Step:
+        """``step`` with the cell's search parameters. It opens no bracket around a prediction and
+        has no plateau rule, so it takes neither."""
+        if prediction is not None or scores is not None:
+            raise ValueError(f"LargestSuccess({self.param!r}) takes no prediction and no scores")
+        return self.step(observations, cell[LOW], cell[HIGH], cell[ARITY],
+                         step=cell[self.grid_key] if self.grid_key else 1, verify=cell[VERIFY])
 
     def step(self, observations: Mapping[int, bool], low: int, high: int, arity: int = 1, *,
              step: int = 1, verify: bool = False) -> Step:
@@ -304,3 +421,40 @@ class LargestSuccess:
         else:
             picks = {bottom + -(-span * i // (arity + 1)) for i in range(1, arity + 1)}
         return Step(tuple(sorted(n * step for n in picks if n not in seen and bottom < n <= end)), answer, monotone)
+
+
+@dataclass(frozen=True)
+class Independent:
+    """One search per value of the probe key ``key``, each observing only the rows of its value and
+    proposing probes that carry it (transformer_capacity: F searched alone and inside the Transformer).
+    Its state maps each value to its search's state; it is done when every search is."""
+
+    key: str
+    searches: Mapping[str, Search]
+
+    def __post_init__(self):
+        if len({s.param for s in self.searches.values()}) != 1:
+            raise TypeError(f"Independent({self.key!r}): the searches search different probe keys")
+        first = next(iter(self.searches.values())).params
+        if any(s.params != first for s in self.searches.values()):
+            raise TypeError(f"Independent({self.key!r}): the searches declare their parameters differently")
+
+    @property
+    def param(self) -> str:
+        return next(iter(self.searches.values())).param
+
+    @property
+    def params(self) -> dict[str, Param]:
+        return next(iter(self.searches.values())).params
+
+    def observe(self, cell: Mapping[str, Any], rows: Sequence[Mapping[str, Any]],
+                prediction: Prediction | None = None) -> dict[str, Any]:
+        return {value: search.observe(cell, [r for r in rows if r[self.key] == value], prediction)
+                for value, search in self.searches.items()}
+
+    def propose(self, state: Mapping[str, Any]) -> list[dict]:
+        return [{self.key: value, **probe} for value, search in self.searches.items()
+                for probe in search.propose(state[value])]
+
+    def done(self, state: Mapping[str, Any]) -> bool:
+        return all(search.done(state[value]) for value, search in self.searches.items())

@@ -3,7 +3,7 @@
 ``regression_widths.json`` was written by ``python tests/test_refactor_regression.py --write`` at the
 commit that added it, with the code as it was before the refactor. It holds, for a small capacity
 grid (d = 16, F in {32, 64}, methods gd (300 epochs, lr 0.02), hebbian_whitened, data_dependent,
-encoder_decoder and ntk, seeds 0 and 1, the capacity experiment's next_probes / run_probes /
+encoder_decoder and ntk, seeds 0 and 1, the capacity experiment's search / run_probes /
 summarize driven in-process), the widths each cell's search found; and a SHA-256 of the keys,
 values and map of synthetic fact sets over every geometry and option. The tests recompute both with
 the current code and require them identical.
@@ -22,6 +22,7 @@ import torch
 
 from factmlp.experiments.capacity import EXPERIMENT
 from factmlp.geometries import make_factset
+from orchestrator.plan import next_probes
 
 FIXTURE = Path(__file__).with_name("regression_widths.json")
 METHODS = ("gd", "hebbian_whitened", "data_dependent", "encoder_decoder", "ntk")
@@ -44,7 +45,7 @@ def cell_of(method: str, num_facts: int, seed: int) -> dict:
 def search(cell: dict) -> dict:
     """The capacity search of one cell, run to the end in this process."""
     results = []
-    while probes := EXPERIMENT.next_probes(cell, results):
+    while probes := next_probes(EXPERIMENT, cell, results):
         for probe, row in zip(probes, EXPERIMENT.run_probes(cell, probes)):
             results.append({**probe, **row})
     out = EXPERIMENT.summarize(cell, results)

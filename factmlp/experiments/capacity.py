@@ -22,7 +22,19 @@ from factmlp.experiments.sweep_params import GEOMETRY_PARAMS, Param, geometry_op
 from factmlp.factsets import FactSet
 from factmlp.options import OptionError
 from orchestrator.experiment import EARLY_STOP, Experiment, FigureSpec, FitSpec, is_set
-from orchestrator.search import Prediction, SmallestSuccess
+from orchestrator.search import SmallestSuccess
+
+# The minimum width that stores: a probe row's own verdict (accuracy ≥ the cell's threshold), its
+# accuracy the score of the plateau rule (a model-class ceiling stops the search).
+SEARCH = SmallestSuccess(
+    "width",
+    low=Param(int, 1, low=1, doc="smallest width searched"),
+    high=Param(int, 65536, low=1, doc="largest width searched"),
+    arity=Param(int, 1, low=1, high=64, doc="widths probed per search round"),
+    verify=Param(bool, True, doc="after the minimum width m is found, probe m+1, m+2, ⌈1.05m⌉, ⌈1.1m⌉ "
+                 "(and above any of them that fails) for the width from which every probe stores"),
+    score=lambda cell, row: row["accuracy"],
+)
 
 PARAMS = {
     "method": Param(str, choices=tuple(methods.METHODS), doc="gd or a construction"),
@@ -32,11 +44,7 @@ PARAMS = {
     "seed": Param(int, 0, low=0, doc="fact-set seed: every method sees the same embeddings"),
     **GEOMETRY_PARAMS,
     "threshold": Param(float, 1.0, low=0.0, high=1.0, low_open=True, doc="accuracy that counts as stored"),
-    "search_low": Param(int, 1, low=1, doc="smallest width searched"),
-    "search_high": Param(int, 65536, low=1, doc="largest width searched"),
-    "search_arity": Param(int, 1, low=1, high=64, doc="widths probed per search round"),
-    "search_verify": Param(bool, True, doc="after the minimum width m is found, probe m+1, m+2, ⌈1.05m⌉, ⌈1.1m⌉ "
-                           "(and above any of them that fails) for the width from which every probe stores"),
+    **SEARCH.params,
     **method_params(methods.METHODS),
 }
 
@@ -74,24 +82,9 @@ def _value_geometry(*key) -> dict:
     return {"rho": decodability(values).rho, "coherence": coherence(values)}
 
 
-def _observations(results: list[dict]) -> dict[int, bool]:
-    return {int(r["width"]): bool(r["success"]) for r in results}
-
-
-SEARCH = SmallestSuccess("width")
 # One panel per value of the first of these that a sweep varies (a figure mixing them would draw two
 # series of one method in the same colour and marker).
 PANELS = ("spike_on", "spike_axis", "whiten", "geometry", "tied", "mapping")
-
-
-def _search(cell: dict, results: list[dict], hint: Prediction | None = None):
-    return SEARCH.step(_observations(results), cell["search_low"], cell["search_high"], cell["search_arity"],
-                       verify=cell["search_verify"], predicted=hint,
-                       scores={int(r["width"]): float(r["accuracy"]) for r in results})
-
-
-def next_probes(cell: dict, results: list[dict], hint: Prediction | None = None) -> list[dict]:
-    return [{"width": w} for w in _search(cell, results, hint).next]
 
 
 def run_probes(cell: dict, probes: list[dict]) -> list[dict]:
@@ -127,7 +120,7 @@ def bits_per_param(num_facts: int, params: float) -> float:
 
 
 def summarize(cell: dict, results: list[dict]) -> dict:
-    step = _search(cell, results)
+    step = SEARCH.observe(cell, results)
     at = {int(r["width"]): r for r in results}
     best, stable = at.get(step.answer), at.get(step.stable)
     facts = cell["num_facts"]
@@ -190,7 +183,6 @@ def plan_warning(cell: dict) -> str:
 EXPERIMENT = Experiment(
     name="capacity",
     params=PARAMS,
-    next_probes=next_probes,
     run_probes=run_probes,
     summarize=summarize,
     check=check,

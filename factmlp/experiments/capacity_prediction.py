@@ -14,10 +14,10 @@ import math
 import numpy as np
 
 from orchestrator.experiment import is_set
-from orchestrator.search import Prediction
+from orchestrator.search import ARITY, HIGH, LOW, VERIFY, Prediction
 
 # What a prediction extrapolates over: cells that differ only in these are the same setting.
-FREE_IN_PREDICTION = ("num_facts", "d", "seed", "search_low", "search_high", "search_arity", "search_verify")
+FREE_IN_PREDICTION = ("num_facts", "d", "seed", LOW, HIGH, ARITY, VERIFY)
 # The GD recipe's rule of thumb F ≈ 0.75·d·m (docs/science.md#the-gd-recipe), for a GD cell with
 # nothing finished before it. The GD cells of results/reference/ lie at 0.75–1.5× of it on synthetic
 # geometries (2.3–3.4× on real embeddings at threshold 0.98, where the first bracket widens by doubling).

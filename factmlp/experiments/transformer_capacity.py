@@ -18,7 +18,7 @@ from factmlp.experiments.transformer_schedules import (COMMON, LABELS, SCHEDULES
 from factmlp.experiments.verdicts import against, by, fmt, paired, seeds_of, summary
 from factmlp.options import OptionError
 from orchestrator.experiment import Experiment, FigureSpec, is_set
-from orchestrator.search import LargestSuccess, Step
+from orchestrator.search import Independent, LargestSuccess, Step
 
 SETTINGS = ("transformer", "standalone")
 # The summary's columns of each setting: the largest F stored, the F up to which every probed F
@@ -27,6 +27,25 @@ COLUMNS = {"transformer": ("max_facts", "stable_facts", "monotone_transformer"),
            "standalone": ("max_facts_standalone", "stable_facts_standalone", "monotone_standalone")}
 WHERE = {"transformer": "inside the Transformer", "standalone": "alone"}
 
+# The largest F stored, searched in each setting on its own probes: recall inside the Transformer
+# against threshold, the MLP's accuracy alone against standalone_threshold.
+_RANGE = dict(
+    low=Param(int, 64, low=2, doc="smallest F searched"),
+    high=Param(int, 4096, low=2, high=1 << 22, doc="largest F searched"),
+    arity=Param(int, 1, low=1, high=64, doc="values of F probed per round and setting"),
+    grid_key="facts_step",
+    grid=Param(int, 16, low=1, doc="F is searched on multiples of this step (within the range)"),
+    verify=Param(bool, True, doc="once the largest F stored, n·step, is found, probe (n+2)·step and "
+                 "(n+3)·step above it and n−1, n−2, ⌊0.95n⌋, ⌊0.9n⌋ steps below (and below any of "
+                 "those that fails), so a flicker in F is flagged as non-monotone"),
+)
+FACTS = {
+    "transformer": LargestSuccess("num_facts", **_RANGE, success=lambda cell, row: row["recall"] >= cell["threshold"]),
+    "standalone": LargestSuccess("num_facts", **_RANGE,
+                                 success=lambda cell, row: row["mlp_accuracy"] >= cell["standalone_threshold"]),
+}
+SEARCH = Independent("setting", FACTS)
+
 PARAMS = {
     **COMMON,
     "schedule": Param(str, "pretrain_then_swap", choices=SCHEDULES, doc="the Transformer setting's schedule"),
@@ -34,41 +53,15 @@ PARAMS = {
     "standalone_threshold": Param(float, 0.99, low=0.0, high=1.0, low_open=True,
                                   doc="standalone accuracy that counts as stored (as threshold by default, so "
                                       "usable_fraction compares like with like; 1.0 is the standalone definition)"),
-    "search_low": Param(int, 64, low=2, doc="smallest F searched"),
-    "search_high": Param(int, 4096, low=2, high=1 << 22, doc="largest F searched"),
-    "search_arity": Param(int, 1, low=1, high=64, doc="values of F probed per round and setting"),
-    "facts_step": Param(int, 16, low=1, doc="F is searched on multiples of this step (within the range)"),
-    "search_verify": Param(bool, True, doc="once the largest F stored, n·step, is found, probe (n+2)·step and "
-                           "(n+3)·step above it and n−1, n−2, ⌊0.95n⌋, ⌊0.9n⌋ steps below (and below any of "
-                           "those that fails), so a flicker in F is flagged as non-monotone"),
+    **SEARCH.params,
 }
 
 
-SEARCH = LargestSuccess("num_facts")
-
-
 def largest_facts(observations: dict[int, bool], cell: dict) -> Step:
-    """The search's step for one setting (next F to probe, largest F stored so far, monotone, the F
-    up to which every probe stored), on multiples of facts_step."""
-    return SEARCH.step(observations, cell["search_low"], cell["search_high"], cell["search_arity"],
-                       step=cell["facts_step"], verify=cell["search_verify"])
-
-
-def _observations(results: list[dict], setting: str, threshold: float) -> dict[int, bool]:
-    key = "recall" if setting == "transformer" else "mlp_accuracy"
-    return {int(r["num_facts"]): r[key] >= threshold for r in results if r["setting"] == setting}
-
-
-def _threshold(cell: dict, setting: str) -> float:
-    return cell["threshold"] if setting == "transformer" else cell["standalone_threshold"]
-
-
-def capacity_next(cell: dict, results: list[dict]) -> list[dict]:
-    probes = []
-    for setting in SETTINGS:
-        step = largest_facts(_observations(results, setting, _threshold(cell, setting)), cell)
-        probes += [{"setting": setting, "num_facts": f} for f in step.next]
-    return probes
+    """A setting's search on given observations (next F to probe, largest F stored so far,
+    monotone, the F up to which every probe stored), on multiples of facts_step (both settings
+    search the same range; they differ only in how a row counts as stored)."""
+    return FACTS["transformer"].on(cell, observations)
 
 
 def capacity_run(cell: dict, probes: list[dict]) -> list[dict]:
@@ -94,8 +87,9 @@ def capacity_run(cell: dict, probes: list[dict]) -> list[dict]:
 
 def capacity_summary(cell: dict, results: list[dict]) -> dict:
     out = {}
+    steps = SEARCH.observe(cell, results)
     for setting, (best, stable, monotone) in COLUMNS.items():
-        step = largest_facts(_observations(results, setting, _threshold(cell, setting)), cell)
+        step = steps[setting]
         out.update({best: step.answer, stable: step.stable, monotone: step.monotone})
     # Constructions may build fewer units than the width allows (encoder_decoder): the parameters of
     # the MLP at the largest F stored in the Transformer, else at any probe.
@@ -163,7 +157,6 @@ def findings(cells: list[dict], fits: list[dict]) -> str:
 EXPERIMENT = Experiment(
     name="transformer_capacity",
     params=PARAMS,
-    next_probes=capacity_next,
     run_probes=capacity_run,
     summarize=capacity_summary,
     check=check,
