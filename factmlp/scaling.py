@@ -12,6 +12,10 @@ fourth fact set. So with ``replicates`` (the seed of each row) the law is also f
 and a Student's t interval taken over those fits; each parameter reports the wider of the two
 intervals and says which (``Fit.interval_kind``). Each fit keeps the indices of the rows it used,
 so a report names the cells.
+
+Each law is also an object (``SIZE``, ``POWER``, ``RHO``: ``orchestrator.experiment.Law``) that an
+experiment's ``FitSpec`` names: it fits itself, and its ``Fit`` draws itself (``curve``, ``band``), so
+the orchestrator reports, records and draws a law without knowing which one it is.
 """
 from __future__ import annotations
 
