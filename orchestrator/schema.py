@@ -143,7 +143,7 @@ def meanings(table: str) -> dict[str, str]:
     """Every column of ``table`` this code documents: its own, the shared ones and, for cells and
     probes, each experiment's parameters (their one-line docs, as in docs/sweep-spec.md)."""
     from orchestrator import registry
-    out = {**tables()[table], **COMMON}
+    out = {**(tables()[table] if table == "fits" else TABLES[table]), **COMMON}  # only fits needs every kind's laws
     if table in ("cells", "probes"):
         for name in registry.names():
             for key, param in registry.get(name).params.items():
