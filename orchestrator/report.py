@@ -145,7 +145,7 @@ def write_report(scope: Scope, *, n_boot: int = 1000) -> tuple[list[Path], Path,
     parts += [f"![{p.stem}]({p.name}) ([PDF]({p.with_suffix('.pdf').name}))" for p in pictures if p.suffix == ".png"]
     over_seeds = replicate_table(scope, cells)
     if over_seeds is not None:
-        parts += [f"## Results over seeds", "Per setting: n seeds, the median, the range and a 95% t interval "
+        parts += ["## Results over seeds", "Per setting: n seeds, the median, the range and a 95% t interval "
                   "(of the geometric mean for counts, on the logit scale for fractions: see "
                   "`orchestrator/replicates.py`).", markdown(over_seeds)]
     parts += ["## Cells", markdown(cell_table(scope, cells))]
