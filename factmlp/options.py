@@ -99,6 +99,19 @@ def declared(cls: type) -> dict[str, Option]:
             for f in dataclasses.fields(cls) if _OPTION in f.metadata}
 
 
+
+@dataclass(frozen=True)
+class Param(Option):
+    """An option as a cell parameter (``orchestrator.experiment.Param``).
+
+    ``methods``: the methods whose cells carry it (an option of those methods); None: every cell.
+    ``geometries``: for a geometry's option, the geometries that use it: every cell carries it (it is
+    part of the id) but only cells of those geometries read it, so a view may leave it out of others.
+    """
+
+    methods: tuple[str, ...] | None = None
+    geometries: tuple[str, ...] | None = None
+
 @dataclass(frozen=True)
 class Options:
     """Base of every typed options class: declared values are checked (and ints made floats) on creation."""

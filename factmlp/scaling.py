@@ -12,20 +12,20 @@ fourth fact set. So with ``replicates`` (the seed of each row) the law is also f
 and a Student's t interval taken over those fits; each parameter reports the wider of the two
 intervals and says which (``Fit.interval_kind``). Each fit keeps the indices of the rows it used,
 so a report names the cells.
+
+Each law is also an object (``SIZE``, ``POWER``, ``RHO``: ``orchestrator.experiment.Law``) that an
+experiment's ``FitSpec`` names: it fits itself, and its ``Fit`` draws itself (``curve``, ``band``), so
+the orchestrator reports, records and draws a law without knowing which one it is.
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 
 import numpy as np
 
+from orchestrator.statistics import interval
+
 LAWS = ("size", "power", "rho")
-PARAMETERS = {"size": ("C", "b"), "power": ("s", "c"), "rho": ("p", "a")}
-# The fits table's column of each estimate: the symbols C and c differ only by case, which SQL
-# (DuckDB) does not tell apart.
-COLUMNS = {"C": "size_constant", "b": "size_offset", "s": "power_slope", "c": "power_intercept",
-           "p": "rho_exponent", "a": "rho_intercept"}
 B_MAX = 64.0  # upper end of the b grid of the size law
 MIN_R2 = 0.5  # below this a fit says nothing about its law
 MIN_RHO_RANGE = 1.1  # a rho law needs the largest rho at least 10% above the smallest
@@ -50,10 +50,20 @@ class Fit:
         """y of the law at x, in the law's own direction: W for size and ρ, log2 F for power."""
         return predict(self.law, estimates or self.estimates, x)
 
+    def curve(self, x, estimates: dict | None = None) -> np.ndarray:
+        """The law as a figure draws it, y at x: W at F (size), F at W (power), W at 1/ρ (ρ)."""
+        e = estimates or self.estimates
+        x = np.asarray(x, dtype=float)
+        if self.law == "power":
+            return 2.0 ** predict(self.law, e, x)
+        if self.law == "rho":
+            return predict(self.law, e, 1.0 / x)
+        return predict(self.law, e, x)
+
     def band(self, x, level: float = 0.95) -> tuple[np.ndarray, np.ndarray]:
-        """Pointwise ``level`` interval of ``predict(x)`` over the bootstrap draws."""
-        curves = np.array([self.predict(x, d) for d in self.draws])
-        tail = (1 - level) / 2
+        """Pointwise ``level`` interval of ``curve(x)`` over the bootstrap draws."""
+        curves = np.array([self.curve(x, d) for d in self.draws or (self.estimates,)])
+        tail = round((1 - level) / 2, 12)
         return np.quantile(curves, tail, axis=0), np.quantile(curves, 1 - tail, axis=0)
 
     def has_interval(self) -> bool:
@@ -250,28 +260,22 @@ def paired_difference(law: str, name: str, a: tuple, b: tuple, *, n_boot: int = 
     return estimate, low, high, kind
 
 
-BOUND_MARGIN = 1e-3  # a bounded value this close to a bound is taken as this far from it (logit(1) is infinite)
+@dataclass(frozen=True)
+class Law:
+    """A law as an experiment declares it (``orchestrator.experiment.Law``): its name, formula,
+    parameter symbols in report order, the fits table's column of each (the symbols C and c differ
+    only by case, which SQL (DuckDB) does not tell apart) and the kinds of interval its fits report."""
+
+    name: str
+    formula: str
+    parameters: tuple[str, ...]
+    columns: dict[str, str]
+    intervals: tuple[str, ...] = (BOOTSTRAP, PER_SEED)
+
+    def fit(self, x, y, *, strata=None, replicates=None, n_boot: int = 1000) -> Fit:
+        return fit(self.name, x, y, strata=strata, replicates=replicates, n_boot=n_boot)
 
 
-def interval(values, level: float = 0.95, *, log: bool | None = None,
-             bounds: tuple[float, float] | None = None) -> tuple[float, float]:
-    """Student's t interval of the mean over replicate seeds; of the geometric mean when ``log``
-    (default: when every value is positive, as parameter counts spread multiplicatively); NaN below
-    two values. With ``bounds`` (a fraction such as recall lies in (0, 1), a difference of two in
-    (−1, 1)) the interval is taken on the logit scale of the bounded range, so it never runs past a
-    bound; values within ``BOUND_MARGIN`` of a bound are moved that far inside it."""
-    from scipy import stats
-    values = np.asarray(values, dtype=float)
-    if len(values) < 2:
-        return math.nan, math.nan
-    if bounds is not None:
-        lo, hi = bounds
-        p = np.clip((values - lo) / (hi - lo), BOUND_MARGIN, 1 - BOUND_MARGIN)
-        low, high = interval(np.log(p / (1 - p)), level, log=False)
-        back = lambda z: lo + (hi - lo) / (1 + math.exp(-z))
-        return back(low), back(high)
-    positive = bool(np.all(values > 0)) if log is None else log
-    x = np.log(values) if positive else values
-    half = stats.t.ppf(0.5 + level / 2, len(x) - 1) * x.std(ddof=1) / math.sqrt(len(x))
-    low, high = x.mean() - half, x.mean() + half
-    return (math.exp(low), math.exp(high)) if positive else (low, high)
+SIZE = Law("size", "W = C·F·(log2 F + b)", ("C", "b"), {"C": "size_constant", "b": "size_offset"})
+POWER = Law("power", "log2 F = s·log2 W + c", ("s", "c"), {"s": "power_slope", "c": "power_intercept"})
+RHO = Law("rho", "log W = a + p·log(1/ρ)", ("p", "a"), {"p": "rho_exponent", "a": "rho_intercept"})

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Mapping
+from typing import Any
 from urllib.parse import quote
 
 KIND_TAG = "mlflow.experimentKind"
@@ -84,22 +86,17 @@ def run_name(config: dict, keys: list[str], taken: set[str], cell_id: str) -> st
     return name if name not in taken else f"{name} #{cell_id[:6]}"
 
 
-def shown_params(config: dict, varying: tuple[str, ...] | list[str]) -> dict:
-    """The cell's parameters that apply to it. Every cell carries every geometry's options (they are
-    part of its id); a cell run leaves out those its geometry does not declare (``llm_*`` on a
-    synthetic cell) and, unless the file varies them, those at their default (``beta``, ``spike_on``,
-    ``kappa`` on a spherical cell: the plain geometry)."""
-    from factmlp.experiments.sweep_params import GEOMETRY_PARAMS
-    from factmlp.geometries import GEOMETRIES
-    from factmlp.options import declared
-
-    geometry = GEOMETRIES.get(config.get("geometry"))
-    own = set(declared(geometry.options)) if geometry is not None else set(GEOMETRY_PARAMS)
-
+def shown_params(config: dict, varying: tuple[str, ...] | list[str], params: Mapping[str, Any]) -> dict:
+    """The cell's parameters that apply to it. A parameter that declares ``geometries`` (a geometry's
+    option: every cell carries it, as part of its id) is shown only when the file varies it, or when
+    the cell's geometry uses it and it is not at its default: ``llm_*`` is left out of a synthetic
+    cell, ``beta``, ``spike_on`` and ``kappa`` of a spherical one (the plain geometry). ``params``: the
+    experiment's parameters (an unknown key is shown)."""
     def applies(key, value) -> bool:
-        if key not in GEOMETRY_PARAMS or key in varying:
+        geometries = getattr(params.get(key), "geometries", None)
+        if geometries is None or key in varying:
             return True
-        return key in own and value != GEOMETRY_PARAMS[key].default
+        return ("geometry" not in config or config["geometry"] in geometries) and value != params[key].default
     return {k: v for k, v in config.items() if applies(k, v)}
 
 

@@ -65,9 +65,51 @@ class Param(Protocol):
     def coerce(self, key: str, value: Any) -> Any: ...
 
 
+class LawFit(Protocol):
+    """A law fitted to rows: point ``estimates`` and 95% ``intervals`` per parameter symbol, how each
+    interval was made (``interval_kind``), ``r2``, the indices of the ``rows`` it used and, in
+    ``extra["x"]``, their x values."""
+
+    estimates: Mapping[str, float]
+    intervals: Mapping[str, tuple[float, float]]
+    interval_kind: Mapping[str, str]
+    r2: float
+    rows: tuple[int, ...]
+    extra: Mapping[str, Any]
+
+    def curve(self, x) -> Any:
+        """y at x as a figure that names the law draws it (the law says which axes: e.g. F at W)."""
+
+    def band(self, x, level: float = 0.95) -> tuple[Any, Any]:
+        """The pointwise ``level`` interval of ``curve(x)``."""
+
+    def has_interval(self) -> bool:
+        """Whether the fit saw enough distinct x for its intervals to be reported."""
+
+    def problems(self) -> list[str]:
+        """Why the fit says nothing about its law (empty: it does)."""
+
+
+class Law(Protocol):
+    """A law an experiment fits to its cells (``factmlp.scaling.SIZE`` is one): its ``name`` (the fits
+    table's ``law``), ``formula`` in words, parameter symbols in report order, the fits table's
+    column of each symbol (``columns``) and the names of the kinds of interval its fits report."""
+
+    name: str
+    formula: str
+    parameters: tuple[str, ...]
+    columns: Mapping[str, str]
+    intervals: tuple[str, ...]
+
+    def fit(self, x, y, *, strata=None, replicates=None, n_boot: int = 1000) -> LawFit:
+        """Fit y against x; ``strata`` (one label per row) bound the bootstrap's resampling,
+        ``replicates`` (the seed of each row) add an interval over per-seed fits. ValueError when
+        the rows are too few."""
+
+
 @dataclass(frozen=True)
 class FitSpec:
-    """A law of ``factmlp.scaling`` fitted to finished cells: y against x.
+    """A ``Law`` fitted to finished cells: y against x.
 
     ``over``: the cell parameters that move x along the law (num_facts for a size law; the spike β
     or condition κ for the ρ law). Cells are grouped by every other parameter that varies in the
@@ -75,7 +117,7 @@ class FitSpec:
     group is fitted only when one of ``over`` takes at least two values in it.
     """
 
-    law: str
+    law: Law
     x: str
     y: str
     over: tuple[str, ...]

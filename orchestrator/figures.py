@@ -15,163 +15,31 @@ Every setting a figure does not otherwise show (β, κ, …) joins its group and
 settings look alike. A figure is drawn only when the sweep varies what it is about (``needs``), a
 panel only when it has two x values, so no empty or one-point panel is drawn. Titles are words, the
 legend sits below the panels, a caption line names the recipe, threshold and seeds, and no text
-leaves the canvas. Colours per series value and markers per marker value are fixed across sweeps.
+leaves the canvas. Colours per series value and markers per marker value are fixed across sweeps
+(``orchestrator.figure_style``: how a figure looks; this module: what it shows). A figure learns
+what to draw only from the experiment it is given (its ``FigureSpec``, labels, caption) and a fitted
+law only from the law's own fit (``curve`` and ``band``).
 """
 from __future__ import annotations
 
-import hashlib
 import math
 import textwrap
+from dataclasses import dataclass
 from pathlib import Path
 
-import matplotlib
+import numpy as np
+import pandas as pd
+from matplotlib import colormaps
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-from matplotlib.lines import Line2D  # noqa: E402
-from matplotlib.ticker import FixedLocator, FuncFormatter, NullLocator  # noqa: E402
-
-from factmlp.scaling import interval  # noqa: E402
-from orchestrator import registry  # noqa: E402
-from orchestrator.atomic import write_atomic  # noqa: E402
-from orchestrator.experiment import Experiment, FigureSpec  # noqa: E402
-from orchestrator.replicates import REPLICATE  # noqa: E402
-
-MARKERS = "osD^vP*Xh<>pHd8"
-LINESTYLES = ("-", "--", ":", "-.")
-SIZES = (8, 16, 32, 48, 64, 90, 96, 128, 192, 256, 384, 512, 768, 1024)  # one marker each
-PALETTE = ("#1b1b1b", "#d62728", "#1f77b4", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf",
-           "#bcbd22", "#7f7f7f", "#aec7e8", "#ff9896", "#98df8a", "#c5b0d5")
-DPI = 200
-PANEL_SIZE = (3.7, 3.0)  # inches per panel: text stays readable at any number of panels
-COLUMNS = 3
-NOTES = {"law": "fitted law over its measured range, 95% band", "lost": "stored nothing up to this size (×n seeds)",
-         "partial": "hollow: some seeds stored nothing (median of the rest)",
-         "seeds": "median over seeds (large), one seed (small)", "band": "median over seeds, min–max band",
-         "interval": "median and 95% interval over seeds; dots: seeds"}
-
-
-def _series_values() -> list[str]:
-    """Every value any experiment declares for a figure's series, in registry order: the colour key."""
-    seen = []
-    for experiment in registry.every().values():
-        for spec in experiment.figures:
-            param = experiment.params.get(spec.series)
-            for value in (getattr(param, "choices", None) or ()) if param else ():
-                if str(value) not in seen:
-                    seen.append(str(value))
-    return seen
-
-
-STYLE = {value: PALETTE[i % len(PALETTE)] for i, value in enumerate(_series_values())}
-
-
-def colour(value) -> str:
-    """The fixed colour of a series value; values no experiment declares get a stable hashed colour."""
-    if str(value) in STYLE:
-        return STYLE[str(value)]
-    return PALETTE[int(hashlib.sha256(str(value).encode()).hexdigest(), 16) % len(PALETTE)]
-
-
-def marker(value) -> str:
-    """A marker that depends on the value alone: the common sizes (d = 8 … 1024) each have their own,
-    False/True the first two, anything else a stable hashed one."""
-    if isinstance(value, (bool, np.bool_)):
-        return MARKERS[int(value)]
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        number = None
-    if number in SIZES:
-        return MARKERS[SIZES.index(number)]
-    return MARKERS[int(hashlib.sha256(str(value).encode()).hexdigest(), 16) % len(MARKERS)]
-
-
-def human(v: float) -> str:
-    """A tick label: 500, 2000, 20k, 1M, 1.5M (never 1000k), 0.05."""
-    if v == 0:
-        return "0"
-    if abs(v) >= 1e6:
-        return f"{float(f'{v / 1e6:.3g}'):g}M"
-    if abs(v) >= 10_000:
-        return f"{float(f'{v / 1e3:.3g}'):g}k"
-    return f"{v:g}" if abs(v) >= 1 else f"{v:.2g}"
-
-
-def log_ticks(low: float, high: float, values: np.ndarray, discrete: bool) -> np.ndarray:
-    """Ticks evenly spread on a log axis: a swept parameter's own values when there are few
-    (F = 128, 256, …); powers of ten over many decades; 1-2-5 over one or two; else about four
-    round numbers spaced geometrically (never 80k, 84k, 88k crowded at one end)."""
-    distinct = np.unique(values[np.isfinite(values) & (values > 0)])
-    if discrete and 2 <= len(distinct) <= 8:
-        return distinct
-    decades = math.log10(high / low)
-    span = range(int(math.floor(math.log10(low))), int(math.ceil(math.log10(high))) + 1)
-    for steps in ((1,), (1, 2, 5)) if decades >= 2.5 else ((1, 2, 5),) if decades >= 0.9 else ():
-        ticks = np.array([m * 10.0 ** k for k in span for m in steps])
-        ticks = ticks[(ticks >= low) & (ticks <= high)]
-        if len(ticks) >= 3:
-            return ticks
-    for mantissas in ((1, 1.2, 1.5, 2, 2.5, 3, 4, 5, 6, 8), np.arange(10, 100) / 10):  # round, else 2 digits
-        nice = np.array([m * 10.0 ** k for k in span for m in mantissas])
-        nice = nice[(nice >= low) & (nice <= high)]
-        if len(nice) >= 3:
-            break
-    if len(nice) <= 4:
-        return nice
-    picks = [nice[np.argmin(np.abs(np.log(nice / t)))] for t in np.geomspace(nice[0], nice[-1], 4)]
-    return np.unique(picks)
-
-
-def label(experiment: Experiment, column: str, inverted: bool = False) -> str:
-    words = experiment.labels.get(column, column.replace("_", " "))
-    return f"1 / ({words})" if inverted else words
-
-
-def symbol(experiment: Experiment, column: str) -> str:
-    """The short name of a column for legends: 'F' from 'facts stored, F'."""
-    return label(experiment, column).rsplit(", ", 1)[-1]
-
-
-def _text(value) -> str:
-    if isinstance(value, (bool, np.bool_)):
-        return "yes" if value else "no"
-    if isinstance(value, (float, np.floating)) and float(value).is_integer():
-        return f"{int(value)}"
-    return human(float(value)) if isinstance(value, (int, float, np.number)) else str(value)
-
-
-def setting_text(experiment: Experiment, values: dict) -> str:
-    """'β = 2, κ = 10' for the settings a mark stands for (unset ones, e.g. κ of a spike cell, left out)."""
-    return ", ".join(f"{symbol(experiment, k)} = {_text(v)}" for k, v in values.items() if v == v and v is not None)
-
-
-def _save(fig, path: Path) -> list[Path]:
-    """PNG and PDF, each written whole or not at all (a full disk leaves no partial figure)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        # No creation date in the PDF: the same cells give the same bytes, so a regenerated reference
-        # only changes in git where its data changed.
-        return [write_atomic(path.with_suffix(suffix), lambda tmp, kind=suffix[1:]: fig.savefig(
-                    tmp, format=kind, dpi=DPI, metadata={"CreationDate": None} if kind == "pdf" else None))
-                for suffix in (".png", ".pdf")]
-    finally:
-        plt.close(fig)
-
-
-def _curve(law, xs: np.ndarray, estimates: dict | None = None) -> np.ndarray:
-    """A fitted law at the plotted x values, in the plotted y (power: x = W, y = F; ρ: x = 1/ρ, y = W)."""
-    if law.fit.law == "power":
-        return 2.0 ** law.fit.predict(xs, estimates)
-    if law.fit.law == "rho":
-        return law.fit.predict(1.0 / xs, estimates)
-    return law.fit.predict(xs, estimates)
+from orchestrator.experiment import Experiment, FigureSpec
+from orchestrator.figure_style import (COLUMNS, LINESTYLES, NOTES, PANEL_SIZE, Legend, axis, canvas, colour, human,
+                                       label, marker, runs, save, setting_text, symbol, title_pad, value_text)
+from orchestrator.replicates import REPLICATE
+from orchestrator.statistics import interval
 
 
 def _matches(law, spec: FigureSpec, values: dict) -> bool:
-    return (law.spec.law == spec.law and not law.fit.problems()
+    return (law.spec.law.name == spec.law and not law.fit.problems()
             and all(law.labels.get(k, v) == v for k, v in values.items() if k is not None))
 
 
@@ -279,7 +147,7 @@ def _group_values(frame: pd.DataFrame, layout: Layout) -> list[tuple]:
 
 
 def _shades(values: list[tuple]) -> dict:
-    cmap = plt.get_cmap("viridis")
+    cmap = colormaps["viridis"]
     n = len(values)
     return {v: cmap(0.1 + 0.75 * (i / max(n - 1, 1))) for i, v in enumerate(values)}
 
@@ -292,24 +160,6 @@ def _key_rows(frame: pd.DataFrame, keys: list[str]):
         yield (key if isinstance(key, tuple) else (key,)), part
 
 
-class Legend:
-    """One entry per label: series and groups, then markers and line styles, then notes and references,
-    each in order of first use."""
-
-    def __init__(self):
-        self.entries: dict[str, object] = {}
-        self.ranks: dict[str, int] = {}
-
-    def add(self, text: str, rank: int = 0, **style) -> None:
-        """``rank``: 0 a series or group, 1 a marker or line style, notes always last."""
-        if text not in self.entries:
-            self.entries[text] = Line2D([], [], **{"color": "0.3", "lw": 0, **style})
-            self.ranks[text] = 2 if text in NOTES.values() or text.startswith("reference") else rank
-
-    def notes_last(self) -> list[str]:
-        return sorted(self.entries, key=lambda k: self.ranks[k])  # stable: first use within a rank
-
-
 def _points(ax, stored, failed, laws, spec, experiment, layout: Layout, legend: Legend, facet) -> None:
     group_keys = [k for k in layout.group if stored[k].nunique(dropna=True) > 1]  # κ of spike cells: not a group
     shades = _shades(_group_values(stored, layout)) if layout.colour_by_group and group_keys else {}
@@ -320,7 +170,7 @@ def _points(ax, stored, failed, laws, spec, experiment, layout: Layout, legend: 
         if not shades:
             legend.add(str(name), color=c, marker="o", ms=6)
         if layout.marker:
-            legend.add(f"{symbol(experiment, layout.marker)} = {_text(mark)}", 1, marker=m, ms=6, color="0.35")
+            legend.add(f"{symbol(experiment, layout.marker)} = {value_text(mark)}", 1, marker=m, ms=6, color="0.35")
         lost_here = failed[(failed[layout.series] == name) & ((failed[layout.marker] == mark) if layout.marker
                                                                else True)]
         settings = [k for k in layout.settings if k in part]
@@ -355,18 +205,16 @@ def _points(ax, stored, failed, laws, spec, experiment, layout: Layout, legend: 
 
 
 def _law(ax, law, part: pd.DataFrame, c) -> None:
-    """The fitted law and its 95% band, only where both x and y lie within the measured range."""
+    """The fitted law and its 95% band (the fit's own ``curve`` and ``band``), only where both x and y
+    lie within the measured range."""
     x0, x1, y0, y1 = part["_x"].min(), part["_x"].max(), part["_y"].min(), part["_y"].max()
     xs = np.geomspace(x0, x1, 80) if x0 > 0 else np.linspace(x0, x1, 80)
-    ys = _curve(law, xs)
+    ys = law.fit.curve(xs)
     inside = (ys >= y0 * (1 - 1e-9)) & (ys <= y1 * (1 + 1e-9))
     if inside.sum() < 2:
         return
-    curves = np.array([_curve(law, xs, d) for d in law.fit.draws]) if law.fit.draws else None
-    if curves is not None and len(curves):
-        low, high = np.quantile(curves, 0.025, axis=0), np.quantile(curves, 0.975, axis=0)
-        ax.fill_between(xs[inside], np.clip(low[inside], y0, y1), np.clip(high[inside], y0, y1), color=c,
-                        alpha=0.15, lw=0)
+    low, high = law.fit.band(xs)
+    ax.fill_between(xs[inside], np.clip(low[inside], y0, y1), np.clip(high[inside], y0, y1), color=c, alpha=0.15, lw=0)
     ax.plot(xs[inside], ys[inside], color=c, lw=1.1)
 
 
@@ -390,14 +238,6 @@ def _group_labels(ax, labels_at: dict, spec: FigureSpec) -> None:
         ax.annotate(", ".join(texts), (x, 1.0), xycoords=("data", "axes fraction"), xytext=(0, 2),
                     textcoords="offset points", fontsize=6, ha="center", va="bottom", color="0.3",
                     rotation=90 if upright else 0)
-
-
-def _title_pad(ax) -> float:
-    """Room above the frame for the group labels (upright ones need their length)."""
-    upright = [t for t in ax.texts if t.get_rotation() == 90]
-    if upright:
-        return 6 + 3.4 * max(len(t.get_text()) for t in upright)
-    return 12 if ax.texts else 4
 
 
 def _lost(ax, failed: pd.DataFrame, layout: Layout, legend: Legend, dodge: float) -> None:
@@ -446,7 +286,7 @@ def _curves(ax, stored, spec, experiment, layout: Layout, legend: Legend, series
             else:
                 legend.add(str(name), color=c, lw=2)
             if layout.marker:
-                legend.add(f"{symbol(experiment, layout.marker)} = {_text(mark)}", 1, color="0.35", lw=1.3, ls=style)
+                legend.add(f"{symbol(experiment, layout.marker)} = {value_text(mark)}", 1, color="0.35", lw=1.3, ls=style)
 
 
 def _common_grid(part: pd.DataFrame):
@@ -490,55 +330,6 @@ def _intervals(ax, stored, spec, experiment, layout: Layout, legend: Legend, pos
     legend.add(NOTES["interval"], color="0.3", marker="o", ms=5, lw=1)
 
 
-def _axis(ax_list, which: str, values: pd.Series, log: bool, experiment: Experiment, column: str,
-          top: float | None = None) -> None:
-    values = values[np.isfinite(values)]
-    if not len(values):
-        return
-    low, high = float(values.min()), float(values.max())
-    for ax in ax_list:
-        axis = ax.xaxis if which == "x" else ax.yaxis
-        set_scale, set_limits = (ax.set_xscale, ax.set_xlim) if which == "x" else (ax.set_yscale, ax.set_ylim)
-        if log and low > 0:
-            set_scale("log")
-            pad = max(1.06, (high / low) ** 0.05)
-            ticks = log_ticks(low / pad, high * pad, values.to_numpy(), discrete=column in experiment.params)
-            set_limits(low / pad, high * pad)
-            axis.set_major_locator(FixedLocator(ticks))
-            axis.set_major_formatter(FuncFormatter(lambda v, _: human(v)))
-            axis.set_minor_locator(NullLocator())
-        else:
-            pad = 0.05 * (high - low or abs(high) or 1.0)
-            upper = high + pad if top is None else min(high + pad, top + 0.02 * (high - low or 1.0))
-            set_limits(low - pad, upper)
-
-
-def _canvas(n: int, caption_lines: int):
-    """A canvas of ``n`` panels of a fixed size (at most three a row) above a strip for the caption."""
-    columns = min(n, COLUMNS)
-    rows = math.ceil(n / columns)
-    strip = 0.14 * caption_lines + 0.1 if caption_lines else 0.0
-    size = (PANEL_SIZE[0] * columns + (1.0 if columns == 1 else 0.4), PANEL_SIZE[1] * rows + 1.4 + strip)
-    fig = plt.figure(figsize=size, layout="constrained")
-    if strip:
-        top, bottom = fig.subfigures(2, 1, height_ratios=[size[1] - strip, strip])
-    else:
-        top, bottom = fig, None
-    axes = top.subplots(rows, columns, squeeze=False, sharex=True, sharey=True)
-    flat = list(axes.ravel())
-    for ax in flat[n:]:
-        top.delaxes(ax)
-    return fig, top, bottom, flat[:n]
-
-
-def _runs(values) -> str:
-    """'0–9' for consecutive integers, else the values listed."""
-    numbers = [v for v in values if isinstance(v, (int, float, np.number)) and float(v).is_integer()]
-    if len(numbers) == len(values) and len(values) > 2 and max(values) - min(values) == len(values) - 1:
-        return f"{_text(min(values))}–{_text(max(values))}"
-    return ", ".join(_text(v) for v in values)
-
-
 def caption_text(frame: pd.DataFrame, experiment: Experiment, layout: Layout, ceiling_floor) -> str:
     """Recipe and threshold (the experiment's words), settings the figure holds fixed, and the seeds."""
     parts = []
@@ -554,7 +345,7 @@ def caption_text(frame: pd.DataFrame, experiment: Experiment, layout: Layout, ce
         per = frame.groupby(layout.settings or [REPLICATE], dropna=False)[REPLICATE].nunique() if layout.settings \
             else pd.Series([len(seeds)])
         spread = f"{int(per.min())}" if per.min() == per.max() else f"{int(per.min())}–{int(per.max())}"
-        parts.append(f"seeds {_runs(seeds)} ({spread} per setting)")
+        parts.append(f"seeds {runs(seeds)} ({spread} per setting)")
     if ceiling_floor is not None:
         parts.append(f"a shortfall of 0 is drawn at {human(ceiling_floor)}")
     if layout.all_at_top is not None:
@@ -566,20 +357,59 @@ def figure(frame: pd.DataFrame, laws: list, spec: FigureSpec, experiment: Experi
            title: str, path: Path) -> list[Path]:
     """Draw one declared figure and save it as PNG and PDF; [] when the data do not vary along it."""
     fig = draw(frame, laws, spec, experiment, varying, title)
-    return [] if fig is None else _save(fig, path)
+    return [] if fig is None else save(fig, path)
+
+
+@dataclass(frozen=True)
+class Marks:
+    """The rows a figure draws: ``stored`` (numeric ``_x``, ``_y``), ``failed`` (stored nothing: drawn
+    at ``missing_x``) and ``floor``, set when y is drawn as the shortfall ``top − y`` (see ``_ceiling``)."""
+
+    stored: pd.DataFrame
+    failed: pd.DataFrame
+    floor: float | None = None
+
+    @property
+    def at_ceiling(self) -> bool:
+        return self.floor is not None
 
 
 def draw(frame: pd.DataFrame, laws: list, spec: FigureSpec, experiment: Experiment, varying: tuple[str, ...],
          title: str = ""):
     """The matplotlib figure of one declared figure, or None when the sweep does not vary what it
     shows (``needs``) or no panel would have two x values."""
+    if not _shows_something(frame, spec, varying):
+        return None
+    layout = Layout(frame, spec, experiment, varying)
+    marks = _marks(frame, spec, layout)
+    panels = _panels(marks.stored, layout, spec)
+    if not panels:
+        return None
+    caption = _caption_lines(caption_text(frame, experiment, layout, marks.floor), len(panels))
+    fig, top, bottom, axes = canvas(len(panels), len(caption))
+    legend = Legend()
+    positions = {x: i for i, x in enumerate(sorted(marks.stored["_x"].unique()))} if spec.kind == "intervals" else {}
+    for ax, where in zip(axes, panels):
+        _panel(ax, where, marks, laws, spec, experiment, layout, legend, positions)
+    _scales(axes, marks, spec, experiment, layout, positions)
+    _axis_labels(axes, spec, experiment, marks, min(len(panels), COLUMNS))
+    _finish(fig, top, bottom, title, legend, caption, min(len(panels), COLUMNS))
+    return fig
+
+
+def _shows_something(frame: pd.DataFrame, spec: FigureSpec, varying: tuple[str, ...]) -> bool:
+    """The frame has the figure's columns and the sweep varies what the figure is about (``needs``:
+    F against W means nothing at one F; cost against ρ only when the sweep moves ρ)."""
     needed = [spec.x, spec.y, spec.series] + ([spec.marker] if spec.marker else [])
     if not len(frame) or any(c not in frame for c in needed):
-        return None
-    if spec.needs and not any(k in varying and frame[k].nunique(dropna=True) > 1 for k in spec.needs if k in frame):
-        return None  # e.g. F against W means nothing at one F; cost against ρ only when the sweep moves ρ
+        return False
+    return not spec.needs or any(k in varying and frame[k].nunique(dropna=True) > 1 for k in spec.needs if k in frame)
+
+
+def _marks(frame: pd.DataFrame, spec: FigureSpec, layout: Layout) -> Marks:
+    """The rows to draw, as shortfalls when every value sits at the ceiling; sets the layout's
+    ``all_at_top`` and the factor between side-by-side crosses (``dodge``)."""
     stored, failed = _prepare(frame, spec)
-    layout = Layout(frame, spec, experiment, varying)
     at_ceiling, floor = _ceiling(stored, spec)
     layout.all_at_top = spec.top if spec.ceiling and len(stored) and (stored["_y"] == spec.top).all() else None
     if at_ceiling:
@@ -588,67 +418,88 @@ def draw(frame: pd.DataFrame, laws: list, spec: FigureSpec, experiment: Experime
     span = pd.concat([stored["_x"], failed["_x"]])
     span = span[span > 0]
     layout.dodge = (span.max() / span.min()) ** 0.04 if len(span) and span.min() > 0 else 1.1
-    panels = _panels(stored, layout, spec)
-    if not panels:
-        return None
-    caption = caption_text(frame, experiment, layout, floor if at_ceiling else None)
-    width_chars = int((PANEL_SIZE[0] * min(len(panels), COLUMNS) + (1.0 if len(panels) == 1 else 0)) * 16)
-    caption_lines = textwrap.wrap(caption, width_chars) if caption else []
-    legend = Legend()
-    positions = {x: i for i, x in enumerate(sorted(stored["_x"].unique()))} if spec.kind == "intervals" else {}
-    fig, top, bottom, axes = _canvas(len(panels), len(caption_lines))
-    for ax, where in zip(axes, panels):
-        here, lost = _subset(stored, where), _subset(failed, where)
-        facet, series = where.get(layout.facet), where.get(layout.series) if layout.curves_by_group else None
-        if spec.kind == "curves":
-            _curves(ax, here, spec, experiment, layout, legend, series)
-        elif spec.kind == "intervals":
-            _intervals(ax, here, spec, experiment, layout, legend, positions)
-        else:
-            _points(ax, here, lost, laws, spec, experiment, layout, legend, facet)
-        if spec.reference is not None and not at_ceiling:
-            ax.axhline(spec.reference, color="0.45", lw=0.9, ls=(0, (4, 3)), zorder=1)
-            legend.add(f"reference {spec.reference:g}", color="0.45", lw=0.9, ls=(0, (4, 3)))
-        if at_ceiling and spec.reference is not None:
-            ax.axhline(spec.top - spec.reference, color="0.45", lw=0.9, ls=(0, (4, 3)), zorder=1)
-            legend.add(f"reference {spec.reference:g} (shortfall {spec.top - spec.reference:g})", color="0.45",
-                       lw=0.9, ls=(0, (4, 3)))
-        words = [str(series)] if series is not None else []
-        words += [setting_text(experiment, {k: v}) for k, v in where.items() if k != layout.series]
-        if words or ax.texts:
-            ax.set_title(", ".join(words), fontsize=9, pad=_title_pad(ax))
-        ax.grid(True, which="major", alpha=0.3)
-        ax.tick_params(labelsize=8)
-    x_values = pd.concat([stored["_x"], failed["_x"]])
-    if len(failed):  # the side-by-side crosses stay inside the frame
-        x_values = pd.concat([x_values, failed["_x"] * layout.dodge ** (failed[layout.series].nunique() / 2)])
+    return Marks(stored, failed, floor if at_ceiling else None)
+
+
+def _caption_lines(caption: str, panels: int) -> list[str]:
+    """The caption wrapped to the width of the panels."""
+    width_chars = int((PANEL_SIZE[0] * min(panels, COLUMNS) + (1.0 if panels == 1 else 0)) * 16)
+    return textwrap.wrap(caption, width_chars) if caption else []
+
+
+def _panel(ax, where: dict, marks: Marks, laws: list, spec: FigureSpec, experiment: Experiment, layout: Layout,
+           legend: Legend, positions: dict) -> None:
+    """One panel: the rows of ``where`` drawn by the figure's kind, the reference line and a title."""
+    here, lost = _subset(marks.stored, where), _subset(marks.failed, where)
+    facet, series = where.get(layout.facet), where.get(layout.series) if layout.curves_by_group else None
+    if spec.kind == "curves":
+        _curves(ax, here, spec, experiment, layout, legend, series)
+    elif spec.kind == "intervals":
+        _intervals(ax, here, spec, experiment, layout, legend, positions)
+    else:
+        _points(ax, here, lost, laws, spec, experiment, layout, legend, facet)
+    _reference(ax, spec, marks.at_ceiling, legend)
+    words = [str(series)] if series is not None else []
+    words += [setting_text(experiment, {k: v}) for k, v in where.items() if k != layout.series]
+    if words or ax.texts:
+        ax.set_title(", ".join(words), fontsize=9, pad=title_pad(ax))
+    ax.grid(True, which="major", alpha=0.3)
+    ax.tick_params(labelsize=8)
+
+
+def _reference(ax, spec: FigureSpec, at_ceiling: bool, legend: Legend) -> None:
+    """The horizontal reference line, at ``top − reference`` when y is drawn as a shortfall."""
+    if spec.reference is None:
+        return
+    style = {"color": "0.45", "lw": 0.9, "ls": (0, (4, 3))}
+    if at_ceiling:
+        ax.axhline(spec.top - spec.reference, zorder=1, **style)
+        legend.add(f"reference {spec.reference:g} (shortfall {spec.top - spec.reference:g})", **style)
+    else:
+        ax.axhline(spec.reference, zorder=1, **style)
+        legend.add(f"reference {spec.reference:g}", **style)
+
+
+def _scales(axes: list, marks: Marks, spec: FigureSpec, experiment: Experiment, layout: Layout,
+            positions: dict) -> None:
+    """Both axes' scales, limits and ticks, shared by every panel."""
+    stored, failed = marks.stored, marks.failed
     if spec.kind == "intervals":
         for ax in axes:
             ax.set_xlim(-0.6, len(positions) - 0.4)
-            ax.set_xticks(range(len(positions)), [_text(x) for x in positions])
-        _axis(axes, "y", stored["_y"], spec.log_y, experiment, spec.y, spec.top)
-    else:
-        _axis(axes, "x", x_values, spec.log_x, experiment, spec.x)
-        y_values = pd.concat([stored["_y"], failed["_y"]])
-        _axis(axes, "y", y_values, spec.log_y or at_ceiling, experiment, spec.y,
-              None if at_ceiling else spec.top)
+            ax.set_xticks(range(len(positions)), [value_text(x) for x in positions])
+        axis(axes, "y", stored["_y"], spec.log_y, experiment, spec.y, spec.top)
+        return
+    x_values = pd.concat([stored["_x"], failed["_x"]])
+    if len(failed):  # the side-by-side crosses stay inside the frame
+        x_values = pd.concat([x_values, failed["_x"] * layout.dodge ** (failed[layout.series].nunique() / 2)])
+    axis(axes, "x", x_values, spec.log_x, experiment, spec.x)
+    y_values = pd.concat([stored["_y"], failed["_y"]])
+    axis(axes, "y", y_values, spec.log_y or marks.at_ceiling, experiment, spec.y,
+         None if marks.at_ceiling else spec.top)
+
+
+def _axis_labels(axes: list, spec: FigureSpec, experiment: Experiment, marks: Marks, columns: int) -> None:
+    """Words on the left column's y axes and the bottom row's x axes."""
     y_words = label(experiment, spec.y)
-    if at_ceiling:
+    if marks.at_ceiling:
         y_words = f"{spec.top:g} − {y_words}"
-    columns = min(len(panels), COLUMNS)
     for i, ax in enumerate(axes):
         if i % columns == 0:
             ax.set_ylabel(y_words, fontsize=9)
         if i >= len(axes) - columns:
             ax.set_xlabel(label(experiment, spec.x, spec.invert_x), fontsize=9)
             ax.xaxis.set_tick_params(labelbottom=True)
+
+
+def _finish(fig, top, bottom, title: str, legend: Legend, caption: list[str], columns: int) -> None:
+    """The title above, the legend below the panels (never over the data) and the caption strip."""
     if title:
         top.suptitle(textwrap.fill(title, int(fig.get_size_inches()[0] * 11)), fontsize=11)
     order = legend.notes_last()
-    if order:  # below the panels: never over the data, never as wide as the data
+    if order:
         top.legend([legend.entries[k] for k in order], [textwrap.fill(k, 40) for k in order], fontsize=7,
                    loc="outside lower center", ncols=min(len(order), 2 * columns), frameon=False,
                    handlelength=1.8, columnspacing=1.2)
     if bottom is not None:
-        bottom.text(0.01, 0.5, "\n".join(caption_lines), fontsize=7, color="0.25", ha="left", va="center")
-    return fig
+        bottom.text(0.01, 0.5, "\n".join(caption), fontsize=7, color="0.25", ha="left", va="center")

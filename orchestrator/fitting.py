@@ -6,8 +6,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from orchestrator.experiment import FitSpec
-from factmlp.scaling import COLUMNS, Fit, fit
+from orchestrator.experiment import FitSpec, LawFit
 from orchestrator.identity import digest
 from orchestrator.replicates import REPLICATE
 from orchestrator.scope import Scope
@@ -20,7 +19,7 @@ class FittedLaw:
 
     spec: FitSpec
     labels: dict
-    fit: Fit
+    fit: LawFit
     cells: pd.DataFrame
 
     def row(self, sweep: str, cell_set_id: str | None = None) -> dict:
@@ -28,14 +27,14 @@ class FittedLaw:
         cells keep a row each (and fits_current finds both)."""
         used = self.cells.iloc[list(self.fit.rows)]
         scoped = {"cell_set": cell_set_id} if cell_set_id else {}
-        row = {"fit_id": digest({"sweep": sweep, "law": self.spec.law, "cells": sorted(used["cell_id"]), **scoped}),
-               "law": self.spec.law, "x": self.spec.x, "y": self.spec.y, **self.labels, "r2": self.fit.r2,
+        row = {"fit_id": digest({"sweep": sweep, "law": self.spec.law.name, "cells": sorted(used["cell_id"]), **scoped}),
+               "law": self.spec.law.name, "x": self.spec.x, "y": self.spec.y, **self.labels, "r2": self.fit.r2,
                "n": len(used), "seeds": len(set(used[REPLICATE])) if REPLICATE in used else 1,
                "x_values": len(set(self.fit.extra["x"])),
                "problems": "; ".join(self.fit.problems()), "cell_ids": list(used["cell_id"])}
         for symbol, value in self.fit.estimates.items():
             low, high = self.fit.intervals[symbol]
-            name = COLUMNS[symbol]
+            name = self.spec.law.columns[symbol]
             row.update({name: value, f"{name}_low": low, f"{name}_high": high,
                         f"{name}_interval": self.fit.interval_kind.get(symbol, "")})
         return row
@@ -57,9 +56,9 @@ def fit_laws(cells: pd.DataFrame, specs: tuple[FitSpec, ...], varying: tuple[str
             group = group.reset_index(drop=True)
             strata = group[moving].astype(str).agg("|".join, axis=1).to_numpy()
             try:
-                result = fit(spec.law, group[spec.x].astype(float), group[spec.y].astype(float),
-                             strata=strata, replicates=group[REPLICATE].to_numpy() if REPLICATE in group else None,
-                             n_boot=n_boot)
+                result = spec.law.fit(group[spec.x].astype(float), group[spec.y].astype(float), strata=strata,
+                                      replicates=group[REPLICATE].to_numpy() if REPLICATE in group else None,
+                                      n_boot=n_boot)
             except ValueError:
                 continue  # too few stored cells in this group for this law
             labels = dict(zip(group_keys, key if isinstance(key, tuple) else (key,)))

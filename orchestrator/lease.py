@@ -23,7 +23,7 @@ import threading
 import time
 from email.utils import parsedate_to_datetime
 
-from factmlp.badfile import BadFile, check_json_depth, is_count
+from orchestrator.badfile import BadFile, check_json_depth, is_count
 from orchestrator.errors import Unavailable
 from orchestrator.location import Folder, ObjectStore, open_root
 from orchestrator.cells_lock import CellsLock

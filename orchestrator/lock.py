@@ -22,7 +22,7 @@ import sys
 import time
 from pathlib import Path
 
-from factmlp.badfile import check_json_depth, is_count
+from orchestrator.badfile import check_json_depth, is_count
 from orchestrator.errors import Unavailable
 from orchestrator.redact import redact
 from orchestrator.store import storage_error

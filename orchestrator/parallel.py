@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from orchestrator.figures import colour
+from orchestrator.figure_style import colour
 
 RESULTS = ("min_width", "params")
 

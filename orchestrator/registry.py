@@ -35,5 +35,5 @@ def get(name: str) -> Experiment:
 
 
 def every() -> dict[str, Experiment]:
-    """All kinds, imported (for documentation and for styles shared across every sweep)."""
+    """All kinds, imported (for documentation: parameter tables, the fits columns of every law)."""
     return {name: get(name) for name in names()}

@@ -12,7 +12,7 @@ import math
 import numpy as np
 import pandas as pd
 
-from factmlp.scaling import interval
+from orchestrator.statistics import interval
 
 REPLICATE = "seed"
 

@@ -13,7 +13,6 @@ from pathlib import Path
 
 import pandas as pd
 
-from factmlp.scaling import BOOTSTRAP, PARAMETERS
 from orchestrator.atomic import write_atomic
 from orchestrator.figures import figure
 from orchestrator.fitting import FittedLaw, fit_scope
@@ -78,19 +77,19 @@ def fits_section(laws: list[FittedLaw]) -> list[str]:
     for law in laws:
         problems = law.fit.problems()
         if problems:
-            warnings.append(f"- ⚠ {law.spec.law} law, {_group(law.labels)}: degenerate ({'; '.join(problems)}); "
+            warnings.append(f"- ⚠ {law.spec.law.name} law, {_group(law.labels)}: degenerate ({'; '.join(problems)}); "
                             "not reported.")
             continue
-        names = PARAMETERS[law.spec.law]
+        names = law.spec.law.parameters
         if law.fit.has_interval():
             estimate = "; ".join(f"{n} = {law.fit.estimates[n]:.3g} [{law.fit.intervals[n][0]:.3g}, "
-                                 f"{law.fit.intervals[n][1]:.3g}] ({law.fit.interval_kind.get(n, BOOTSTRAP)})"
+                                 f"{law.fit.intervals[n][1]:.3g}] ({law.fit.interval_kind[n]})"
                                  for n in names)
         else:
             estimate = "; ".join(f"{n} = {law.fit.estimates[n]:.3g}" for n in names) + (
                 f" (point estimates: {len(set(law.fit.extra['x']))} values of {law.spec.x}, too few for an interval)")
         seeds = law.cells[REPLICATE].nunique() if REPLICATE in law.cells else 1
-        rows.append({"law": law.spec.law, "group": _group(law.labels), "estimate [95% CI]": estimate,
+        rows.append({"law": law.spec.law.name, "group": _group(law.labels), "estimate [95% CI]": estimate,
                      "R²": law.fit.r2, "cells": len(law.fit.rows), "seeds": seeds})
     out = [markdown(pd.DataFrame(rows))] if rows else []
     return out + (["\n".join(warnings)] if warnings else [])
@@ -146,7 +145,7 @@ def write_report(scope: Scope, *, n_boot: int = 1000) -> tuple[list[Path], Path,
     parts += [f"![{p.stem}]({p.name}) ([PDF]({p.with_suffix('.pdf').name}))" for p in pictures if p.suffix == ".png"]
     over_seeds = replicate_table(scope, cells)
     if over_seeds is not None:
-        parts += [f"## Results over seeds", "Per setting: n seeds, the median, the range and a 95% t interval "
+        parts += ["## Results over seeds", "Per setting: n seeds, the median, the range and a 95% t interval "
                   "(of the geometric mean for counts, on the logit scale for fractions: see "
                   "`orchestrator/replicates.py`).", markdown(over_seeds)]
     parts += ["## Cells", markdown(cell_table(scope, cells))]

@@ -104,7 +104,7 @@ def _tracked(spec: Spec, row: dict) -> dict:
     config = {k: row[k] for k in params if is_set(row.get(k))}  # a cell's own parameters only
     summary = {k: v for k, v in row.items() if k not in params and k not in ("cell_id", "experiment", "sweep")}
     return {"cell_id": row["cell_id"], "config": config, "summary": summary, "name_keys": name_keys(spec),
-            "varying": spec.varying,
+            "varying": spec.varying, "experiment": spec.experiment.name,
             "trajectory": spec.experiment.trajectory, "invocation_id": row.get("invocation_id"),
             "code_version": row.get("code_version")}
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from orchestrator.figures import colour, marker
+from orchestrator.figure_style import colour, marker
 
 X = "num_facts"
 RESULTS = ("min_width", "params")

@@ -10,11 +10,12 @@ from __future__ import annotations
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from factmlp.scaling import COLUMNS as FIT_COLUMNS
-
 # Columns older writers used, by table: old name -> today's. The fits table's estimates were named by
-# their symbols, C beside c, which SQL does not tell apart.
-RENAMED = {"fits": {f"{symbol}{suffix}": f"{name}{suffix}" for symbol, name in FIT_COLUMNS.items()
+# their symbols, C beside c, which SQL does not tell apart (a record of what was written then: the
+# laws of that time, never extended).
+_SYMBOLS = {"C": "size_constant", "b": "size_offset", "s": "power_slope", "c": "power_intercept",
+            "p": "rho_exponent", "a": "rho_intercept"}
+RENAMED = {"fits": {f"{symbol}{suffix}": f"{name}{suffix}" for symbol, name in _SYMBOLS.items()
                     for suffix in ("", "_low", "_high", "_interval")}}
 TIMESTAMP = pa.timestamp("us", tz="UTC")
 
@@ -43,17 +44,12 @@ TABLES = {
     },
     "fits": {
         "fit_id": "hash of (sweep, law, cell ids used, cell_set_id): the key",
-        "law": "size (W = C·F·(log2 F + b)), power (log2 F = s·log2 W + c) or rho (log W = a + p·log(1/ρ))",
+        "law": "the law's name (below: each registered experiment's laws)",
         "x": "the law's x column", "y": "the law's y column",
         "r2": "R² of the fit", "n": "cells used", "seeds": "distinct seeds among them",
         "x_values": "distinct x values among them", "problems": "why the fit says nothing (empty: none)",
         "cell_ids": "the cells used",
-        **{name: f"the {law} law's {symbol}" for law, symbols in (("size", "Cb"), ("power", "sc"), ("rho", "pa"))
-           for symbol, name in ((s, FIT_COLUMNS[s]) for s in symbols)},
-        **{f"{name}_{end}": f"{end} end of the 95% interval of {name}" for name in FIT_COLUMNS.values()
-           for end in ("low", "high")},
-        **{f"{name}_interval": f"how {name}'s interval was made (stratified bootstrap, per-seed t)"
-           for name in FIT_COLUMNS.values()},
+        # here: each law's estimate columns (``tables``)
         "cell_set_id": "digest of the cell ids the fit's scope covers (a sweep file with its overrides, or a name)",
         "scope": "that scope in words",
         "invocation_id": "the `fit` or `report` command that wrote the row (one id per command)",
@@ -71,6 +67,35 @@ TABLES = {
         "probes_run": "probes it ran", "probes_failed": "probes that failed",
     },
 }
+
+
+def laws() -> list:
+    """Every law a registered experiment fits (``FitSpec.law``), each once, in registry order."""
+    from orchestrator import registry
+    found = {}
+    for experiment in registry.every().values():
+        for spec in experiment.fits:
+            found.setdefault(spec.law.name, spec.law)
+    return list(found.values())
+
+
+def tables() -> dict[str, dict[str, str]]:
+    """``TABLES`` with the fits table's columns of every registered law: the law's name, and per
+    parameter its estimate, the ends of its 95% interval and how that interval was made."""
+    found = laws()
+    named = [f"{law.name} ({law.formula})" for law in found]
+    estimates = {law.columns[symbol]: f"the {law.name} law's {symbol}" for law in found for symbol in law.parameters}
+    ends = {f"{name}_{end}": f"{end} end of the 95% interval of {name}" for name in estimates for end in ("low", "high")}
+    kinds = {f"{law.columns[s]}_interval": f"how {law.columns[s]}'s interval was made ({', '.join(law.intervals)})"
+             for law in found for s in law.parameters}
+    fits = {}
+    for key, words in TABLES["fits"].items():
+        fits[key] = " or ".join(filter(None, [", ".join(named[:-1]), named[-1]])) if key == "law" and named else words
+        if key == "cell_ids":
+            fits.update({**estimates, **ends, **kinds})
+    return {**TABLES, "fits": fits}
+
+
 # The newest fit of each (sweep, scope): what a report of that scope shows today.
 VIEWS = {"fits_current": (
     "select * from fits f where f.invocation_id = (select g.invocation_id from fits g where g.sweep = f.sweep "
@@ -118,7 +143,7 @@ def meanings(table: str) -> dict[str, str]:
     """Every column of ``table`` this code documents: its own, the shared ones and, for cells and
     probes, each experiment's parameters (their one-line docs, as in docs/sweep-spec.md)."""
     from orchestrator import registry
-    out = {**TABLES[table], **COMMON}
+    out = {**(tables()[table] if table == "fits" else TABLES[table]), **COMMON}  # only fits needs every kind's laws
     if table in ("cells", "probes"):
         for name in registry.names():
             for key, param in registry.get(name).params.items():
@@ -156,7 +181,7 @@ def markdown() -> str:
              "(min_width, accuracy, ...) are described by the experiment's module.", "",
              "Every table also has:", "", "| column | meaning |", "|---|---|"]
     lines += [f"| `{k}` | {v} |" for k, v in COMMON.items()]
-    for table, columns in TABLES.items():
+    for table, columns in tables().items():
         lines += ["", f"## {table}", "", "| column | meaning |", "|---|---|"]
         lines += [f"| `{k}` | {v} |" for k, v in columns.items()]
     for view, sql in VIEWS.items():

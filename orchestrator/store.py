@@ -30,7 +30,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from factmlp.badfile import BadFile
+from orchestrator.badfile import BadFile
 from orchestrator.errors import Unavailable
 from orchestrator.identity import SCHEMA_VERSION
 from orchestrator.location import open_root, transient

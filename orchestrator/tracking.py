@@ -35,7 +35,7 @@ from urllib.parse import unquote
 import pandas as pd
 import yaml
 
-from orchestrator import dashboard
+from orchestrator import dashboard, registry
 from orchestrator.interrupts import uninterrupted
 from orchestrator.provenance import code_version
 from orchestrator.redact import redact, server_uri
@@ -464,7 +464,8 @@ class Tracker:
         metrics = [Metric(k, dashboard.rounded(v), now, 0)
                    for k, v in ((k, _scalar(v)) for k, v in cell["summary"].items()) if v is not None]
         metrics += _trajectory(probes, cell.get("trajectory", ()), now)
-        shown = dashboard.shown_params(config, cell.get("varying", ()))
+        params = registry.get(cell["experiment"]).params if cell.get("experiment") else {}
+        shown = dashboard.shown_params(config, cell.get("varying", ()), params)
         params = [Param(k, dashboard.display(v)[:6000]) for k, v in shown.items()]
         while metrics or params:  # MLflow caps one batch at 1000 entities, 100 of them params
             self.client.log_batch(run.info.run_id, metrics=metrics[:900], params=params[:100])

@@ -15,6 +15,9 @@ from orchestrator import dashboard, parallel, report_html, scaling_chart  # noqa
 from orchestrator.registry import get  # noqa: E402
 
 
+PARAMS = get("capacity").params
+
+
 def capacity_cell(**given) -> dict:
     return get("capacity").resolve({"method": "gd", "d": 8, "num_facts": 16, "seed": 3, **given})
 
@@ -30,7 +33,7 @@ def test_run_names_always_end_with_the_seed():
 def test_a_spherical_gd_cell_shows_only_the_parameters_that_apply_to_it():
     cell = capacity_cell()
     assert {"beta", "spike_on", "kappa"} <= set(cell) and any(k.startswith("llm_") for k in cell)  # all in its id
-    shown = dashboard.shown_params(cell, ("method", "num_facts"))
+    shown = dashboard.shown_params(cell, ("method", "num_facts"), PARAMS)
     assert not {"beta", "spike_on", "spike_axis", "kappa", "condition_on"} & set(shown)
     assert not [k for k in shown if k.startswith("llm_")]
     assert {"method", "geometry", "d", "num_facts", "seed", "gd_epochs", "gd_lr"} <= set(shown)
@@ -38,9 +41,9 @@ def test_a_spherical_gd_cell_shows_only_the_parameters_that_apply_to_it():
 
 
 def test_a_geometry_option_shows_when_set_or_swept():
-    spiked = dashboard.shown_params(capacity_cell(geometry="spike", beta=2.0), ())
+    spiked = dashboard.shown_params(capacity_cell(geometry="spike", beta=2.0), (), PARAMS)
     assert spiked["beta"] == 2.0 and "llm_model" not in spiked
-    assert "kappa" in dashboard.shown_params(capacity_cell(), ("kappa",))  # the file varies it: every cell shows it
+    assert "kappa" in dashboard.shown_params(capacity_cell(), ("kappa",), PARAMS)  # the file varies it: every cell shows it
 
 
 def test_numbers_are_shown_rounded_but_never_so_that_two_values_look_alike():

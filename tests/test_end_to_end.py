@@ -44,6 +44,8 @@ def test_sweep_parquet_and_mlflow_agree(ray_session, tiny_sweep):
         assert run.data.metrics["params"] == row["params"]
         assert run.data.params["method"] == row["method"] and int(run.data.params["num_facts"]) == row["num_facts"]
         assert ("gd_epochs" in run.data.params) == (row["method"] == "gd")  # a cell's own method options only
+        # geometry options its geometry does not use, or left at their default: in its id, not on its page
+        assert not {"beta", "kappa"} & set(run.data.params) and not [k for k in run.data.params if k.startswith("llm_")]
         assert run.data.tags["mlflow.parentRunId"]  # the sweep run
         history = MlflowClient(default_uri(spec.results_root)).get_metric_history(run.info.run_id, "accuracy_by_width")
         assert len(history) == row["num_probes"]  # accuracy against width: step = width, in width order

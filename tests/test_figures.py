@@ -15,7 +15,7 @@ from PIL import Image
 from factmlp.experiments.capacity import EXPERIMENT as CAPACITY
 from factmlp.experiments.editing import EXPERIMENT as EDITING
 from factmlp.experiments.transformer_usability import EXPERIMENT as USABILITY
-from orchestrator import figures
+from orchestrator import figure_style, figures, registry
 from orchestrator.experiment import FigureSpec
 from orchestrator.fitting import fit_laws
 from orchestrator.progress import Progress
@@ -107,7 +107,7 @@ def test_facts_vs_params_reads_as_a_paper_figure():
     legend = fig.subfigs[0].legends[0]
     assert legend.get_window_extent().y1 <= ax.get_window_extent().y0  # below the data, hiding no point
     buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=figures.DPI)
+    fig.savefig(buffer, format="png", dpi=figure_style.DPI)
     assert Image.open(buffer).info["dpi"][0] >= 199
 
 
@@ -240,8 +240,8 @@ def test_fact_editing_scores_by_method_and_fraction_with_intervals():
 
 
 def test_tick_labels_and_declarations_stay_readable_and_compatible():
-    assert [figures.human(v) for v in (500, 2000, 20_000, 1e6, 1.5e6)] == ["500", "2000", "20k", "1M", "1.5M"]
-    assert list(figures.log_ticks(1, 1e4, np.array([1, 1e4]), False)) == [1, 10, 100, 1000, 10000]
+    assert [figure_style.human(v) for v in (500, 2000, 20_000, 1e6, 1.5e6)] == ["500", "2000", "20k", "1M", "1.5M"]
+    assert list(figure_style.log_ticks(1, 1e4, np.array([1, 1e4]), False)) == [1, 10, 100, 1000, 10000]
     old = FigureSpec("f", "x", "y", "method", "d", title="t")  # a declaration of before: defaults for the rest
     assert (old.kind, old.group, old.reference, old.top, old.ceiling) == ("points", None, None, None, False)
     with pytest.raises(ValueError, match="allowed: points, curves, intervals"):
@@ -250,11 +250,34 @@ def test_tick_labels_and_declarations_stay_readable_and_compatible():
 
 def test_one_colour_per_method_and_one_marker_per_d_in_every_sweep():
     methods = set(CAPACITY.params["method"].choices) | set(USABILITY.params["method"].choices)
-    assert {figures.colour(m) for m in methods} == {figures.STYLE[m] for m in methods}
-    assert len({figures.colour(m) for m in methods}) == len(methods)
-    assert figures.colour("gd") == figures.STYLE["gd"]  # not the order of appearance in a sweep
+    assert {figure_style.colour(m) for m in methods} == {figure_style.COLOURS[m] for m in methods}
+    assert len({figure_style.colour(m) for m in methods}) == len(methods)
+    assert figure_style.colour("gd") == "#1b1b1b"  # not the order of appearance in a sweep
     ds = (8, 16, 32, 64, 90, 128, 256, 384)
-    assert len({figures.marker(d) for d in ds}) == len(ds)
+    assert len({figure_style.marker(d) for d in ds}) == len(ds)
+
+
+def test_a_new_method_leaves_every_other_colour_unchanged(monkeypatch):
+    """A kind that declares a new method (first, so it would take the first colour of an ordered
+    palette): the style is loaded again beside it, and every known method keeps its colour; the new
+    one gets a colour no known method has."""
+    import dataclasses
+    import importlib
+    known = sorted({str(m) for e in registry.every().values() for f in e.figures
+                    for m in getattr(e.params.get(f.series), "choices", None) or ()})
+    before = {m: figure_style.colour(m) for m in known}
+    method = CAPACITY.params["method"]
+    newer = dataclasses.replace(CAPACITY, name="newer", params={
+        **CAPACITY.params, "method": dataclasses.replace(method, choices=("aaa_new",) + method.choices)})
+    every = registry.every()
+    monkeypatch.setattr(registry, "every", lambda: {"newer": newer, **every})
+    try:
+        importlib.reload(figure_style)
+        assert {m: figure_style.colour(m) for m in known} == before
+        assert figure_style.colour("aaa_new") not in before.values()
+    finally:
+        monkeypatch.undo()
+        importlib.reload(figure_style)
 
 
 SEEDS = "seeds: [0, 1]\n"  # the tiny capacity sweep of tests/conftest.py, twice

@@ -34,7 +34,7 @@ def _fits_rows() -> list[dict]:
     cells = pd.read_csv(REFERENCE / "capacity_isotropic" / "capacity_isotropic-cells.csv")
     spec = load_spec(SWEEP)
     laws = fit_laws(cells, spec.experiment.fits, spec.varying, n_boot=20)
-    assert {law.spec.law for law in laws} >= {"size", "power"}
+    assert {law.spec.law.name for law in laws} >= {"size", "power"}
     return [law.row("capacity_isotropic") for law in laws]
 
 
@@ -44,7 +44,7 @@ def test_no_two_columns_of_any_table_differ_only_by_case():
     tables = {f"{Path(f).parent.name}/{Path(f).stem}": list(pd.read_csv(f, nrows=1).columns)
               for f in glob.glob(str(REFERENCE / "*" / "*-*.csv"))}
     tables["fits (written)"] = sorted({k for row in _fits_rows() for k in row} | set(schema.COMMON))
-    for name, columns in schema.TABLES.items():
+    for name, columns in schema.tables().items():
         tables[f"{name} (declared)"] = list(columns) + list(schema.COMMON)
     assert len(tables) > 20
     clashes = {name: _case_clashes(cols) for name, cols in tables.items() if _case_clashes(cols)}

@@ -170,7 +170,7 @@ def test_a_hostile_lock_file_is_never_printed_as_it_is(tmp_path, capsys, content
 @pytest.mark.parametrize("body", [b"[" * 5000, b"not json", b"[1]", b'{"epoch": "x"}', b'{"ttl": true}',
                                   b'{"pid": "1\\n2"}'])
 def test_a_damaged_lease_is_a_bad_file(body):
-    from factmlp.badfile import BadFile
+    from orchestrator.badfile import BadFile
     from orchestrator.lease import lease_body
     with pytest.raises(BadFile) as raised:
         lease_body("s3://b/locks/x.lease", body)

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from factmlp.scaling import fit
+from factmlp.scaling import POWER, RHO, SIZE, fit
 
 FACTS = np.array([256, 512, 1024, 2048, 4096, 8192] * 3, dtype=float)
 
@@ -65,3 +65,24 @@ def test_a_fit_with_replicates_reports_the_wider_interval_and_names_it():
     assert both.interval_kind["s"] == "per-seed t"
     assert both.intervals["s"][1] - both.intervals["s"][0] > booted.intervals["s"][1] - booted.intervals["s"][0]
     assert both.estimates == booted.estimates
+
+
+def test_each_law_object_fits_itself_and_draws_its_curve_through_the_data():
+    """The curve a figure draws is the law in its drawn axes: W at F (size), F at W (power), W at 1/ρ
+    (ρ); on exact data it passes through every point and its band holds it."""
+    rng = np.random.default_rng(1)
+    rho = np.array([0.3, 0.35, 0.4, 0.45, 0.5, 0.55, 0.6])
+    size_w = 2.5 * FACTS * (np.log2(FACTS) + 3.0)
+    power_w = 2.0 ** ((np.log2(FACTS) - 1.5) / 0.9)
+    rho_w = np.exp(4.0 + 2.0 * np.log(1 / rho))
+    cases = ((SIZE, FACTS, size_w, FACTS, size_w), (POWER, FACTS, power_w, power_w, FACTS),
+             (RHO, rho, rho_w, 1 / rho, rho_w))
+    for law, x, y, drawn_x, drawn_y in cases:
+        noisy = y * np.exp(rng.normal(0, 0.02, len(y)))
+        result = law.fit(x, noisy, n_boot=100)
+        assert set(result.estimates) == set(law.parameters) == set(law.columns)
+        assert np.allclose(result.curve(drawn_x), drawn_y, rtol=0.1), law.name
+        low, high = result.band(drawn_x)
+        curve = result.curve(drawn_x)
+        assert np.all(low <= curve * (1 + 1e-9)) and np.all(curve <= high * (1 + 1e-9)) and np.any(high > low)
+    assert {law.name for law in (SIZE, POWER, RHO)} == {"size", "power", "rho"}

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from factmlp.badfile import BadFile, check_json_depth, is_count
+from orchestrator.badfile import BadFile, check_json_depth, is_count
 
 # safetensors dtype codes → little-endian numpy dtypes (BF16 is widened by hand, see _bf16).
 DTYPES = {

@@ -9,7 +9,7 @@ import tokenize
 
 import numpy as np
 
-from factmlp.badfile import BadFile
+from orchestrator.badfile import BadFile
 
 from factmlp.embeddings import safetensors
 

@@ -21,6 +21,7 @@ from factmlp.experiments.capacity_prediction import predict
 from factmlp.experiments.sweep_params import GEOMETRY_PARAMS, Param, geometry_options, method_options, method_params
 from factmlp.factsets import FactSet
 from factmlp.options import OptionError
+from factmlp.scaling import POWER, RHO, SIZE
 from orchestrator.experiment import EARLY_STOP, Experiment, FigureSpec, FitSpec, is_set
 from orchestrator.search import SmallestSuccess
 
@@ -196,9 +197,9 @@ EXPERIMENT = Experiment(
     view_metrics=("bits_per_param", "stored", "monotone", "accuracy_plateau"),
     trajectory=("width", "accuracy"),
     fits=(
-        FitSpec("size", "num_facts", "params", over=("num_facts",)),
-        FitSpec("power", "num_facts", "params", over=("num_facts",)),
-        FitSpec("rho", "rho", "params", over=("beta", "kappa")),
+        FitSpec(SIZE, "num_facts", "params", over=("num_facts",)),
+        FitSpec(POWER, "num_facts", "params", over=("num_facts",)),
+        FitSpec(RHO, "rho", "params", over=("beta", "kappa")),
     ),
     figures=(
         FigureSpec("facts_vs_params", "params", "num_facts", "method", "d", law="power", missing_x="max_params_tried",

@@ -28,7 +28,8 @@ from collections import defaultdict
 import numpy as np
 
 from factmlp.experiments.verdicts import MIN_SEEDS, fmt, paired, seeds_of, summary
-from factmlp.scaling import BOOTSTRAP, fit, interval, paired_difference
+from factmlp.scaling import BOOTSTRAP, fit, paired_difference
+from orchestrator.statistics import interval
 
 REFERENCE = "gd"
 PRIOR = "ntk"

@@ -7,27 +7,20 @@ wire; a geometry's options keep their own names (``beta``, ``llm_model``) and ev
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
 from collections.abc import Iterable, Mapping
 from typing import Any
 
 from factmlp.geometries import GEOMETRIES
 from factmlp.methods import METHODS
-from factmlp.options import Option, declared
+from factmlp.options import Param, declared
+
+__all__ = ["GEOMETRY_PARAMS", "Param", "geometry_options", "method_options", "method_params", "params_of"]
 
 
-@dataclass(frozen=True)
-class Param(Option):
-    """One cell parameter: a typed value (its type, default, allowed values or bounds, doc).
-
-    ``methods``: the methods whose cells carry it (an option of those methods); None: every cell.
-    """
-
-    methods: tuple[str, ...] | None = None
-
-
-def params_of(options: type, *, prefix: str = "", methods: tuple[str, ...] | None = None) -> dict[str, Param]:
-    return {prefix + name: Param(o.kind, o.default, o.choices, o.low, o.high, o.low_open, o.doc, methods=methods)
+def params_of(options: type, *, prefix: str = "", methods: tuple[str, ...] | None = None,
+              geometries: tuple[str, ...] | None = None) -> dict[str, Param]:
+    return {prefix + name: Param(o.kind, o.default, o.choices, o.low, o.high, o.low_open, o.doc, methods=methods,
+                                 geometries=geometries)
             for name, o in declared(options).items()}
 
 
@@ -52,12 +45,14 @@ def method_options(cell: Mapping[str, Any], name: str) -> dict[str, Any]:
 
 
 def _geometry_params() -> dict[str, Param]:
+    """Every geometry's options, each naming the geometries that declare it."""
     out = {}
     for geometry in GEOMETRIES.values():
         for key, param in params_of(geometry.options).items():
             if out.setdefault(key, param) != param:
                 raise TypeError(f"geometry option {key!r} is declared differently by two geometries")
-    return out
+    users = {key: tuple(n for n, g in GEOMETRIES.items() if key in declared(g.options)) for key in out}
+    return {key: dataclasses.replace(param, geometries=users[key]) for key, param in out.items()}
 
 
 # Every geometry's options, each once (an option two geometries share is declared alike in both).

@@ -11,7 +11,7 @@ import time
 
 import numpy as np
 
-from factmlp.experiments.sweep_params import Param
+from factmlp.options import Param
 from orchestrator.experiment import Experiment
 
 FAILURES = ("exception", "nan", "singular", "oom")

@@ -2,7 +2,7 @@
 
 A verdict ("holds" / "does not hold") needs at least ``MIN_SEEDS`` replicate seeds and an interval
 that lies wholly on one side of the claim's threshold; otherwise the finding says "inconclusive" and
-why. Intervals are Student's t intervals over seeds (``factmlp.scaling.interval``), on the logit
+why. Intervals are Student's t intervals over seeds (``orchestrator.statistics.interval``), on the logit
 scale for bounded quantities (recall, scores and their differences), so none runs past a bound; a
 comparison of two settings measured on the same seeds is paired (the difference per seed).
 Identical replicates are reported as such, never as a verdict.
@@ -14,7 +14,7 @@ from collections import defaultdict
 
 import numpy as np
 
-from factmlp.scaling import interval
+from orchestrator.statistics import interval
 from orchestrator.experiment import is_set
 
 MIN_SEEDS = 3
