@@ -258,6 +258,9 @@ def test_edit_options_are_typed_and_reach_the_editor_under_their_committed_names
         experiment.resolve({"edit_method": "fine_tune", "ft_weights": "up"})
     with pytest.raises(ValueError, match="weights"):
         FineTuneOptions(weights="up")
+    for method, grid in GRIDS.items():  # every grid setting names options of its method, with allowed values
+        for setting in grid:
+            EDIT_METHODS[method].options(**setting)  # raises on an unknown name or a bad value
 
 
 def test_bad_parameters_are_rejected_with_the_key():
