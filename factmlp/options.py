@@ -8,6 +8,8 @@ sweep parameters are generated from the same declarations (``factmlp.experiments
 adding an option touches only the file that declares and uses it.
 
 Plain fields (made without ``option()``) are programmatic knobs, never sweep parameters.
+A method's option ``x`` is the sweep parameter ``<method>_x``; options every cell carries keep
+their own names, after their class's ``prefix`` (a geometry's ``beta``, an edit method's ``ft_lr``).
 """
 from __future__ import annotations
 
@@ -17,7 +19,7 @@ import math
 import typing
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 REQUIRED = object()
 _OPTION = "factmlp.option"
@@ -99,6 +101,14 @@ def declared(cls: type) -> dict[str, Option]:
             for f in dataclasses.fields(cls) if _OPTION in f.metadata}
 
 
+def parameter_names(cls: type) -> dict[str, str]:
+    """Each declared option's sweep-parameter name when every cell carries it: the ``prefix`` of the
+    class that declares the field, then the field's name (a subclass that extends another's options
+    keeps their names: batch_rank_one's ``rome_ridge`` beside its own ``batch_rtol``)."""
+    def owner(name: str) -> type:
+        return next(c for c in cls.__mro__ if name in c.__dict__.get("__annotations__", {}))
+    return {name: owner(name).prefix + name for name in declared(cls)}
+
 
 @dataclass(frozen=True)
 class Param(Option):
@@ -112,9 +122,15 @@ class Param(Option):
     methods: tuple[str, ...] | None = None
     geometries: tuple[str, ...] | None = None
 
+
 @dataclass(frozen=True)
 class Options:
-    """Base of every typed options class: declared values are checked (and ints made floats) on creation."""
+    """Base of every typed options class: declared values are checked (and ints made floats) on creation.
+
+    ``prefix``: see ``parameter_names``.
+    """
+
+    prefix: ClassVar[str] = ""
 
     def __post_init__(self):
         for name, spec in declared(type(self)).items():
@@ -161,3 +177,13 @@ class Method:
     options: type[Options] = Options
     whitened: Whitened | None = None
     build_many: Callable[..., list] | None = None
+
+
+@dataclass(frozen=True)
+class EditMethod:
+    """A way to edit facts in a trained model: ``edit(bench, edited, mapping, options)`` returns the new
+    fact MLP (or the MLP and the steps it took), ``options`` its typed options (see ``parameter_names``)."""
+
+    name: str
+    edit: Callable[..., Any]
+    options: type[Options] = Options

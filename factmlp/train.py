@@ -73,6 +73,13 @@ class TrainConfig(Options):
         return self.lr_min + 0.5 * (self.lr - self.lr_min) * (1 + math.cos(math.pi * step / self.epochs))
 
 
+# The laptop recipe: the published one shortened to 3k epochs at lr 1e-2, which reaches the same
+# minimum widths at laptop sizes (docs/science.md#the-gd-recipe). The default of the experiments that
+# train GD inside a larger task (the Transformer studies, fact editing); study files that use it say
+# so as `gd: {epochs: 3000, lr: 1.0e-2}`.
+LAPTOP_RECIPE = TrainConfig(epochs=3000, lr=1e-2)
+
+
 def _init(d: int, widths: list[int], config: TrainConfig) -> list[GatedMLP]:
     """Each model's init depends only on (seed, width), so batched and alone start identically."""
     return [
@@ -203,6 +210,24 @@ def _loss_and_grads(p: dict[str, torch.Tensor], keys: torch.Tensor, values: torc
         grads["hidden_bias"] = dpre.sum(dim=0)
         grads["out_bias"] = dy.sum(dim=1)
     return loss, grads
+
+
+def autograd_reference(params: dict[str, torch.Tensor], keys: torch.Tensor, values: torch.Tensor,
+                       targets: torch.Tensor, activation: str) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """One model's loss and gradients written plainly and differentiated by torch autograd: the
+    definition ``_loss_and_grads`` computes by hand for a whole stack (tests/test_train.py holds it to
+    this). ``params``: the model's slice of the stacked tensors (``upgate`` 2×m×d, ``down_t`` m×d, and
+    ``hidden_bias`` 2×m, ``out_bias`` d when there are biases); they are not modified."""
+    q = {name: t.detach().clone().requires_grad_() for name, t in params.items()}
+    u, g = keys @ q["upgate"][0].T, keys @ q["upgate"][1].T
+    if "hidden_bias" in q:
+        u, g = u + q["hidden_bias"][0], g + q["hidden_bias"][1]
+    y = (u * ACTIVATIONS[activation](g)) @ q["down_t"]
+    if "out_bias" in q:
+        y = y + q["out_bias"]
+    loss = torch.nn.functional.cross_entropy(y @ values.T, targets)
+    loss.backward()
+    return loss.detach(), {name: t.grad for name, t in q.items()}
 
 
 def _select(p: dict[str, torch.Tensor], rows: torch.Tensor, width: int) -> dict[str, torch.Tensor]:

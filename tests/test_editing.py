@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from pathlib import Path
 
@@ -10,7 +11,8 @@ import pytest
 import torch
 
 from factmlp.editing import Bench, LMConfig, choose_edits, fine_tune, make_task, rank_one, swap, train_lm
-from factmlp.editing.edits import batch_update, key_covariance, rank_one_update, target_outputs
+from factmlp.editing.edits import (EDIT_METHODS, FineTuneOptions, RankOneOptions, batch_update, key_covariance,
+                                   rank_one_update, target_outputs)
 from factmlp.editing.metrics import Readout, correct, edit_metrics, harmonic_mean, target_log_prob, text_nll
 from factmlp.editing.task import A, S, TEMPLATES, non_fact_mask, render
 from factmlp.editing.tuning import GRIDS, describe, split_facts, tuned_edit
@@ -27,7 +29,8 @@ def tiny():
                      word_fact_embeddings="zero")  # the MLP input is then exactly (attention on S)·k_S
     mlp = swap(task, task.mapping, TINY["method"], TINY["width"], 0)
     model, history = train_lm(task, mlp, LMConfig(steps=150, batch=32, lr=1e-2, model_dim=32, head_dim=16))
-    return task, Bench.build(task, model, text_sequences=32)
+    rebuild = functools.partial(swap, task, method=TINY["method"], width=TINY["width"], seed=0)
+    return task, Bench.build(task, model, text_sequences=32, rebuild=rebuild)
 
 
 def predictions(bench: Bench, mlp) -> np.ndarray:
@@ -128,7 +131,9 @@ def test_swap_changes_exactly_the_edited_facts(tiny):
     edited, mapping = choose_edits(task, 0.25, 0)
     assert len(edited) == 6 and (mapping[edited] != task.mapping[edited]).all()
     assert (np.delete(mapping, edited) == np.delete(task.mapping, edited)).all()
-    new = swap(task, mapping, TINY["method"], TINY["width"], 0)
+    new = EDIT_METHODS["swap"].edit(bench, edited, mapping)  # the bench's own recipe, for the edited map
+    for a, b in zip(new.parameters(), swap(task, mapping, TINY["method"], TINY["width"], 0).parameters()):
+        assert torch.equal(a, b)
     before, after = predictions(bench, bench.model.mlp), predictions(bench, new)
     changed = np.flatnonzero((before != after).any(axis=1))
     assert changed.tolist() == edited.tolist()
@@ -155,7 +160,7 @@ def test_rank_one_edit_hits_its_target_outputs(tiny):
     task, bench = tiny
     edited, mapping = choose_edits(task, 0.1, 1)
     old = bench.model.mlp
-    new = rank_one(bench, edited, mapping, ridge=1e-3)
+    new = rank_one(bench, edited, mapping, RankOneOptions(ridge=1e-3))
     z = bench.prompts.take(bench.prompt_index(edited, task.edit_templates)).z.double()
     keys = old.hidden(z).view(len(edited), len(task.edit_templates), -1).mean(dim=1)
     delta = target_outputs(bench, old, edited, mapping)
@@ -172,7 +177,7 @@ def test_fine_tune_reaches_the_edit_and_leaves_the_base_model_alone(tiny):
     task, bench = tiny
     before = [p.clone() for p in bench.model.mlp.parameters()]
     edited, mapping = choose_edits(task, 0.1, 2)
-    new, steps = fine_tune(bench, edited, mapping, steps=300, lr=1e-2, replay=False)
+    new, steps = fine_tune(bench, edited, mapping, FineTuneOptions(steps=300, lr=1e-2, replay=False))
     assert bench.score(new, edited, mapping)["efficacy"] == 1.0 and steps < 300  # stops once the edit is right
     assert all(torch.equal(a, b) for a, b in zip(before, bench.model.mlp.parameters()))
 
@@ -182,12 +187,12 @@ def test_fine_tune_with_replay_keeps_the_untouched_facts(tiny, one_torch_thread)
     fine-tuning on the edits alone wrecks the other facts, replay keeps them, and reaches the edit too."""
     task, bench = tiny
     edited, mapping = choose_edits(task, 0.25, 0)
-    alone, _ = fine_tune(bench, edited, mapping, steps=200, lr=3e-2, replay=False)
-    replayed, steps = fine_tune(bench, edited, mapping, steps=200, lr=3e-2, seed=1)
+    alone, _ = fine_tune(bench, edited, mapping, FineTuneOptions(steps=200, lr=3e-2, replay=False))
+    replayed, steps = fine_tune(bench, edited, mapping, FineTuneOptions(steps=200, lr=3e-2, seed=1))
     without, with_replay = bench.score(alone, edited, mapping), bench.score(replayed, edited, mapping)
     assert without["efficacy"] == with_replay["efficacy"] == 1.0 and steps == 200
     assert with_replay["specificity"] > without["specificity"] + 0.2 and with_replay["specificity"] == 1.0
-    again, _ = fine_tune(bench, edited, mapping, steps=200, lr=3e-2, seed=1)  # the replayed batches are seeded
+    again, _ = fine_tune(bench, edited, mapping, FineTuneOptions(steps=200, lr=3e-2, seed=1))  # the replayed batches are seeded
     assert all(torch.equal(a, b) for a, b in zip(replayed.parameters(), again.parameters()))
 
 
@@ -214,10 +219,10 @@ def test_the_setting_is_picked_on_the_tuning_half_only(tiny, one_torch_thread):
     other_max[rows] = 1e9  # no attribute can win these prompts any more
     wrecked = dataclasses.replace(bench, prompts=dataclasses.replace(bench.prompts, other_max=other_max))
     grid = ({"lr": 1e-3, "steps": 20}, {"lr": 3e-2, "steps": 60})
-    for method, settings, common in (("batch_rank_one", GRIDS["batch_rank_one"], {}),
-                                     ("fine_tune", grid, {"replay": False})):
-        picked = tuned_edit(bench, method, edited, mapping, split, settings, **common)
-        again = tuned_edit(wrecked, method, edited, mapping, split, settings, **common)
+    for method, settings, options in (("batch_rank_one", GRIDS["batch_rank_one"], None),
+                                      ("fine_tune", grid, {"replay": False})):
+        picked = tuned_edit(bench, method, edited, mapping, split, settings, options)
+        again = tuned_edit(wrecked, method, edited, mapping, split, settings, options)
         assert picked.setting == again.setting and picked.tune_score == again.tune_score
         assert picked.setting in settings
         honest = bench.score(picked.mlp, edited, mapping, facts=split.evaluate)
@@ -231,6 +236,31 @@ def test_a_cell_carries_the_options_of_its_fact_mlp_only():
     assert (gd["gd_epochs"], gd["gd_lr"]) == (3000, 1e-2) and "hebbian_whitened_ridge" not in gd
     memory = experiment.resolve({"edit_method": "swap", "fact_mlp": "hebbian_whitened", "hebbian_whitened_ridge": 1e-3})
     assert memory["hebbian_whitened_ridge"] == 1e-3 and not any(k.startswith("gd_") for k in memory)
+
+
+def test_edit_options_are_typed_and_reach_the_editor_under_their_committed_names():
+    """Each edit method's typed options are the experiment's parameters, named ``ft_*``, ``rome_*`` (shared by
+    both rank-one edits) and ``batch_*`` with the defaults the committed study's cell ids were made with."""
+    from factmlp.experiments.editing import edit_options
+    experiment = every()["fact_editing"]
+    assert experiment.params["edit_method"].choices == tuple(EDIT_METHODS) == (
+        "swap", "fine_tune", "rank_one", "batch_rank_one")
+    own = {k: p.default for k, p in experiment.params.items() if k.startswith(("ft_", "rome_", "batch_"))}
+    assert own == {"ft_steps": 500, "ft_lr": 1e-3, "ft_weights": "all", "ft_replay": True, "ft_replay_batch": 256,
+                   "rome_ridge": 1e-3, "rome_steps": 200, "rome_lr": 0.05, "rome_prob": 0.95, "batch_rtol": 1e-2}
+    assert all(experiment.params[k].methods is None for k in own)  # every cell carries them, as before
+    cell = experiment.resolve({"edit_method": "batch_rank_one", "rome_steps": 7, "batch_rtol": 0.5, "ft_lr": 0.1})
+    assert edit_options(cell, 3) == EDIT_METHODS["batch_rank_one"].options(ridge=1e-3, steps=7, lr=0.05, prob=0.95,
+                                                                             rtol=0.5)
+    tuned = edit_options(experiment.resolve({"edit_method": "fine_tune", "ft_lr": 0.1, "ft_weights": "down"}), 3)
+    assert tuned == FineTuneOptions(lr=0.1, weights="down", seed=3)  # the draw seeds the replayed batches
+    with pytest.raises(ValueError, match="ft_weights"):
+        experiment.resolve({"edit_method": "fine_tune", "ft_weights": "up"})
+    with pytest.raises(ValueError, match="weights"):
+        FineTuneOptions(weights="up")
+    for method, grid in GRIDS.items():  # every grid setting names options of its method, with allowed values
+        for setting in grid:
+            EDIT_METHODS[method].options(**setting)  # raises on an unknown name or a bad value
 
 
 def test_bad_parameters_are_rejected_with_the_key():

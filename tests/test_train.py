@@ -5,10 +5,10 @@ import torch
 
 from factmlp.evaluate import evaluate
 from factmlp.geometries import make_factset
-from factmlp.mlp import ACTIVATIONS
 from factmlp.adam import Adam
 from factmlp.device import resolve_device
-from factmlp.train import MODEL_AXIS, TrainConfig, _init, _loss_and_grads, _stack, train_batched, train_gd
+from factmlp.train import (LAPTOP_RECIPE, MODEL_AXIS, TrainConfig, _init, _loss_and_grads, _stack, autograd_reference,
+                           train_batched, train_gd)
 
 FS = make_factset("spherical", 8, 32, 0, tied=False)
 
@@ -46,18 +46,23 @@ def test_hand_written_gradients_equal_autograd(activation, bias, budget):
             t.add_(0.3 * torch.randn(t.shape, generator=torch.Generator().manual_seed(1), dtype=t.dtype))
     loss, grads = _loss_and_grads(p, KEYS, VALUES, TARGETS, VALUES[TARGETS], activation, budget)
     for k, m in enumerate(widths):
-        q = {n: model_slice(v, n, k).clone().requires_grad_() for n, v in p.items()}
-        u, g = KEYS @ q["upgate"][0].T, KEYS @ q["upgate"][1].T
-        if bias:
-            u, g = u + q["hidden_bias"][0], g + q["hidden_bias"][1]
-        y = (u * ACTIVATIONS[activation](g)) @ q["down_t"]
-        if bias:
-            y = y + q["out_bias"]
-        ref = torch.nn.functional.cross_entropy(y @ VALUES.T, TARGETS)
-        ref.backward()
+        ref, ref_grads = autograd_reference({n: model_slice(v, n, k) for n, v in p.items()}, KEYS, VALUES, TARGETS,
+                                            activation)
+        assert set(ref_grads) == set(grads) == ({"upgate", "down_t", "hidden_bias", "out_bias"} if bias
+                                                else {"upgate", "down_t"})
         assert loss[k].item() == pytest.approx(ref.item(), rel=1e-12)
-        for name in q:
-            torch.testing.assert_close(model_slice(grads[name], name, k), q[name].grad, rtol=1e-9, atol=1e-12)
+        for name in ref_grads:
+            torch.testing.assert_close(model_slice(grads[name], name, k), ref_grads[name], rtol=1e-9, atol=1e-12)
+
+
+def test_the_autograd_reference_is_the_loss_of_the_model_it_slices():
+    """The reference reads the stacked layout as the model does: its loss is the model's own cross-entropy."""
+    config = TrainConfig(bias=True, activation="silu")
+    models = _init(8, [3, 5], config)
+    p = stacked([3, 5], config)
+    for k, model in enumerate(models):
+        ref, _ = autograd_reference({n: model_slice(v, n, k) for n, v in p.items()}, KEYS, VALUES, TARGETS, "silu")
+        assert ref.item() == pytest.approx(reference_loss(model.double()).item(), rel=1e-9)
 
 
 def test_padded_units_get_exactly_zero_gradient_and_stay_zero_under_adam():
@@ -126,6 +131,7 @@ def test_the_recipe_defaults_and_the_schedule():
     config = TrainConfig()
     assert (config.epochs, config.lr, config.lr_min, config.loss_stop, config.activation, config.bias) == \
         (10_000, 1e-3, 1e-6, 1e-7, "bilinear", False)
+    assert LAPTOP_RECIPE == TrainConfig(epochs=3000, lr=1e-2)  # the studies' `gd: {epochs: 3000, lr: 1.0e-2}`
     assert config.lr_at(0) == 1e-3
     assert config.lr_at(5_000) == pytest.approx((1e-3 + 1e-6) / 2)
     assert config.lr_at(10_000) == pytest.approx(1e-6)

@@ -301,3 +301,13 @@ def test_tiny_usability_sweep(ray_session, tmp_path, shared_tracking):
     for row in cells.to_dict("records"):
         assert 0.0 <= row["insert_recall"] <= 1.0 and 0.0 <= row["swap_recall"] <= 1.0
         assert row["params"] == 3 * 16 * 128
+
+
+def test_the_transformer_studies_take_their_methods_from_the_registry():
+    """Every registered method is a choice, but a whitened variant that is a method of its own
+    (hebbian_whitened), which ``whiten`` reaches from the method it belongs to."""
+    from factmlp.experiments.transformer_schedules import COMMON, VARIANTS
+    from factmlp.methods import METHODS
+    assert COMMON["method"].choices == ("gd", "data_dependent", "encoder_decoder", "hebbian", "ntk")
+    assert set(COMMON["method"].choices) | {"hebbian_whitened"} == set(METHODS)
+    assert VARIANTS["hebbian"].method == "hebbian_whitened" and VARIANTS["encoder_decoder"].options == {"code_whiten": True}

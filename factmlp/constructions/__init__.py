@@ -1,5 +1,6 @@
 """Explicit weight constructions, by name: each module declares its function, its typed options and
-(where it has one) its whitened variant as a ``Method`` (docs/science.md#constructions).
+(where it has one) its whitened variant as a ``Method``, and lists its methods in ``METHODS``
+(docs/science.md#constructions). Adding a construction is its module plus its name in ``MODULES``.
 
 ``factmlp.methods.build_fact_mlp`` builds any of them, and GD, by name. ``check_factset`` rejects
 fact sets that no MLP can store, so a degenerate input fails loudly instead of yielding a silently
@@ -7,16 +8,18 @@ wrong MLP.
 """
 from __future__ import annotations
 
+import importlib
+
 import numpy as np
 
-from factmlp.constructions.data_dependent import DATA_DEPENDENT
-from factmlp.constructions.encoder_decoder import ENCODER_DECODER
-from factmlp.constructions.hebbian import HEBBIAN, HEBBIAN_WHITENED
-from factmlp.constructions.ntk import NTK
 from factmlp.factsets import FactSet
 from factmlp.options import Method
 
-CONSTRUCTIONS: dict[str, Method] = {m.name: m for m in (DATA_DEPENDENT, ENCODER_DECODER, HEBBIAN, HEBBIAN_WHITENED, NTK)}
+# The modules of factmlp/constructions/ that declare constructions (each in its ``METHODS``).
+MODULES = ("data_dependent", "encoder_decoder", "hebbian", "ntk")
+
+CONSTRUCTIONS: dict[str, Method] = {m.name: m for module in MODULES
+                                    for m in importlib.import_module(f"{__name__}.{module}").METHODS}
 
 
 def check_factset(factset: FactSet, *, chunk: int = 2048) -> None:

@@ -84,3 +84,5 @@ def data_dependent(factset: FactSet, width: int, *, seed: int = 0,
 
 
 DATA_DEPENDENT = Method("data_dependent", data_dependent, DataDependentOptions)
+
+METHODS = (DATA_DEPENDENT,)

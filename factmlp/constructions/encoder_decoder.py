@@ -471,3 +471,5 @@ def design_width(factset: FactSet, options: EncoderDecoderOptions = EncoderDecod
 
 ENCODER_DECODER = Method("encoder_decoder", encoder_decoder, EncoderDecoderOptions,
                          whitened=Whitened("encoder_decoder", {"code_whiten": True}))
+
+METHODS = (ENCODER_DECODER,)

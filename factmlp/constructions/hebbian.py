@@ -96,3 +96,5 @@ def hebbian_whitened(factset: FactSet, width: int, *, seed: int = 0,
 
 HEBBIAN = Method("hebbian", hebbian, whitened=Whitened("hebbian_whitened"))
 HEBBIAN_WHITENED = Method("hebbian_whitened", hebbian_whitened, HebbianWhitenedOptions)
+
+METHODS = (HEBBIAN, HEBBIAN_WHITENED)

@@ -89,3 +89,5 @@ def ntk(factset: FactSet, width: int, *, seed: int = 0, options: NtkOptions = Nt
 
 
 NTK = Method("ntk", ntk, NtkOptions)
+
+METHODS = (NTK,)

@@ -23,7 +23,9 @@ model (the rest of the model is never touched), and ``Bench.score`` measures it:
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 import torch
@@ -34,7 +36,7 @@ from factmlp.editing.model import FactLM
 from factmlp.editing.task import FactTask, non_fact_mask, render, sample
 from factmlp.methods import build_fact_mlp
 from factmlp.mlp import GatedMLP
-from factmlp.options import OptionError
+from factmlp.options import EditMethod, Options, option
 
 
 def choose_edits(task: FactTask, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -57,6 +59,8 @@ class Bench:
     ``prompts``: the query position of every (fact, template) pair, fact-major (index f·T + t).
     ``text``: every position of held-out text whose target is a non-fact token.
     ``prompt_batch``: the rendered prompt sequences themselves (for checks against the full model).
+    ``rebuild``: how the model's fact MLP was made, as a function of the fact map (the swap calls it
+    for the edited map); None when the bench does not know.
     """
 
     task: FactTask
@@ -64,21 +68,24 @@ class Bench:
     prompts: Readout
     text: Readout
     prompt_batch: object = None
+    rebuild: Callable[[np.ndarray], GatedMLP] | None = None
 
     @classmethod
     @torch.no_grad()
     def build(cls, task: FactTask, model: FactLM, *, text_sequences: int = 256, seed: int = 0,
-              chunk: int = 512, device: str | torch.device = "cpu") -> "Bench":
+              chunk: int = 512, device: str | torch.device = "cpu",
+              rebuild: Callable[[np.ndarray], GatedMLP] | None = None) -> "Bench":
         """Run the frozen part once over every prompt and the held-out text (on ``device``; the
         summaries and the model end up on the CPU)."""
         try:
             model.to(device)
-            return cls._build(task, model, text_sequences, seed, chunk)
+            return cls._build(task, model, text_sequences, seed, chunk, rebuild)
         finally:
             model.cpu()
 
     @classmethod
-    def _build(cls, task: FactTask, model: FactLM, text_sequences: int, seed: int, chunk: int) -> "Bench":
+    def _build(cls, task: FactTask, model: FactLM, text_sequences: int, seed: int, chunk: int,
+               rebuild) -> "Bench":
         num_templates = len(task.templates)
         facts = np.repeat(np.arange(task.num_facts), num_templates)
         templates = np.tile(np.arange(num_templates), task.num_facts)
@@ -89,7 +96,8 @@ class Bench:
         mask = non_fact_mask(task, text.tokens)
         targets = np.zeros_like(text.tokens)
         targets[:, :-1] = text.tokens[:, 1:]
-        return cls(task, model, prompts, _readout(model, text.tokens, None, chunk, mask=mask, targets=targets), batch)
+        return cls(task, model, prompts, _readout(model, text.tokens, None, chunk, mask=mask, targets=targets), batch,
+                   rebuild)
 
     @property
     def values(self) -> torch.Tensor:
@@ -184,15 +192,37 @@ def swap(task: FactTask, mapping: np.ndarray, method: str, width: int, seed: int
     return build_fact_mlp(method, task.factset(mapping), width, seed=seed, options=options, device=device)
 
 
+def swap_in(bench: Bench, edited: np.ndarray, mapping: np.ndarray, options: Options = Options()) -> GatedMLP:
+    """The swap as an edit method: the bench's own recipe (``Bench.rebuild``) run for the edited map."""
+    if bench.rebuild is None:
+        raise ValueError("the bench does not know how its fact MLP was made: Bench.build(..., rebuild=...)")
+    return bench.rebuild(mapping)
+
+
 def _edit_prompts(bench: Bench, edited: np.ndarray, mapping: np.ndarray) -> tuple[Readout, torch.Tensor]:
     templates = bench.task.edit_templates
     readout = bench.prompts.take(bench.prompt_index(edited, templates))
     return readout, torch.as_tensor(np.repeat(mapping[edited], len(templates)))
 
 
-def fine_tune(bench: Bench, edited: np.ndarray, mapping: np.ndarray, *, steps: int = 500, lr: float = 1e-3,
-              weights: str = "all", replay: bool = True, replay_batch: int = 256, seed: int = 0,
-              check_every: int = 10) -> tuple[GatedMLP, int]:
+@dataclass(frozen=True)
+class FineTuneOptions(Options):
+    """fine_tune's options, sweep parameters ``ft_<name>``. Plain fields: ``seed`` draws the replayed
+    batches; ``check_every``: steps between the checks that stop it early without replay."""
+
+    prefix: ClassVar[str] = "ft_"
+    steps: int = option(500, "fine_tune: most Adam steps (all of them with replay)", low=0)
+    lr: float = option(1e-3, "fine_tune: Adam learning rate", low=0.0, low_open=True)
+    weights: str = option("all", "fine_tune: which MLP weights move", choices=("all", "down"))
+    replay: bool = option(True, "fine_tune: every step also fits the untouched facts' old authors, so "
+                                "fine-tuning sees the whole edited table as the swap does")
+    replay_batch: int = option(256, "fine_tune: untouched-fact prompts replayed per step", low=1)
+    seed: int = 0
+    check_every: int = 10
+
+
+def fine_tune(bench: Bench, edited: np.ndarray, mapping: np.ndarray,
+              options: FineTuneOptions = FineTuneOptions()) -> tuple[GatedMLP, int]:
     """Adam on a copy of the MLP's weights (``all`` or only ``down``); returns the MLP and the steps taken.
 
     The loss is the full-vocabulary cross-entropy of the new author at the edit prompts. With
@@ -201,29 +231,28 @@ def fine_tune(bench: Bench, edited: np.ndarray, mapping: np.ndarray, *, steps: i
     the whole edited table, as the swap does, and runs all ``steps``. Without replay nothing holds the
     other facts, so it stops at the first check where every edit prompt is right.
     """
-    if weights not in ("all", "down"):
-        raise OptionError("weights", f"got {weights!r}; allowed: all, down")
+    steps = options.steps
     mlp = copy.deepcopy(bench.model.mlp)
     for name, p in mlp.named_parameters():
-        p.requires_grad_(weights == "all" or name in ("down", "decoder"))
+        p.requires_grad_(options.weights == "all" or name in ("down", "decoder"))
     readout, targets = _edit_prompts(bench, edited, mapping)
     kept = np.setdiff1d(np.arange(bench.task.num_facts), edited)
-    replay = replay and len(kept) > 0
+    replay = options.replay and len(kept) > 0
     if replay:
         others, other_targets = _edit_prompts(bench, kept, mapping)
-        rng = np.random.default_rng([bench.task.seed, seed, 37])
-    opt = torch.optim.Adam([p for p in mlp.parameters() if p.requires_grad], lr=lr)
+        rng = np.random.default_rng([bench.task.seed, options.seed, 37])
+    opt = torch.optim.Adam([p for p in mlp.parameters() if p.requires_grad], lr=options.lr)
     taken = 0
     for taken in range(steps + 1):
         logits = attribute_logits(mlp, bench.scale, bench.values, readout)
-        if (not replay and taken % check_every == 0
+        if (not replay and taken % options.check_every == 0
                 and bool(correct(logits.detach(), readout.other_max, targets).all())):
             break
         if taken == steps:
             break
         loss = -target_log_prob(logits, readout.other_lse, targets).mean()
         if replay:
-            rows = torch.as_tensor(rng.choice(len(other_targets), size=min(replay_batch, len(other_targets)),
+            rows = torch.as_tensor(rng.choice(len(other_targets), size=min(options.replay_batch, len(other_targets)),
                                               replace=False))
             batch = others.take(rows)
             replay_logits = attribute_logits(mlp, bench.scale, bench.values, batch)
@@ -279,21 +308,33 @@ def target_outputs(bench: Bench, mlp: GatedMLP, edited: np.ndarray, mapping: np.
     return delta.detach()
 
 
-def _keys_and_targets(bench: Bench, edited: np.ndarray, mapping: np.ndarray, ridge: float, steps: int, lr: float,
-                      prob: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+@dataclass(frozen=True)
+class RankOneOptions(Options):
+    """The rank-one edits' options (both use them), sweep parameters ``rome_<name>``."""
+
+    prefix: ClassVar[str] = "rome_"
+    ridge: float = option(1e-3, "rank_one, batch_rank_one: ridge of the key covariance", low=0.0, low_open=True)
+    steps: int = option(200, "rank_one: most Adam steps for the target outputs", low=0)
+    lr: float = option(0.05, "", low=0.0, low_open=True)
+    prob: float = option(0.95, "rank_one: target-output optimisation stops when p(new) reaches this", low=0.0,
+                         high=1.0, low_open=True)
+
+
+def _keys_and_targets(bench: Bench, edited: np.ndarray, mapping: np.ndarray, options: RankOneOptions
+                      ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """(C, k* per edit, v* per edit, D): the ingredients every down-projection edit needs."""
     old = bench.model.mlp
     task = bench.task
     dtype = torch.float64
     every = bench.prompts.take(bench.prompt_index(np.arange(task.num_facts), task.edit_templates))
     with torch.no_grad():
-        cov = key_covariance(old, every.z, ridge)
+        cov = key_covariance(old, every.z, options.ridge)
     readout, _ = _edit_prompts(bench, edited, mapping)
     with torch.no_grad():
         keys = old.hidden(readout.z.to(next(old.parameters()).dtype)).double()
     keys = keys.view(len(edited), len(task.edit_templates), -1).mean(dim=1)
     down = old.effective_down().detach().to(dtype)
-    delta = target_outputs(bench, old, edited, mapping, steps=steps, lr=lr, prob=prob)
+    delta = target_outputs(bench, old, edited, mapping, steps=options.steps, lr=options.lr, prob=options.prob)
     return cov, keys, keys @ down.T + delta, down  # v* = D k* + δ
 
 
@@ -305,10 +346,10 @@ def _with_down(old: GatedMLP, down: torch.Tensor) -> GatedMLP:
                     gate_bias=clone(old.gate_bias), down_bias=clone(old.down_bias), activation=old.activation)
 
 
-def rank_one(bench: Bench, edited: np.ndarray, mapping: np.ndarray, *, ridge: float = 1e-3, steps: int = 200,
-             lr: float = 0.05, prob: float = 0.95) -> GatedMLP:
+def rank_one(bench: Bench, edited: np.ndarray, mapping: np.ndarray,
+             options: RankOneOptions = RankOneOptions()) -> GatedMLP:
     """Sequential ROME-style rank-one edits of the down projection (see the module docstring)."""
-    cov, keys, targets, down = _keys_and_targets(bench, edited, mapping, ridge, steps, lr, prob)
+    cov, keys, targets, down = _keys_and_targets(bench, edited, mapping, options)
     cov_inv = torch.linalg.inv(cov)
     for key, value in zip(keys, targets):
         down = rank_one_update(down, key, value, cov_inv)
@@ -330,9 +371,25 @@ def batch_update(down: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, c
     return down + residual.T @ torch.linalg.pinv(gram, hermitian=True, rtol=rtol) @ projected
 
 
-def batch_rank_one(bench: Bench, edited: np.ndarray, mapping: np.ndarray, *, ridge: float = 1e-3, steps: int = 200,
-                   lr: float = 0.05, prob: float = 0.95, rtol: float = 1e-2) -> GatedMLP:
+@dataclass(frozen=True)
+class BatchRankOneOptions(RankOneOptions):
+    """The rank-one options (``rome_*``, the same k*, v* and C) plus the batch's own, ``batch_<name>``."""
+
+    prefix: ClassVar[str] = "batch_"
+    rtol: float = option(1e-2, "batch_rank_one: relative eigenvalue cut of the pseudo-inverse", low=0.0, high=1.0)
+
+
+def batch_rank_one(bench: Bench, edited: np.ndarray, mapping: np.ndarray,
+                   options: BatchRankOneOptions = BatchRankOneOptions()) -> GatedMLP:
     """The rank-one edit made simultaneous (in the spirit of MEMIT, one layer): the same k*, v* and C,
     one update of rank ≤ E hitting every v* at once (see ``batch_update``)."""
-    cov, keys, targets, down = _keys_and_targets(bench, edited, mapping, ridge, steps, lr, prob)
-    return _with_down(bench.model.mlp, batch_update(down, keys, targets, torch.linalg.inv(cov), rtol))
+    cov, keys, targets, down = _keys_and_targets(bench, edited, mapping, options)
+    return _with_down(bench.model.mlp, batch_update(down, keys, targets, torch.linalg.inv(cov), options.rtol))
+
+
+EDIT_METHODS: dict[str, EditMethod] = {m.name: m for m in (
+    EditMethod("swap", swap_in),
+    EditMethod("fine_tune", fine_tune, FineTuneOptions),
+    EditMethod("rank_one", rank_one, RankOneOptions),
+    EditMethod("batch_rank_one", batch_rank_one, BatchRankOneOptions),
+)}

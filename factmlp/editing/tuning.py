@@ -10,15 +10,20 @@ on the same facts and text.
 """
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
-from factmlp.editing.edits import Bench, batch_rank_one, fine_tune, rank_one
+from factmlp.editing.edits import EDIT_METHODS, Bench
 from factmlp.editing.task import FactTask
 from factmlp.mlp import GatedMLP
+from factmlp.options import Options
 
-# ≤ 4 settings per baseline: the knobs that trade reaching the edit against disturbing the rest.
+# ≤ 4 settings per baseline: the knobs that trade reaching the edit against disturbing the rest
+# (names of the method's options, ``factmlp.editing.edits``). A method without a grid is not tuned.
 GRIDS: dict[str, tuple[dict, ...]] = {
     "fine_tune": ({"lr": 1e-3, "steps": 400}, {"lr": 3e-3, "steps": 100}, {"lr": 3e-3, "steps": 400},
                   {"lr": 1e-2, "steps": 100}),
@@ -26,8 +31,6 @@ GRIDS: dict[str, tuple[dict, ...]] = {
     "batch_rank_one": tuple({"rtol": rtol} for rtol in (1e-3, 1e-2, 3e-2, 1e-1)),
 }
 PPL_BAR = 1.05  # a setting that raises the tuning part's non-fact perplexity more is picked only if all do
-
-EDITORS = {"fine_tune": fine_tune, "rank_one": rank_one, "batch_rank_one": batch_rank_one}
 
 
 @dataclass(frozen=True)
@@ -70,13 +73,20 @@ class Tuned:
     extra: dict = field(default_factory=dict)
 
 
+def own_setting(method: str, options: Options) -> dict:
+    """The options' own values of the knobs the method's grid tunes (a cell with ``tune`` false)."""
+    return {key: getattr(options, key) for key in GRIDS[method][0]}
+
+
 def tuned_edit(bench: Bench, method: str, edited: np.ndarray, mapping: np.ndarray, split: Split,
-               settings: tuple[dict, ...], **common) -> Tuned:
-    """Make the edit once per setting (``common`` are the editor's other arguments) and keep the best
-    on the tuning part (see the module docstring); the evaluation part is never looked at."""
+               settings: tuple[dict, ...], options: Options | Mapping[str, Any] | None = None) -> Tuned:
+    """Make the edit once per setting (each replaces some of ``options``, the method's typed options)
+    and keep the best on the tuning part (see the module docstring); the evaluation part is never looked at."""
+    spec = EDIT_METHODS[method]
+    options = spec.options.of(options)
     best, best_key = None, None
     for setting in settings:
-        out = EDITORS[method](bench, edited, mapping, **common, **setting)
+        out = spec.edit(bench, edited, mapping, dataclasses.replace(options, **setting))
         mlp, extra = (out[0], {"ft_steps_taken": out[1]}) if isinstance(out, tuple) else (out, {})
         scores = bench.score(mlp, edited, mapping, facts=split.tune, text=split.text_tune)
         key = (scores["ppl_ratio"] <= PPL_BAR, scores["score"], -scores["ppl_ratio"])

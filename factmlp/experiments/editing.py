@@ -12,6 +12,7 @@ same model.
 """
 from __future__ import annotations
 
+import dataclasses
 import functools
 import time
 from collections import Counter
@@ -19,18 +20,19 @@ from collections import Counter
 import numpy as np
 
 from factmlp.editing import Bench, LMConfig, choose_edits, make_task, swap, train_lm
+from factmlp.editing.edits import EDIT_METHODS
 from factmlp.editing.task import TEMPLATES
-from factmlp.editing.tuning import GRIDS, describe, split_facts, tuned_edit
+from factmlp.editing.tuning import GRIDS, describe, own_setting, split_facts, tuned_edit
 from factmlp.experiments.verdicts import DIFFERENCE, against, by, fmt, paired, seeds_of, summary
 from factmlp.experiments import captions
 from orchestrator.experiment import Experiment, FigureSpec, ParamError
-from factmlp.experiments.sweep_params import Param, method_options, method_params
+from factmlp.experiments.sweep_params import (Param, method_defaults, method_options, method_params, shared_options,
+                                              shared_params)
 from factmlp.methods import METHODS
-
-EDIT_METHODS = ("swap", "fine_tune", "rank_one", "batch_rank_one")
+from factmlp.train import LAPTOP_RECIPE
 
 PARAMS = {
-    "edit_method": Param(str, choices=EDIT_METHODS,
+    "edit_method": Param(str, choices=tuple(EDIT_METHODS),
                          doc="swap the whole MLP, fine-tune it, sequential rank-one edits or one batched edit"),
     "edit_fraction": Param(float, 0.1, low=0.0, high=1.0, low_open=True, doc="fraction of facts edited"),
     "draws": Param(int, 1, low=1, high=1000, doc="random edit sets per cell (one probe each)"),
@@ -56,22 +58,10 @@ PARAMS = {
     "tune": Param(bool, True, doc="fine_tune, rank_one, batch_rank_one: pick the setting from the method's grid "
                                   "(factmlp/editing/tuning.py) on the tuning half of each draw; false: the "
                                   "cell's own ft_lr/ft_steps, rome_ridge/rome_prob or batch_rtol"),
-    "ft_steps": Param(int, 500, low=0, doc="fine_tune: most Adam steps (all of them with replay)"),
-    "ft_lr": Param(float, 1e-3, low=0.0, low_open=True, doc="fine_tune: Adam learning rate"),
-    "ft_weights": Param(str, "all", choices=("all", "down"), doc="fine_tune: which MLP weights move"),
-    "ft_replay": Param(bool, True, doc="fine_tune: every step also fits the untouched facts' old authors, so "
-                                       "fine-tuning sees the whole edited table as the swap does"),
-    "ft_replay_batch": Param(int, 256, low=1, doc="fine_tune: untouched-fact prompts replayed per step"),
-    "rome_ridge": Param(float, 1e-3, low=0.0, low_open=True, doc="rank_one, batch_rank_one: ridge of the key covariance"),
-    "rome_steps": Param(int, 200, low=0, doc="rank_one: most Adam steps for the target outputs"),
-    "rome_lr": Param(float, 0.05, low=0.0, low_open=True),
-    "rome_prob": Param(float, 0.95, low=0.0, high=1.0, low_open=True,
-                       doc="rank_one: target-output optimisation stops when p(new) reaches this"),
-    "batch_rtol": Param(float, 1e-2, low=0.0, high=1.0,
-                        doc="batch_rank_one: relative eigenvalue cut of the pseudo-inverse"),
+    **shared_params(m.options for m in EDIT_METHODS.values()),  # ft_*, rome_*, batch_*: every cell carries them
     "device": Param(str, "cpu", choices=("cpu", "auto"),
                     doc="where the base model trains and fact MLPs are built (GD, the encoder–decoder's solve)"),
-    **method_params(METHODS, defaults={"gd_epochs": 3000, "gd_lr": 1e-2}),
+    **method_params(METHODS, defaults=method_defaults("gd", LAPTOP_RECIPE)),
 }
 
 BASE_KEYS = ("num_facts", "num_attributes", "d", "seed", "num_edit_templates", "word_fact_embeddings",
@@ -92,11 +82,14 @@ def _base(values: tuple, options: tuple) -> tuple[Bench, dict]:
     task = make_task(cell["num_facts"], cell["num_attributes"], cell["d"], cell["seed"],
                      num_edit_templates=cell["num_edit_templates"], num_filler_words=cell["filler_words"],
                      filler_length=cell["filler_length"], word_fact_embeddings=cell["word_fact_embeddings"])
-    mlp = swap(task, task.mapping, cell["fact_mlp"], cell["width"], cell["seed"], dict(options), device=cell["device"])
+    rebuild = functools.partial(swap, task, method=cell["fact_mlp"], width=cell["width"], seed=cell["seed"],
+                                options=dict(options), device=cell["device"])
+    mlp = rebuild(task.mapping)
     config = LMConfig(steps=cell["lm_steps"], batch=cell["lm_batch"], lr=cell["lm_lr"], seed=cell["seed"],
                       model_dim=cell["model_dim"], heads=cell["heads"], head_dim=cell["head_dim"], device=cell["device"])
     model, history = train_lm(task, mlp, config)
-    bench = Bench.build(task, model, text_sequences=cell["text_sequences"], device=config.torch_device())
+    bench = Bench.build(task, model, text_sequences=cell["text_sequences"], device=config.torch_device(),
+                        rebuild=rebuild)
     every = tuple(range(len(task.templates)))
     info = {
         "base_accuracy": float(bench.hits(model.mlp, np.arange(task.num_facts), every, task.mapping).double().mean()),
@@ -111,20 +104,13 @@ def next_probes(cell: dict, results: list[dict]) -> list[dict]:
     return [{"draw": i} for i in range(cell["draws"]) if i not in done]
 
 
-def _own_setting(cell: dict) -> dict:
-    """The cell's own setting of its baseline (used when ``tune`` is false)."""
-    return {"fine_tune": {"lr": cell["ft_lr"], "steps": cell["ft_steps"]},
-            "rank_one": {"ridge": cell["rome_ridge"], "prob": cell["rome_prob"]},
-            "batch_rank_one": {"rtol": cell["batch_rtol"]}}[cell["edit_method"]]
-
-
-def _common(cell: dict, draw: int) -> dict:
-    """The baseline's arguments that are not tuned."""
-    if cell["edit_method"] == "fine_tune":
-        return dict(weights=cell["ft_weights"], replay=cell["ft_replay"], replay_batch=cell["ft_replay_batch"],
-                    seed=draw)
-    common = dict(steps=cell["rome_steps"], lr=cell["rome_lr"])
-    return common if cell["edit_method"] == "rank_one" else dict(common, ridge=cell["rome_ridge"], prob=cell["rome_prob"])
+def edit_options(cell: dict, draw: int):
+    """The typed options of the cell's edit method; one that draws random numbers (a plain ``seed``
+    field, fine-tuning's replayed batches) draws them by the probe's draw."""
+    options = shared_options(cell, EDIT_METHODS[cell["edit_method"]].options)
+    if "seed" in {f.name for f in dataclasses.fields(options)}:
+        options = dataclasses.replace(options, seed=draw)
+    return options
 
 
 def run_probes(cell: dict, probes: list[dict]) -> list[dict]:
@@ -132,6 +118,7 @@ def run_probes(cell: dict, probes: list[dict]) -> list[dict]:
     the base model never changes."""
     bench, info = _base(*_base_key(cell))
     method = cell["edit_method"]
+    edit = EDIT_METHODS[method].edit
     rows = []
     for probe in probes:
         draw = int(probe["draw"])
@@ -139,12 +126,12 @@ def run_probes(cell: dict, probes: list[dict]) -> list[dict]:
         split = split_facts(bench.task, edited, len(bench.text.z), draw)
         start = time.perf_counter()
         extra = {}
-        if method == "swap":
-            mlp = swap(bench.task, mapping, cell["fact_mlp"], cell["width"], cell["seed"],
-                       method_options(cell, cell["fact_mlp"]), device=cell["device"])
+        options = edit_options(cell, draw)
+        if method not in GRIDS:  # the swap: nothing to tune
+            mlp = edit(bench, edited, mapping, options)
         else:
-            settings = GRIDS[method] if cell["tune"] else (_own_setting(cell),)
-            tuned = tuned_edit(bench, method, edited, mapping, split, settings, **_common(cell, draw))
+            settings = GRIDS[method] if cell["tune"] else (own_setting(method, options),)
+            tuned = tuned_edit(bench, method, edited, mapping, split, settings, options)
             mlp = tuned.mlp
             extra = {"tuned_setting": describe(tuned.setting), "tune_score": tuned.tune_score,
                      **{f"tuned_{k}": float(v) for k, v in tuned.setting.items()}, **tuned.extra}

@@ -12,15 +12,17 @@ from typing import Any
 
 from factmlp.geometries import GEOMETRIES
 from factmlp.methods import METHODS
-from factmlp.options import Param, declared
+from factmlp.options import Param, declared, parameter_names
 
-__all__ = ["GEOMETRY_PARAMS", "Param", "geometry_options", "method_options", "method_params", "params_of"]
+__all__ = ["GEOMETRY_PARAMS", "Param", "geometry_options", "method_defaults", "method_options", "method_params",
+           "params_of", "shared_options", "shared_params"]
 
 
-def params_of(options: type, *, prefix: str = "", methods: tuple[str, ...] | None = None,
-              geometries: tuple[str, ...] | None = None) -> dict[str, Param]:
-    return {prefix + name: Param(o.kind, o.default, o.choices, o.low, o.high, o.low_open, o.doc, methods=methods,
-                                 geometries=geometries)
+def params_of(options: type, *, prefix: str | None = None, methods: tuple[str, ...] | None = None
+              ) -> dict[str, Param]:
+    """The declared options as parameters named ``prefix`` + name, or (no prefix) by ``parameter_names``."""
+    names = parameter_names(options) if prefix is None else {name: prefix + name for name in declared(options)}
+    return {names[name]: Param(o.kind, o.default, o.choices, o.low, o.high, o.low_open, o.doc, methods=methods)
             for name, o in declared(options).items()}
 
 
@@ -38,20 +40,41 @@ def method_params(names: Iterable[str], *, defaults: Mapping[str, Any] | None = 
     return out
 
 
+def method_defaults(name: str, options) -> dict[str, Any]:
+    """Parameter defaults (``method_params(defaults=...)``) that make method ``name``'s options those of
+    ``options`` (a typed options object, e.g. ``factmlp.train.LAPTOP_RECIPE``): the ones it changes."""
+    return {f"{name}_{key}": getattr(options, key) for key, o in declared(type(options)).items()
+            if getattr(options, key) != o.default}
+
+
 def method_options(cell: Mapping[str, Any], name: str) -> dict[str, Any]:
     """The options of method ``name`` that the cell sets, by option name (the others keep their defaults)."""
     prefix = f"{name}_"
     return {option: cell[prefix + option] for option in declared(METHODS[name].options) if prefix + option in cell}
 
 
-def _geometry_params() -> dict[str, Param]:
-    """Every geometry's options, each naming the geometries that declare it."""
+def shared_params(options: Iterable[type]) -> dict[str, Param]:
+    """The options of these classes as parameters every cell carries (``parameter_names``), each once:
+    an option two classes share (a geometry's ``beta``, the rank-one edits' ``rome_ridge``) must be
+    declared alike in both."""
     out = {}
-    for geometry in GEOMETRIES.values():
-        for key, param in params_of(geometry.options).items():
+    for cls in options:
+        for key, param in params_of(cls).items():
             if out.setdefault(key, param) != param:
-                raise TypeError(f"geometry option {key!r} is declared differently by two geometries")
-    users = {key: tuple(n for n, g in GEOMETRIES.items() if key in declared(g.options)) for key in out}
+                raise TypeError(f"option {key!r} is declared differently by two options classes")
+    return out
+
+
+def shared_options(cell: Mapping[str, Any], options: type):
+    """The typed options ``options`` with the values the cell sets (see ``shared_params``)."""
+    return options(**{name: cell[key] for name, key in parameter_names(options).items() if key in cell})
+
+
+def _geometry_params() -> dict[str, Param]:
+    """Every geometry's options, each once, naming the geometries that declare it (a view may leave
+    an option out of the other geometries' cells)."""
+    out = shared_params(g.options for g in GEOMETRIES.values())
+    users = {key: tuple(n for n, g in GEOMETRIES.items() if key in parameter_names(g.options).values()) for key in out}
     return {key: dataclasses.replace(param, geometries=users[key]) for key, param in out.items()}
 
 

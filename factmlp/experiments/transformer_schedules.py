@@ -14,14 +14,18 @@ import torch
 from factmlp import factsets, methods
 from factmlp.evaluate import evaluate
 from factmlp.options import OptionError
-from factmlp.experiments.sweep_params import Param, method_options, method_params
+from factmlp.experiments.sweep_params import Param, method_defaults, method_options, method_params
 from factmlp.geometries import make_factset
+from factmlp.train import LAPTOP_RECIPE
 from factmlp.transformer import (DECODES, AttentionConfig, RecallTransformer, fresh_permutation, make_vocab,
                                  pretrain_attention, train_attention, usability)
 
-METHODS = ("gd", "hebbian", "encoder_decoder", "ntk", "data_dependent")
-WHITENABLE = tuple(m for m in METHODS if methods.METHODS[m].whitened is not None)
-VARIANTS = {m: methods.whitened(m) for m in WHITENABLE}
+# The methods of the registry, each with its whitened variant where it declares one; a variant that is a
+# method of its own (hebbian_whitened) is reached through ``whiten`` from the method it belongs to.
+VARIANTS = {name: m.whitened for name, m in methods.METHODS.items() if m.whitened is not None}
+METHODS = tuple(name for name in methods.METHODS
+                if name not in {v.method for owner, v in VARIANTS.items() if v.method != owner})
+WHITENABLE = tuple(VARIANTS)
 SCHEDULES = ("insert_then_train", "pretrain_then_swap")
 DTYPES = {"float64": torch.float64, "float32": torch.float32}
 EPS = (0.05, 0.1, 0.2)
@@ -55,7 +59,7 @@ COMMON = {
     "decode": Param(str, "vocab", choices=DECODES, doc="argmax over every token (an LM) or the fact tokens only"),
     # The options of each method and whitened variant; ``whiten`` sets the options a variant fixes.
     **method_params(dict.fromkeys(METHODS + tuple(v.method for v in VARIANTS.values())),
-                    defaults={"gd_epochs": 3000, "gd_lr": 1e-2, "data_dependent_cg_iters": 10},
+                    defaults={**method_defaults("gd", LAPTOP_RECIPE), "data_dependent_cg_iters": 10},
                     exclude=[f"{v.method}_{k}" for v in VARIANTS.values() for k in v.options]),
 }
 
