@@ -8,6 +8,9 @@ sweep parameters are generated from the same declarations (``factmlp.experiments
 adding an option touches only the file that declares and uses it.
 
 Plain fields (made without ``option()``) are programmatic knobs, never sweep parameters.
+
+A bad value raises ``ParamError`` (key and what is allowed): the contract's own error
+(``orchestrator.experiment``), so a value that is bad in a notebook and in a sweep file is one error.
 """
 from __future__ import annotations
 
@@ -19,17 +22,10 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from orchestrator.experiment import ParamError
+
 REQUIRED = object()
 _OPTION = "factmlp.option"
-
-
-class OptionError(ValueError):
-    """A bad value for a named option or parameter: ``key`` and a ``message`` that says what is
-    allowed, printed as 'key: message' (a sweep file's error names the same key)."""
-
-    def __init__(self, key: str, message: str):
-        super().__init__(f"{key}: {message}")
-        self.key, self.message = key, message
 
 
 @dataclass(frozen=True)
@@ -62,7 +58,7 @@ class Option:
 
         An integer is accepted for a float; nothing else is converted.
         """
-        bad = OptionError(key, f"got {value!r}; allowed: {self.allowed()}")
+        bad = ParamError(key, f"got {value!r}; allowed: {self.allowed()}")
         if self.kind is bool:
             if not isinstance(value, bool):
                 raise bad
@@ -116,7 +112,7 @@ class Options:
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(values) - names)
         if unknown:
-            raise OptionError(unknown[0], f"unknown option of {cls.__name__}; allowed: {', '.join(sorted(names))}")
+            raise ParamError(unknown[0], f"unknown option of {cls.__name__}; allowed: {', '.join(sorted(names))}")
         return cls(**values)
 
     @classmethod

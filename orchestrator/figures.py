@@ -57,7 +57,7 @@ def _series_values() -> list[str]:
     """Every value any experiment declares for a figure's series, in registry order: the colour key."""
     seen = []
     for experiment in registry.every().values():
-        for spec in experiment.figures:
+        for spec in experiment.reporting.figures:
             param = experiment.params.get(spec.series)
             for value in (getattr(param, "choices", None) or ()) if param else ():
                 if str(value) not in seen:
@@ -126,7 +126,7 @@ def log_ticks(low: float, high: float, values: np.ndarray, discrete: bool) -> np
 
 
 def label(experiment: Experiment, column: str, inverted: bool = False) -> str:
-    words = experiment.labels.get(column, column.replace("_", " "))
+    words = experiment.reporting.labels.get(column, column.replace("_", " "))
     return f"1 / ({words})" if inverted else words
 
 
@@ -471,7 +471,7 @@ def _intervals(ax, stored, spec, experiment, layout: Layout, legend: Legend, pos
     """Per x value and series: the median and 95% interval over seeds, series side by side."""
     names = sorted(stored[layout.series].unique(), key=str)
     width = 0.8 / max(len(names), 1)
-    bounds = (0.0, 1.0) if spec.y in experiment.fractions else None
+    bounds = (0.0, 1.0) if spec.y in experiment.reporting.fractions else None
     for i, name in enumerate(names):
         c = colour(name)
         for x, part in stored[stored[layout.series] == name].groupby("_x"):
@@ -542,8 +542,8 @@ def _runs(values) -> str:
 def caption_text(frame: pd.DataFrame, experiment: Experiment, layout: Layout, ceiling_floor) -> str:
     """Recipe and threshold (the experiment's words), settings the figure holds fixed, and the seeds."""
     parts = []
-    if experiment.caption is not None:
-        text = experiment.caption(frame.to_dict("records"))
+    if experiment.reporting.caption is not None:
+        text = experiment.reporting.caption(frame.to_dict("records"))
         if text:
             parts.append(text)
     fixed = {k: frame[k].dropna().iloc[0] for k in layout.fixed if k in frame and frame[k].notna().any()}

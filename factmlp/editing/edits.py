@@ -34,7 +34,7 @@ from factmlp.editing.model import FactLM
 from factmlp.editing.task import FactTask, non_fact_mask, render, sample
 from factmlp.methods import build_fact_mlp
 from factmlp.mlp import GatedMLP
-from factmlp.options import OptionError
+from factmlp.options import ParamError
 
 
 def choose_edits(task: FactTask, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -202,7 +202,7 @@ def fine_tune(bench: Bench, edited: np.ndarray, mapping: np.ndarray, *, steps: i
     other facts, so it stops at the first check where every edit prompt is right.
     """
     if weights not in ("all", "down"):
-        raise OptionError("weights", f"got {weights!r}; allowed: all, down")
+        raise ParamError("weights", f"got {weights!r}; allowed: all, down")
     mlp = copy.deepcopy(bench.model.mlp)
     for name, p in mlp.named_parameters():
         p.requires_grad_(weights == "all" or name in ("down", "decoder"))
