@@ -2,8 +2,9 @@
 
 An experiment declares its cell parameters (typed values, see ``Param``), its search (what a cell
 probes, see ``orchestrator.search``) and pure functions: which probes a cell needs next given its
-results so far, how to run a batch of probes, how to summarise a finished cell. It may also declare
-the fits, figures and findings its reports show. Kinds are registered by name through the
+results so far, how to run a batch of probes, how to summarise a finished cell (``Experiment``).
+What its reports show (columns, fits, figures, findings) is a separate ``Reporting`` it carries, which
+changes nothing a cell runs. Kinds are registered by name through the
 ``factsweep.experiments`` entry-point group (``orchestrator.registry``); the orchestrator knows
 them only through this module, and bad values cross it as a ``ParamError`` (key, message): the one
 error for a bad value, which factmlp's typed options (``factmlp.options``) raise too.
