@@ -130,7 +130,7 @@ class Reporting:
     it changes what a cell runs or its id.
 
     ``summary_columns``: the table's columns in reading order, its parameters first (which of them are
-    parameters and which results is derived in ``orchestrator.columns``).
+    parameters and which results is derived in ``orchestrator.cell_columns``).
     """
 
     summary_columns: tuple[str, ...] = ()
