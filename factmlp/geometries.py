@@ -11,7 +11,7 @@ import dataclasses
 from factmlp import synthetic_geometries
 from factmlp.embeddings import geometries as embeddings
 from factmlp.factsets import FactSet, Geometry
-from factmlp.options import OptionError
+from factmlp.options import ParamError
 
 GEOMETRIES: dict[str, Geometry] = {**synthetic_geometries.GEOMETRIES, **embeddings.GEOMETRIES}
 LLM_GEOMETRIES = embeddings.NAMES
@@ -33,12 +33,12 @@ def make_factset(geometry: str = "spherical", d: int = 64, num_facts: int = 256,
 
 def _named(geometry: str) -> Geometry:
     if geometry not in GEOMETRIES:
-        raise OptionError('geometry', f"got {geometry!r}; allowed: {', '.join(GEOMETRIES)}")
+        raise ParamError('geometry', f"got {geometry!r}; allowed: {', '.join(GEOMETRIES)}")
     return GEOMETRIES[geometry]
 
 
 def _options(g: Geometry, options: dict):
     unknown = sorted(set(options) - OPTION_NAMES)
     if unknown:
-        raise OptionError(unknown[0], f"not an option of any geometry; allowed: {', '.join(sorted(OPTION_NAMES))}")
+        raise ParamError(unknown[0], f"not an option of any geometry; allowed: {', '.join(sorted(OPTION_NAMES))}")
     return g.options.pick(options)

@@ -16,7 +16,7 @@ import numpy as np
 from factmlp.constructions import CONSTRUCTIONS, check_factset
 from factmlp.factsets import FactSet
 from factmlp.mlp import GatedMLP
-from factmlp.options import Method, OptionError, Options, Whitened
+from factmlp.options import Method, Options, ParamError, Whitened
 from factmlp.train import GD
 
 METHODS: dict[str, Method] = {"gd": GD, **dict(sorted(CONSTRUCTIONS.items()))}
@@ -24,7 +24,7 @@ METHODS: dict[str, Method] = {"gd": GD, **dict(sorted(CONSTRUCTIONS.items()))}
 
 def method(name: str) -> Method:
     if name not in METHODS:
-        raise OptionError('method', f"got {name!r}; allowed: {', '.join(METHODS)}")
+        raise ParamError('method', f"got {name!r}; allowed: {', '.join(METHODS)}")
     return METHODS[name]
 
 
@@ -33,7 +33,7 @@ def whitened(name: str) -> Whitened:
     variant = method(name).whitened
     if variant is None:
         allowed = ", ".join(n for n, m in METHODS.items() if m.whitened is not None)
-        raise OptionError('whiten', f"method {name!r} has no whitened variant; allowed: {allowed}")
+        raise ParamError('whiten', f"method {name!r} has no whitened variant; allowed: {allowed}")
     return variant
 
 
@@ -58,7 +58,7 @@ def build_fact_mlps(name: str, factset: FactSet, widths: list[int], *, seed: int
     m = method(name)
     for width in widths:
         if isinstance(width, bool) or not isinstance(width, (int, np.integer)) or width < 1:
-            raise OptionError('width', f"got {width!r}; allowed: a positive integer")
+            raise ParamError('width', f"got {width!r}; allowed: a positive integer")
     typed = options_of(name, options, device=device)
     widths = [int(w) for w in widths]
     if name in CONSTRUCTIONS:

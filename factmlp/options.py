@@ -10,6 +10,9 @@ adding an option touches only the file that declares and uses it.
 Plain fields (made without ``option()``) are programmatic knobs, never sweep parameters.
 A method's option ``x`` is the sweep parameter ``<method>_x``; options every cell carries keep
 their own names, after their class's ``prefix`` (a geometry's ``beta``, an edit method's ``ft_lr``).
+
+A bad value raises ``ParamError`` (key and what is allowed): the contract's own error
+(``orchestrator.experiment``), so a value that is bad in a notebook and in a sweep file is one error.
 """
 from __future__ import annotations
 
@@ -21,17 +24,10 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+from orchestrator.experiment import ParamError
+
 REQUIRED = object()
 _OPTION = "factmlp.option"
-
-
-class OptionError(ValueError):
-    """A bad value for a named option or parameter: ``key`` and a ``message`` that says what is
-    allowed, printed as 'key: message' (a sweep file's error names the same key)."""
-
-    def __init__(self, key: str, message: str):
-        super().__init__(f"{key}: {message}")
-        self.key, self.message = key, message
 
 
 @dataclass(frozen=True)
@@ -64,7 +60,7 @@ class Option:
 
         An integer is accepted for a float; nothing else is converted.
         """
-        bad = OptionError(key, f"got {value!r}; allowed: {self.allowed()}")
+        bad = ParamError(key, f"got {value!r}; allowed: {self.allowed()}")
         if self.kind is bool:
             if not isinstance(value, bool):
                 raise bad
@@ -145,7 +141,7 @@ class Options:
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(values) - names)
         if unknown:
-            raise OptionError(unknown[0], f"unknown option of {cls.__name__}; allowed: {', '.join(sorted(names))}")
+            raise ParamError(unknown[0], f"unknown option of {cls.__name__}; allowed: {', '.join(sorted(names))}")
         return cls(**values)
 
     @classmethod

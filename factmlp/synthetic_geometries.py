@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from factmlp.factsets import MAPPINGS, FactSet, Geometry, assemble, stream, unit_rows
-from factmlp.options import OptionError, Options, option
+from factmlp.options import Options, ParamError, option
 
 NAMES = ("spherical", "gaussian", "uniform", "spike", "condition")
 SPIKE_TARGETS = ("keys", "values", "both")
@@ -46,7 +46,7 @@ def sample_table(geometry: str, rows: int, d: int, rng: np.random.Generator, *, 
         return unit_rows(rng.uniform(0.0, 1.0, (rows, d)))
     if geometry == "condition":
         return condition(unit_rows(rng.standard_normal((rows, d))), kappa)
-    raise OptionError('geometry', f"got {geometry!r}; allowed: {', '.join(NAMES)}")
+    raise ParamError('geometry', f"got {geometry!r}; allowed: {', '.join(NAMES)}")
 
 
 def spike_direction(d: int, seed: int) -> np.ndarray:
@@ -62,7 +62,7 @@ def spike(table: np.ndarray, direction: np.ndarray, beta: float) -> np.ndarray:
 def condition(table: np.ndarray, kappa: float) -> np.ndarray:
     """Replace the singular values by a linear ramp from 1 to 1/κ, keeping the Frobenius norm."""
     if kappa < 1:
-        raise OptionError('kappa', f"got {kappa}; allowed: >= 1")
+        raise ParamError('kappa', f"got {kappa}; allowed: >= 1")
     u, s, vt = np.linalg.svd(table, full_matrices=False)
     ramp = np.linspace(1.0, 1.0 / kappa, len(s))
     ramp *= np.linalg.norm(s) / np.linalg.norm(ramp)
@@ -71,9 +71,9 @@ def condition(table: np.ndarray, kappa: float) -> np.ndarray:
 
 def check(geometry: str, d: int, num_facts: int, options: SyntheticOptions) -> None:
     if options.beta and geometry != "spike":
-        raise OptionError('beta', f"got {options.beta} with geometry {geometry!r}; allowed: 0 unless geometry spike")
+        raise ParamError('beta', f"got {options.beta} with geometry {geometry!r}; allowed: 0 unless geometry spike")
     if d < 1 or num_facts < 1:
-        raise OptionError('d', f"d and num_facts must be positive, got d={d}, num_facts={num_facts}")
+        raise ParamError('d', f"d and num_facts must be positive, got d={d}, num_facts={num_facts}")
 
 
 def _table(geometry: str, options: SyntheticOptions, side: str, rows: int, d: int, seed: int) -> np.ndarray:

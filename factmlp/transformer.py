@@ -34,7 +34,7 @@ from factmlp.adam import Adam
 from factmlp.evaluate import jacobian_norms, lipschitz_bound, margins, noise_directions
 from factmlp.factsets import FactSet, unit_rows
 from factmlp.mlp import GatedMLP
-from factmlp.options import OptionError
+from factmlp.options import ParamError
 
 
 @dataclass(frozen=True)
@@ -98,7 +98,7 @@ class RecallTransformer(nn.Module):
                  decode: str = "vocab"):
         super().__init__()
         if decode not in DECODES:
-            raise OptionError("decode", f"got {decode!r}; allowed: {', '.join(DECODES)}")
+            raise ParamError("decode", f"got {decode!r}; allowed: {', '.join(DECODES)}")
         self.decode = decode
         d = vocab.inputs.shape[1]
         gen = torch.Generator().manual_seed(seed * 1_000_003 + 17)

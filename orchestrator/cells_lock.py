@@ -172,8 +172,9 @@ class CellsLock:
 
 def cell_labels(spec) -> dict[str, str]:
     """Each cell of a sweep file by what tells it apart from the others (``seed=3``), for lock messages."""
+    from orchestrator import cell_columns
     from orchestrator.identity import cell_id
-    keys = list(spec.varying) or [k for k in spec.experiment.summary_columns if k in spec.experiment.params][:1]
+    keys = cell_columns.apart(spec.experiment, spec.varying)
     labels = {}
     for config in spec.cells:
         cid = cell_id(spec.experiment.name, config)

@@ -128,8 +128,8 @@ def ui_hint(spec) -> str:
 
 
 def _plan_rows(scope, plans) -> list[dict]:
-    keys = [c for c in scope.experiment.summary_columns if c in scope.experiment.params]
-    keys += [k for k in scope.spec.varying if k not in keys]
+    from orchestrator import cell_columns
+    keys = cell_columns.keys(scope.experiment, scope.spec.varying)
     predicts = scope.spec.predict and scope.experiment.predict is not None
     return [{**{c: p.config.get(c) for c in keys}, "state": p.state, "probes_recorded": len(p.results),
              **({"predicted": "" if p.prediction is None else f"{p.prediction.value:.1f} ±{p.prediction.spread:.0%}"} if predicts else {}),
@@ -237,6 +237,7 @@ def cmd_extra_cells(args) -> int:
 
 
 def _extra_cells(spec, args) -> int:
+    from orchestrator import cell_columns
     from orchestrator.scope import Scope
     from orchestrator.spec import varying_keys
     from orchestrator.store import Store
@@ -246,9 +247,9 @@ def _extra_cells(spec, args) -> int:
     if not len(others):
         print(f"{spec.name}: every cell recorded under this name is defined by {spec.source}")
         return 0
-    params = [k for k in spec.experiment.params if k in others]
+    params = cell_columns.params_in(spec.experiment, others)
     keys = list(varying_keys(spec.cells + others[params].to_dict("records"), params))  # what tells them apart
-    shown = ["cell_id"] + keys + [c for c in ("invocation_id", "code_version") if c in others]
+    shown = ["cell_id"] + keys + [c for c in cell_columns.PROVENANCE if c in others]
     print(text(others[shown].sort_values(keys or ["cell_id"]).reset_index(drop=True)))
     if not args.move_aside:
         print(f"{spec.name}: {len(others)} cell(s) recorded under this name are not defined by {spec.source}; "

@@ -2,10 +2,12 @@
 
 An experiment declares its cell parameters (typed values, see ``Param``), its search (what a cell
 probes, see ``orchestrator.search``) and pure functions: which probes a cell needs next given its
-results so far, how to run a batch of probes, how to summarise a finished cell. It may also declare
-the fits, figures and findings its reports show. Kinds are registered by name through the
+results so far, how to run a batch of probes, how to summarise a finished cell (``Experiment``).
+What its reports show (columns, fits, figures, findings) is a separate ``Reporting`` it carries, which
+changes nothing a cell runs. Kinds are registered by name through the
 ``factsweep.experiments`` entry-point group (``orchestrator.registry``); the orchestrator knows
-them only through this module, and bad values cross it as a ``ParamError`` (key, message).
+them only through this module, and bad values cross it as a ``ParamError`` (key, message): the one
+error for a bad value, which factmlp's typed options (``factmlp.options``) raise too.
 """
 from __future__ import annotations
 
@@ -18,7 +20,8 @@ if TYPE_CHECKING:
 
 
 class ParamError(ValueError):
-    """A bad cell parameter: its ``key`` and a ``message`` naming what is allowed."""
+    """A bad value of a named parameter or option: its ``key`` and a ``message`` naming what is
+    allowed, printed as 'key: message' (a sweep file's error names the same key)."""
 
     def __init__(self, key: str, message: str):
         super().__init__(f"{key}: {message}")
@@ -37,12 +40,10 @@ def is_set(value) -> bool:
 
 
 def as_param_error(err: ValueError, key: str | None = None) -> ParamError:
-    """A science-side error carrying ``key`` and ``message`` (factmlp's OptionError) as a ParamError;
-    any other ValueError is blamed on ``key``."""
+    """``err`` itself when it is a ParamError; any other ValueError (numpy's, a library's) blamed on
+    ``key`` with its first line."""
     if isinstance(err, ParamError):
         return err
-    if hasattr(err, "key") and hasattr(err, "message"):
-        return ParamError(err.key, err.message)
     return ParamError(key or "-", (str(err).splitlines() or [type(err).__name__])[0])
 
 
@@ -169,8 +170,32 @@ KINDS = ("points", "curves", "intervals")
 
 
 @dataclass(frozen=True)
+class Reporting:
+    """What an experiment's tables, runs view, figures and findings show of its finished cells; none of
+    it changes what a cell runs or its id.
+
+    ``summary_columns``: the table's columns in reading order, its parameters first (which of them are
+    parameters and which results is derived in ``orchestrator.cell_columns``).
+    """
+
+    summary_columns: tuple[str, ...] = ()
+    aggregates: tuple[str, ...] = ()  # results summarised over seeds (median, range, 95% interval)
+    fractions: tuple[str, ...] = ()  # results bounded in [0, 1] (recall, scores): intervals on the logit scale
+    view_metrics: tuple[str, ...] = ()  # results the MLflow runs table shows beside the summary columns
+    trajectory: tuple[str, ...] = ()  # (probe parameter, result): one MLflow metric along the probes
+    fits: tuple[FitSpec, ...] = ()
+    figures: tuple[FigureSpec, ...] = ()
+    findings: Callable[[list[dict], list[dict]], str] | None = None
+    cell_note: Callable[[dict], str] | None = None  # a short remark on a finished cell a reader must see
+    labels: Mapping[str, str] = field(default_factory=dict)  # column -> words for axes and legends
+    # The caption line of its figures, from the rows drawn: recipe and threshold in words (the seeds and
+    # the settings a figure holds fixed are added by the figure itself).
+    caption: Callable[[list[dict]], str] | None = None
+
+
+@dataclass(frozen=True)
 class Experiment:
-    """An experiment kind (see the module docstring).
+    """An experiment kind (see the module docstring): what runs a cell; ``reporting``, what shows it.
 
     Which probes a cell needs next comes from exactly one of: ``search``, an
     ``orchestrator.search.Search`` the orchestrator drives on the cell's recorded rows (its ``param``
@@ -189,24 +214,12 @@ class Experiment:
     next_probes: Callable[[dict, list[dict]], list[dict]] | None = None
     predict: Callable[[dict, list[dict]], Prediction | None] | None = None
     order: Callable[[dict], Any] | None = None  # the order cells start in (e.g. small F first)
-    summary_columns: tuple[str, ...] = ()
-    aggregates: tuple[str, ...] = ()  # results summarised over seeds (median, range, 95% interval)
-    fractions: tuple[str, ...] = ()  # results bounded in [0, 1] (recall, scores): intervals on the logit scale
-    view_metrics: tuple[str, ...] = ()  # results the MLflow runs table shows beside the summary columns
-    trajectory: tuple[str, ...] = ()
-    fits: tuple[FitSpec, ...] = ()
-    figures: tuple[FigureSpec, ...] = ()
-    findings: Callable[[list[dict], list[dict]], str] | None = None
-    cell_note: Callable[[dict], str] | None = None  # a short remark on a finished cell a reader must see
     plan_warning: Callable[[dict], str] | None = None  # what `plan` tells before a cell runs ("" for nothing)
-    labels: Mapping[str, str] = field(default_factory=dict)  # column -> words for axes and legends
-    # The caption line of its figures, from the rows drawn: recipe and threshold in words (the seeds and
-    # the settings a figure holds fixed are added by the figure itself).
-    caption: Callable[[list[dict]], str] | None = None
     method_of: Callable[[dict], str] | None = None  # whose options a cell carries (see Param.methods)
     # Parameters whose value names a file the cell reads: its bytes' sha256 is recorded on every row as
     # ``<param>_sha256`` and checked when the sweep resumes (a cell's id covers the path, not the bytes).
     input_files: tuple[str, ...] = ()
+    reporting: Reporting = Reporting()
 
     def __post_init__(self):
         if (self.search is None) == (self.next_probes is None):

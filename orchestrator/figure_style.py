@@ -108,7 +108,7 @@ def log_ticks(low: float, high: float, values: np.ndarray, discrete: bool) -> np
 
 
 def label(experiment: Experiment, column: str, inverted: bool = False) -> str:
-    words = experiment.labels.get(column, column.replace("_", " "))
+    words = experiment.reporting.labels.get(column, column.replace("_", " "))
     return f"1 / ({words})" if inverted else words
 
 

@@ -311,7 +311,7 @@ def _intervals(ax, stored, spec, experiment, layout: Layout, legend: Legend, pos
     """Per x value and series: the median and 95% interval over seeds, series side by side."""
     names = sorted(stored[layout.series].unique(), key=str)
     width = 0.8 / max(len(names), 1)
-    bounds = (0.0, 1.0) if spec.y in experiment.fractions else None
+    bounds = (0.0, 1.0) if spec.y in experiment.reporting.fractions else None
     for i, name in enumerate(names):
         c = colour(name)
         for x, part in stored[stored[layout.series] == name].groupby("_x"):
@@ -333,8 +333,8 @@ def _intervals(ax, stored, spec, experiment, layout: Layout, legend: Legend, pos
 def caption_text(frame: pd.DataFrame, experiment: Experiment, layout: Layout, ceiling_floor) -> str:
     """Recipe and threshold (the experiment's words), settings the figure holds fixed, and the seeds."""
     parts = []
-    if experiment.caption is not None:
-        text = experiment.caption(frame.to_dict("records"))
+    if experiment.reporting.caption is not None:
+        text = experiment.reporting.caption(frame.to_dict("records"))
         if text:
             parts.append(text)
     fixed = {k: frame[k].dropna().iloc[0] for k in layout.fixed if k in frame and frame[k].notna().any()}

@@ -74,7 +74,7 @@ def fit_scope(store: Store, scope: Scope, *, n_boot: int = 1000) -> list[FittedL
     its overrides, or every cell of a name), ``scope`` (those words) and ``invocation_id`` (this
     fit or report command; one id per call)."""
     cells = scope.load(store, "cells")
-    laws = fit_laws(cells, scope.experiment.fits, scope.varying(cells), n_boot=n_boot)
+    laws = fit_laws(cells, scope.experiment.reporting.fits, scope.varying(cells), n_boot=n_boot)
     covered = sorted(scope.cell_ids) if scope.cell_ids is not None else sorted(cells.get("cell_id", []))
     where = {"cell_set_id": digest({"sweep": scope.sweep, "cells": covered}), "scope": scope.label,
              "invocation_id": uuid.uuid4().hex[:16]}

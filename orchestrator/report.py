@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from orchestrator import cell_columns
 from orchestrator.atomic import write_atomic
 from orchestrator.figures import figure
 from orchestrator.fitting import FittedLaw, fit_scope
@@ -29,11 +30,8 @@ class NothingToReport(LookupError):
 def columns(scope: Scope, cells: pd.DataFrame) -> tuple[list[str], list[str]]:
     """(parameter columns, result columns) of a table of ``cells``: the experiment's own summary
     columns plus every parameter that varies, so no two rows look alike."""
-    declared = scope.experiment.summary_columns
-    params = scope.experiment.params
-    keys = [c for c in declared if c in params] + [k for k in scope.varying(cells) if k not in declared]
-    results = [c for c in declared if c not in params]
-    return [k for k in keys if k in cells], [r for r in results if r in cells]
+    keys = cell_columns.keys(scope.experiment, scope.varying(cells))
+    return [k for k in keys if k in cells], [r for r in cell_columns.results(scope.experiment) if r in cells]
 
 
 def cell_table(scope: Scope, cells: pd.DataFrame) -> pd.DataFrame:
@@ -47,18 +45,19 @@ def cell_table(scope: Scope, cells: pd.DataFrame) -> pd.DataFrame:
 
 
 def _notes(scope: Scope, cells: pd.DataFrame) -> pd.Series:
-    note = scope.experiment.cell_note
+    note = scope.experiment.reporting.cell_note
     return pd.Series([note(c) if note else "" for c in cells.to_dict("records")], index=cells.index, dtype=object)
 
 
 def replicate_table(scope: Scope, cells: pd.DataFrame) -> pd.DataFrame | None:
     """Cells aggregated over seeds (None when the scope has no replicates or nothing to aggregate)."""
     keys, _ = columns(scope, cells)
-    metrics = [m for m in scope.experiment.aggregates if m in cells]
+    metrics = [m for m in scope.experiment.reporting.aggregates if m in cells]
     if REPLICATE not in scope.varying(cells) or not metrics:
         return None
     keys = [k for k in keys if k != REPLICATE]
-    return display(aggregate(cells, keys, metrics, _notes(scope, cells), scope.experiment.fractions), keys, metrics)
+    fractions = scope.experiment.reporting.fractions
+    return display(aggregate(cells, keys, metrics, _notes(scope, cells), fractions), keys, metrics)
 
 
 def summary(scope: Scope, cells: pd.DataFrame) -> pd.DataFrame:
@@ -112,7 +111,7 @@ def _provenance(store: Store, scope: Scope, cells: pd.DataFrame) -> str:
 def _remove_undrawn(out: Path, name: str, experiment, drawn: set[Path]) -> None:
     """Figures of the scope's previous report that this one did not draw (their names are the
     experiment's declared figures: never another report's files)."""
-    for spec in experiment.figures:
+    for spec in experiment.reporting.figures:
         for suffix in (".png", ".pdf"):
             path = out / f"{name}-{spec.name}{suffix}"
             if path not in drawn:
@@ -132,7 +131,7 @@ def write_report(scope: Scope, *, n_boot: int = 1000) -> tuple[list[Path], Path,
     probes = recorded[recorded["status"] == "ok"] if len(recorded) else recorded
     out, name = scope.root / "reports", scope.report_name
     varying = scope.varying(cells)
-    pictures = [p for spec in experiment.figures
+    pictures = [p for spec in experiment.reporting.figures
                 for p in figure(probes if spec.table == "probes" else cells, laws, spec, experiment, varying,
                                 spec.title or spec.name.replace("_", " "), out / f"{name}-{spec.name}.png")]
     others = scope.others(store)
@@ -153,8 +152,8 @@ def write_report(scope: Scope, *, n_boot: int = 1000) -> tuple[list[Path], Path,
         parts += ["## Fits", "Intervals: a stratified bootstrap (seeds resampled within each value of the law's x) "
                   "and, with replicates, a t interval over one fit per seed; each estimate shows the wider of the "
                   "two and names it."] + fits_section(laws)
-    if experiment.findings:
-        text = experiment.findings(cells.to_dict("records"), [law.row(scope.sweep) for law in laws])
+    if experiment.reporting.findings:
+        text = experiment.reporting.findings(cells.to_dict("records"), [law.row(scope.sweep) for law in laws])
         if text:
             parts += ["## Findings", text]
     md = out / f"{name}.md"

@@ -15,7 +15,7 @@ import threading
 import time
 from dataclasses import dataclass
 
-from orchestrator import plan as planning
+from orchestrator import cell_columns, plan as planning
 from orchestrator.cluster import connect_for
 from orchestrator.executor import Executor, InlineExecutor, RayExecutor
 from orchestrator.experiment import EARLY_STOP, is_set
@@ -47,20 +47,6 @@ def tracker_for(spec: Spec) -> Tracker:
                    spec.results_root, spec.name, Scope.of_spec(spec).report_name)
 
 
-def name_keys(spec: Spec) -> list[str]:
-    """The parameters that tell the file's cells apart (the experiment's lead column first)."""
-    lead = [k for k in spec.experiment.summary_columns if k in spec.experiment.params][:1]
-    return lead + [k for k in spec.varying if k not in lead]
-
-
-def dashboard_columns(spec: Spec) -> tuple[list[str], list[str]]:
-    """(params, metrics) the MLflow runs table shows: the swept parameters, then the results."""
-    params = [k for k in spec.experiment.summary_columns if k in spec.experiment.params]
-    params += [k for k in spec.varying if k not in params]
-    metrics = [k for k in spec.experiment.summary_columns if k not in spec.experiment.params]
-    return params, metrics + [m for m in spec.experiment.view_metrics if m not in metrics]
-
-
 def cell_row(spec: Spec, cell: planning.CellPlan, invocation: dict) -> dict:
     return {"cell_id": cell.cell_id, "experiment": spec.experiment.name, **cell.config, **cell.inputs,
             **spec.experiment.summarize(cell.config, cell.results), **_made_by(invocation)}
@@ -68,7 +54,7 @@ def cell_row(spec: Spec, cell: planning.CellPlan, invocation: dict) -> dict:
 
 def _made_by(invocation: dict) -> dict:
     """The provenance every recorded row carries."""
-    return {"invocation_id": invocation["invocation_id"], "code_version": invocation["code_version"]}
+    return {k: invocation[k] for k in cell_columns.PROVENANCE}
 
 
 def record_finished_cells(spec: Spec, store: Store, plans: list[planning.CellPlan], invocation: dict) -> None:
@@ -86,7 +72,7 @@ def sync_tracking(spec: Spec, store: Store, tracker: Tracker) -> int:
     logged = tracker.logged_cells(stale_among=scope.cell_ids)
     if logged is None:
         return 0
-    tracker.show(*dashboard_columns(spec))
+    tracker.show(*cell_columns.dashboard(spec.experiment, spec.varying))
     cells, probes = scope.load(store, "cells"), scope.load(store, "probes")
     added = 0
     for row in cells.to_dict("records") if len(cells) else []:
@@ -100,12 +86,11 @@ def sync_tracking(spec: Spec, store: Store, tracker: Tracker) -> int:
 
 
 def _tracked(spec: Spec, row: dict) -> dict:
-    params = spec.experiment.params
-    config = {k: row[k] for k in params if is_set(row.get(k))}  # a cell's own parameters only
-    summary = {k: v for k, v in row.items() if k not in params and k not in ("cell_id", "experiment", "sweep")}
-    return {"cell_id": row["cell_id"], "config": config, "summary": summary, "name_keys": name_keys(spec),
-            "varying": spec.varying, "experiment": spec.experiment.name,
-            "trajectory": spec.experiment.trajectory, "invocation_id": row.get("invocation_id"),
+    config, summary = cell_columns.split(spec.experiment, row)
+    return {"cell_id": row["cell_id"], "config": config, "summary": summary,
+            "name_keys": cell_columns.name_keys(spec.experiment, spec.varying), "varying": spec.varying,
+            "experiment": spec.experiment.name, "trajectory": spec.experiment.reporting.trajectory,
+            "invocation_id": row.get("invocation_id"),
             "code_version": row.get("code_version")}
 
 
@@ -279,8 +264,8 @@ class SweepRun:
         self.store.append("cells", spec.name, [row])
         self.finished.append(row)
         self.tracker.log_cell(spec.name, _tracked(spec, row), _frame(cell.results))
-        shown = spec.varying or tuple(k for k in spec.experiment.summary_columns if k in spec.experiment.params)[:1]
-        results = [k for k in spec.experiment.summary_columns if k not in spec.experiment.params][:2]
+        shown = cell_columns.apart(spec.experiment, spec.varying)
+        results = cell_columns.results(spec.experiment)[:2]
         self.bar.cell_done({k: cell.config.get(k) for k in shown}, {k: row.get(k) for k in results})
 
     def end(self, state: str, best_effort: bool = False) -> None:

@@ -74,7 +74,7 @@ def laws() -> list:
     from orchestrator import registry
     found = {}
     for experiment in registry.every().values():
-        for spec in experiment.fits:
+        for spec in experiment.reporting.fits:
             found.setdefault(spec.law.name, spec.law)
     return list(found.values())
 

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from orchestrator import registry
+from orchestrator import cell_columns, registry
 from orchestrator.experiment import Experiment
 from orchestrator.identity import cell_id
 from orchestrator.spec import Spec, varying_keys
@@ -115,4 +115,4 @@ class Scope:
         """Parameters that differ between the covered cells (the file's when there is one)."""
         if self.spec is not None:
             return self.spec.varying
-        return varying_keys(cells.to_dict("records"), [k for k in self.experiment.params if k in cells])
+        return varying_keys(cells.to_dict("records"), cell_columns.params_in(self.experiment, cells))

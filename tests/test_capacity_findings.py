@@ -6,7 +6,7 @@ import numpy as np
 
 from factmlp.experiments.capacity import EXPERIMENT
 
-capacity_findings = EXPERIMENT.findings
+capacity_findings = EXPERIMENT.reporting.findings
 
 
 def cells(method, facts, slope, constant, seeds=(0, 1, 2), noise=0.03):

@@ -83,6 +83,22 @@ def test_cells_whose_ids_an_added_option_changed_are_adopted_not_run_again(tmp_p
     assert "adopted" not in out and "0 probes run" in out and "other cell(s)" not in out
 
 
+def test_plan_and_extra_cells_show_the_cells_an_added_option_renamed(tmp_path, capsys):
+    """What docs/contributing.md tells a contributor who adds an option: `plan` counts the cells whose
+    ids it changed and `extra-cells` lists them by their old ids, before anything is written."""
+    root, sweep = copied("caee7aa", tmp_path)
+    old = set(Store(root).load("cells", "compat")["cell_id"])
+    before = snapshot(tmp_path)
+    assert main(["plan", str(sweep)]) == 0
+    out = capsys.readouterr().out
+    assert ("2 cell(s) recorded by an older factsweep under other cell ids are these cells with the options added "
+            f"since at their defaults: `factsweep run {sweep}` adopts them (nothing re-run)") in out
+    assert main(["extra-cells", str(sweep)]) == 0
+    listed = capsys.readouterr().out
+    assert all(cid in listed for cid in old) and "2 cell(s) recorded under this name are not defined by" in listed
+    assert snapshot(tmp_path) == before  # looking writes nothing
+
+
 def test_an_older_result_schema_is_refused_in_one_line_until_set_aside(tmp_path, capsys):
     root, sweep = copied("fdc9a8f", tmp_path)
     before = snapshot(tmp_path)

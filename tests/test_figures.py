@@ -22,7 +22,7 @@ from orchestrator.progress import Progress
 
 
 def spec_of(experiment, name: str):
-    return next(f for f in experiment.figures if f.name == name)
+    return next(f for f in experiment.reporting.figures if f.name == name)
 
 
 def inside_canvas(fig) -> None:
@@ -82,7 +82,7 @@ def capacity_cells() -> pd.DataFrame:
 def test_facts_vs_params_reads_as_a_paper_figure():
     frame = capacity_cells()
     varying = ("method", "d", "num_facts", "seed")
-    laws = fit_laws(frame, CAPACITY.fits, varying, n_boot=100)
+    laws = fit_laws(frame, CAPACITY.reporting.fits, varying, n_boot=100)
     fig = figures.draw(frame, laws, spec_of(CAPACITY, "facts_vs_params"), CAPACITY, varying, "Facts against W")
     (ax,) = fig.axes
     assert ax.get_xlabel() == "parameters, W" and ax.get_ylabel() == "facts stored, F"
@@ -263,7 +263,7 @@ def test_a_new_method_leaves_every_other_colour_unchanged(monkeypatch):
     one gets a colour no known method has."""
     import dataclasses
     import importlib
-    known = sorted({str(m) for e in registry.every().values() for f in e.figures
+    known = sorted({str(m) for e in registry.every().values() for f in e.reporting.figures
                     for m in getattr(e.params.get(f.series), "choices", None) or ()})
     before = {m: figure_style.colour(m) for m in known}
     method = CAPACITY.params["method"]

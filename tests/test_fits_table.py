@@ -33,7 +33,7 @@ def _case_clashes(columns) -> list[tuple[str, str]]:
 def _fits_rows() -> list[dict]:
     cells = pd.read_csv(REFERENCE / "capacity_isotropic" / "capacity_isotropic-cells.csv")
     spec = load_spec(SWEEP)
-    laws = fit_laws(cells, spec.experiment.fits, spec.varying, n_boot=20)
+    laws = fit_laws(cells, spec.experiment.reporting.fits, spec.varying, n_boot=20)
     assert {law.spec.law.name for law in laws} >= {"size", "power"}
     return [law.row("capacity_isotropic") for law in laws]
 

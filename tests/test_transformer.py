@@ -189,15 +189,15 @@ def test_a_flicker_in_f_is_found_and_the_cell_flagged():
         return {**cell, **CAPACITY.summarize(cell, results)}
 
     plain = summarize({**cell, "search_verify": False})
-    assert plain["max_facts"] == 512 and plain["monotone_transformer"] and not CAPACITY.cell_note(plain)
+    assert plain["max_facts"] == 512 and plain["monotone_transformer"] and not CAPACITY.reporting.cell_note(plain)
     verified = summarize(cell)
     assert verified["max_facts"] == 640 and verified["stable_facts"] == 512
     assert verified["monotone_transformer"] is False and verified["monotone_standalone"] is True
     assert verified["max_facts_standalone"] == verified["stable_facts_standalone"] == 1152
-    assert CAPACITY.cell_note(verified).startswith("† non-monotone inside the Transformer: stores at 640")
-    assert "every probed F up to 512 stores" in CAPACITY.cell_note(verified)
+    assert CAPACITY.reporting.cell_note(verified).startswith("† non-monotone inside the Transformer: stores at 640")
+    assert "every probed F up to 512 stores" in CAPACITY.reporting.cell_note(verified)
     white = {**verified, "whiten": True, "monotone_transformer": True}
-    text = CAPACITY.findings([verified, white], [])
+    text = CAPACITY.reporting.findings([verified, white], [])
     assert "† success was not monotone in F inside the Transformer in 1 of 2 cells (plain seed 0)" in text
     assert "not monotone in F alone" not in text
     # A failure far below the answer (as hebbian whitened seed 2 gave: 832 failed, 1088 stored): no F
@@ -232,7 +232,7 @@ def test_usability_findings_pair_plain_and_whitened_recall_per_f_for_the_schedul
     cells = [{"method": "encoder_decoder", "whiten": whiten, "d": 64, "num_facts": facts, "width": 512, "seed": seed,
               "swap_recall": 1.0 - 0.01 * seed - (0.02 + 0.001 * seed if whiten and facts == 128 else 0.0)}
              for whiten in (False, True) for facts in (1024, 128) for seed in range(3)]
-    text = USABILITY.findings(cells, [])
+    text = USABILITY.reporting.findings(cells, [])
     assert "insert" not in text
     assert "- > 99% recall, encoder_decoder whitened, d = 64, F = 128, width 512 (seeds 0, 1, 2), pretrained " in text
     assert ("- Whitening lowers recall, encoder_decoder, d = 64, F = 128, width 512, pretrained attention, MLP "

@@ -35,7 +35,7 @@ import torch
 from factmlp.device import resolve_device
 from factmlp.factsets import FactSet, whitener
 from factmlp.mlp import GatedMLP
-from factmlp.options import Method, OptionError, Options, Whitened, option
+from factmlp.options import Method, Options, ParamError, Whitened, option
 
 VARIANTS = ("closed", "fit")
 SOLVES = ("global", "local")
@@ -94,7 +94,7 @@ def codebook(factset: FactSet, *, code_dim: int | None = None, codes: str = "aut
     anisotropic values (condition number), but more for spiked-then-renormalised ones (measured).
     """
     if codes not in CODES:
-        raise OptionError("codes", f"got {codes!r}; allowed: {', '.join(CODES)}")
+        raise ParamError("codes", f"got {codes!r}; allowed: {', '.join(CODES)}")
     values = np.asarray(factset.values, dtype=np.float64)
     d = factset.d
     if whiten:
@@ -125,7 +125,7 @@ def codebook(factset: FactSet, *, code_dim: int | None = None, codes: str = "aut
 
     if code_dim is not None:
         if isinstance(code_dim, bool) or not isinstance(code_dim, (int, np.integer)) or not 1 <= code_dim <= d:
-            raise OptionError("code_dim", f"got {code_dim!r}; allowed: an integer in [1, d={d}] or None")
+            raise ParamError("code_dim", f"got {code_dim!r}; allowed: an integer in [1, d={d}] or None")
         if codes == "auto":
             codes = "v" if adequate(d, "v") else "ustar"
         return table(int(code_dim), codes)
@@ -416,10 +416,10 @@ class EncoderDecoderOptions(Options):
     def __post_init__(self):
         super().__post_init__()
         if self.variant == "closed" and self.solve == "global" and self.units_per_bucket:
-            raise OptionError("units_per_bucket", "solve='global' uses exactly one unit per code coordinate "
+            raise ParamError("units_per_bucket", "solve='global' uses exactly one unit per code coordinate "
                              "(c per bucket); allowed: 0, or solve='local' (set code_dim to size the gadgets)")
         if self.variant == "closed" and self.solve == "local" and self.gate != "bucket":
-            raise OptionError("gate", f"got {self.gate!r} with solve='local'; allowed: bucket (isolation needs a "
+            raise ParamError("gate", f"got {self.gate!r} with solve='local'; allowed: bucket (isolation needs a "
                              "thresholded gate solved on the bucket)")
 
 

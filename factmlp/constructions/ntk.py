@@ -24,7 +24,7 @@ import torch
 from factmlp.constructions.hebbian import nested_gaussian
 from factmlp.factsets import FactSet
 from factmlp.mlp import GatedMLP
-from factmlp.options import Method, OptionError, Options, option
+from factmlp.options import Method, Options, ParamError, option
 
 
 def hermite(degree: int, z: np.ndarray) -> np.ndarray:
@@ -69,7 +69,7 @@ def ntk(factset: FactSet, width: int, *, seed: int = 0, options: NtkOptions = Nt
     degree, chunk = options.degree, options.chunk
     coefficient = relu_hermite_coefficient(degree)
     if coefficient <= 0.0:
-        raise OptionError("degree", f"got {degree}, where relu's Hermite coefficient is {coefficient:.3g}, so each "
+        raise ParamError("degree", f"got {degree}, where relu's Hermite coefficient is {coefficient:.3g}, so each "
                          "unit's expected pull toward its own value is not positive and nothing is stored; "
                          "allowed: 0, 1, 2, 6, 10, ... (c_n > 0)")
     keys = np.asarray(factset.keys, dtype=np.float64)

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from factmlp.factsets import FactSet, unit_rows
-from factmlp.options import OptionError
+from factmlp.options import ParamError
 
 S, A = "<subject>", "<attribute>"
 
@@ -140,7 +140,7 @@ def make_task(num_facts: int = 512, num_attributes: int = 0, d: int = 64, seed: 
         raise ValueError(f"num_edit_templates must be in [1, {len(TEMPLATES) - 1}] so paraphrases remain, "
                          f"got {num_edit_templates}")
     if word_fact_embeddings not in ("random", "zero"):
-        raise OptionError("word_fact_embeddings", f"got {word_fact_embeddings!r}; allowed: random, zero")
+        raise ParamError("word_fact_embeddings", f"got {word_fact_embeddings!r}; allowed: random, zero")
     rng = {k: np.random.default_rng([seed, i]) for i, k in enumerate(("keys", "values", "map", "split", "filler", "words"))}
     template_words = sorted({w for t in TEMPLATES for w in t if w not in (S, A)} - {END})
     fillers = [f"w{i}" for i in range(num_filler_words)]

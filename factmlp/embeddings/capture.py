@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from factmlp.embeddings.models import Loaded, load_model, mlp_sites, resolve_layer
-from factmlp.options import OptionError
+from factmlp.options import ParamError
 
 KINDS = ("token_embeddings", "mlp_io")
 TENSORS = {"token_embeddings": ("embeddings",), "mlp_io": ("inputs", "outputs")}
@@ -84,9 +84,9 @@ def capture(model: str, kind: str, layer: int, rows: int, seed: int = 0, *,
     import torch
 
     if kind not in KINDS:
-        raise OptionError("kind", f"got {kind!r}; allowed: {', '.join(KINDS)}")
+        raise ParamError("kind", f"got {kind!r}; allowed: {', '.join(KINDS)}")
     if rows < 1:
-        raise OptionError("llm_rows", f"got {rows}; allowed: an integer >= 1")
+        raise ParamError("llm_rows", f"got {rows}; allowed: an integer >= 1")
     loaded = loaded or load_model(model)
     meta = {"format": "factsweep-capture", "capture_version": str(CAPTURE_VERSION), "kind": kind, "model": model,
             "model_source": loaded.source, "rows": str(rows), "seed": str(seed), "d": str(loaded.d),
@@ -96,7 +96,7 @@ def capture(model: str, kind: str, layer: int, rows: int, seed: int = 0, *,
     if kind == "token_embeddings":
         candidates = _token_candidates(loaded)
         if rows > len(candidates):
-            raise OptionError("llm_rows", f"got {rows}; allowed: at most {len(candidates)} (real tokens of {model})")
+            raise ParamError("llm_rows", f"got {rows}; allowed: at most {len(candidates)} (real tokens of {model})")
         ids = np.sort(np.random.default_rng([seed, 31]).choice(candidates, rows, replace=False))
         weight = loaded.model.get_input_embeddings().weight.detach()
         table = weight[torch.as_tensor(ids, device=weight.device)]
@@ -106,7 +106,7 @@ def capture(model: str, kind: str, layer: int, rows: int, seed: int = 0, *,
     layer = resolve_layer(model, layer, loaded.num_layers)
     sites = mlp_sites(loaded.model)
     if layer not in sites:
-        raise OptionError("llm_layer", f"{model} has no MLP found at layer {layer}; allowed: "
+        raise ParamError("llm_layer", f"{model} has no MLP found at layer {layer}; allowed: "
                          f"{', '.join(map(str, sorted(sites))) or 'none found'}")
     first, last, name = sites[layer]
     got: dict[str, torch.Tensor] = {}
@@ -142,7 +142,7 @@ def capture(model: str, kind: str, layer: int, rows: int, seed: int = 0, *,
         for h in hooks:
             h.remove()
     if total < rows:
-        raise OptionError("llm_rows", f"got {rows}, but the text source yields only {total} distinct token "
+        raise ParamError("llm_rows", f"got {rows}, but the text source yields only {total} distinct token "
                          f"positions; allowed: at most {total}")
     arrays = {"inputs": np.concatenate(inputs), "outputs": np.concatenate(outputs),
               "token_ids": np.concatenate(token_ids).astype(np.int64)[:, None]}  # 2-D, as load_table reads

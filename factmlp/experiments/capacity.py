@@ -20,9 +20,8 @@ from factmlp.experiments.capacity_findings import capacity_findings
 from factmlp.experiments.capacity_prediction import predict
 from factmlp.experiments.sweep_params import GEOMETRY_PARAMS, Param, geometry_options, method_options, method_params
 from factmlp.factsets import FactSet
-from factmlp.options import OptionError
 from factmlp.scaling import POWER, RHO, SIZE
-from orchestrator.experiment import EARLY_STOP, Experiment, FigureSpec, FitSpec, is_set
+from orchestrator.experiment import EARLY_STOP, Experiment, FigureSpec, FitSpec, ParamError, Reporting, is_set
 from orchestrator.search import SmallestSuccess
 
 # The minimum width that stores: a probe row's own verdict (accuracy ≥ the cell's threshold), its
@@ -57,8 +56,8 @@ def check(cell: dict) -> None:
     method = cell["method"]
     try:
         methods.options_of(method, method_options(cell, method))
-    except OptionError as err:
-        raise OptionError(f"{method}_{err.key}", err.message) from None
+    except ParamError as err:
+        raise ParamError(f"{method}_{err.key}", err.message) from None
 
 
 def _factset_key(cell: dict) -> tuple:
@@ -191,33 +190,35 @@ EXPERIMENT = Experiment(
     predict=predict,
     input_files=("table_path",),  # llm_* geometries read their embeddings from this file
     order=lambda cell: (cell["num_facts"] / cell["d"], cell["num_facts"]),  # small F/d first: predictions early
-    summary_columns=("method", "geometry", "d", "num_facts", "min_width", "params", "params_per_fact", "rho",
-                     "coherence"),  # ρ and μ of the values beside the cost (real vs spherical embeddings)
-    aggregates=("params", "params_per_fact"),
-    view_metrics=("bits_per_param", "stored", "monotone", "accuracy_plateau"),
-    trajectory=("width", "accuracy"),
-    fits=(
-        FitSpec(SIZE, "num_facts", "params", over=("num_facts",)),
-        FitSpec(POWER, "num_facts", "params", over=("num_facts",)),
-        FitSpec(RHO, "rho", "params", over=("beta", "kappa")),
-    ),
-    figures=(
-        FigureSpec("facts_vs_params", "params", "num_facts", "method", "d", law="power", missing_x="max_params_tried",
-                   facet=PANELS, needs=("num_facts",), title="Facts stored against parameters"),
-        FigureSpec("params_vs_inverse_rho", "rho", "params", "method", "num_facts", law="rho", invert_x=True,
-                   facet=("spike_on", "geometry"), group=("beta", "kappa"), needs=("beta", "kappa"),
-                   title="Parameters against inverse decodability of the values"),
-        FigureSpec("accuracy_vs_width", "width", "accuracy", "method", "d", table="probes", log_y=False,
-                   kind="curves", group=("num_facts",), facet=PANELS, top=1.0,
-                   title="Accuracy against hidden width"),
-    ),
-    findings=functools.partial(capacity_findings, params=tuple(PARAMS)),
-    caption=captions.capacity,
-    cell_note=cell_note,
     plan_warning=plan_warning,
     method_of=lambda cell: cell["method"],
-    labels={"num_facts": "facts stored, F", "params": "parameters, W", "rho": "decodability ρ of the values",
-            "width": "hidden width, m", "accuracy": "accuracy (fraction of facts decoded)", "d": "d",
-            "method": "method", "spike_on": "spike on", "beta": "spike strength, β", "kappa": "condition number, κ",
-            "geometry": "geometry", "whiten": "whitened"},
+    reporting=Reporting(
+        summary_columns=("method", "geometry", "d", "num_facts", "min_width", "params", "params_per_fact", "rho",
+                         "coherence"),  # ρ and μ of the values beside the cost (real vs spherical embeddings)
+        aggregates=("params", "params_per_fact"),
+        view_metrics=("bits_per_param", "stored", "monotone", "accuracy_plateau"),
+        trajectory=("width", "accuracy"),
+        fits=(
+            FitSpec(SIZE, "num_facts", "params", over=("num_facts",)),
+            FitSpec(POWER, "num_facts", "params", over=("num_facts",)),
+            FitSpec(RHO, "rho", "params", over=("beta", "kappa")),
+        ),
+        figures=(
+            FigureSpec("facts_vs_params", "params", "num_facts", "method", "d", law="power", missing_x="max_params_tried",
+                       facet=PANELS, needs=("num_facts",), title="Facts stored against parameters"),
+            FigureSpec("params_vs_inverse_rho", "rho", "params", "method", "num_facts", law="rho", invert_x=True,
+                       facet=("spike_on", "geometry"), group=("beta", "kappa"), needs=("beta", "kappa"),
+                       title="Parameters against inverse decodability of the values"),
+            FigureSpec("accuracy_vs_width", "width", "accuracy", "method", "d", table="probes", log_y=False,
+                       kind="curves", group=("num_facts",), facet=PANELS, top=1.0,
+                       title="Accuracy against hidden width"),
+        ),
+        findings=functools.partial(capacity_findings, params=tuple(PARAMS)),
+        caption=captions.capacity,
+        cell_note=cell_note,
+        labels={"num_facts": "facts stored, F", "params": "parameters, W", "rho": "decodability ρ of the values",
+                "width": "hidden width, m", "accuracy": "accuracy (fraction of facts decoded)", "d": "d",
+                "method": "method", "spike_on": "spike on", "beta": "spike strength, β", "kappa": "condition number, κ",
+                "geometry": "geometry", "whiten": "whitened"},
+    ),
 )

@@ -25,7 +25,7 @@ from factmlp.editing.task import TEMPLATES
 from factmlp.editing.tuning import GRIDS, describe, own_setting, split_facts, tuned_edit
 from factmlp.experiments.verdicts import DIFFERENCE, against, by, fmt, paired, seeds_of, summary
 from factmlp.experiments import captions
-from orchestrator.experiment import Experiment, FigureSpec, ParamError
+from orchestrator.experiment import Experiment, FigureSpec, ParamError, Reporting
 from factmlp.experiments.sweep_params import (Param, method_defaults, method_options, method_params, shared_options,
                                               shared_params)
 from factmlp.methods import METHODS
@@ -216,20 +216,22 @@ EXPERIMENT = Experiment(
     next_probes=next_probes,
     run_probes=run_probes,
     summarize=summarize,
-    summary_columns=("fact_mlp", "width", "edit_fraction", "edit_method", "score", "efficacy", "paraphrase",
-                     "specificity", "ppl_ratio", "edits", "base_accuracy"),
-    trajectory=("draw", "score"),
-    aggregates=("score", "efficacy", "paraphrase", "specificity", "ppl_ratio"),
-    fractions=("score", "efficacy", "paraphrase", "specificity"),
-    findings=findings,
     check=check,
     order=lambda cell: _base_key(cell),  # cells sharing a base model start together: each worker trains it once
     method_of=lambda cell: cell["fact_mlp"],
-    figures=(
-        FigureSpec("scores_by_method", "edit_fraction", "score", "edit_method", kind="intervals", facet="fact_mlp",
-                   log_x=False, log_y=False, top=1.0, title="Edit score by method and fraction of facts edited"),
+    reporting=Reporting(
+        summary_columns=("fact_mlp", "width", "edit_fraction", "edit_method", "score", "efficacy", "paraphrase",
+                         "specificity", "ppl_ratio", "edits", "base_accuracy"),
+        trajectory=("draw", "score"),
+        aggregates=("score", "efficacy", "paraphrase", "specificity", "ppl_ratio"),
+        fractions=("score", "efficacy", "paraphrase", "specificity"),
+        findings=findings,
+        figures=(
+            FigureSpec("scores_by_method", "edit_fraction", "score", "edit_method", kind="intervals", facet="fact_mlp",
+                       log_x=False, log_y=False, top=1.0, title="Edit score by method and fraction of facts edited"),
+        ),
+        labels={"score": "edit score (evaluation half)", "edit_fraction": "fraction of facts edited",
+                "edit_method": "edit method", "fact_mlp": "fact MLP", "width": "width"},
+        caption=captions.editing,
     ),
-    labels={"score": "edit score (evaluation half)", "edit_fraction": "fraction of facts edited",
-            "edit_method": "edit method", "fact_mlp": "fact MLP", "width": "width"},
-    caption=captions.editing,
 )

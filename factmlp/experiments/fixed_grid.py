@@ -25,8 +25,7 @@ from factmlp.experiments.transformer_schedules import (COMMON, LABELS, SCHEDULES
                                                        factset_of, method_of, run_schedule)
 from factmlp.factsets import FactSet
 from factmlp.mlp import GatedMLP
-from factmlp.options import OptionError
-from orchestrator.experiment import Experiment, FigureSpec
+from orchestrator.experiment import Experiment, FigureSpec, ParamError, Reporting
 
 PROBES = ("mlp", "transformer")
 JACOBIAN_KEYS = 128  # keys whose exact Jacobian norm is taken (as in the Transformer studies)
@@ -45,7 +44,7 @@ PARAMS = {
 def check(cell: dict) -> None:
     check_common(cell)
     if cell["probe"] == "transformer" and cell["query_eps"]:
-        raise OptionError("query_eps", f"got {cell['query_eps']} with probe transformer; allowed: 0 (the Transformer "
+        raise ParamError("query_eps", f"got {cell['query_eps']} with probe transformer; allowed: 0 (the Transformer "
                           "probe measures query noise in its recall_eps_* columns)")
 
 
@@ -144,15 +143,17 @@ EXPERIMENT = Experiment(
     summarize=summarize,
     check=check,
     method_of=method_of,
-    summary_columns=("method", "whiten", "beta", "d", "num_facts", "width", "query_eps", "rho", "accuracy",
-                     "margin_min", "recall_noisy", "recall"),
-    aggregates=("margin_min", "accuracy", "recall_noisy", "recall", "jacobian_rel_max"),
-    fractions=("accuracy", "recall_noisy", "recall"),
-    view_metrics=("lipschitz_bound", "noise_scale"),
-    figures=FIGURES,
-    caption=captions.fixed_grid,
-    findings=fixed_grid_findings,
-    labels={**LABELS, "margin_min": "minimum margin γ", "num_facts": "facts, F", "beta": "spike strength β",
-            "rho": "decodability ρ of the values", "query_eps": "query noise ε", "recall": "recall inside the "
-            "Transformer", "recall_noisy": "recall under query noise", "accuracy": "accuracy", "d": "d"},
+    reporting=Reporting(
+        summary_columns=("method", "whiten", "beta", "d", "num_facts", "width", "query_eps", "rho", "accuracy",
+                         "margin_min", "recall_noisy", "recall"),
+        aggregates=("margin_min", "accuracy", "recall_noisy", "recall", "jacobian_rel_max"),
+        fractions=("accuracy", "recall_noisy", "recall"),
+        view_metrics=("lipschitz_bound", "noise_scale"),
+        figures=FIGURES,
+        caption=captions.fixed_grid,
+        findings=fixed_grid_findings,
+        labels={**LABELS, "margin_min": "minimum margin γ", "num_facts": "facts, F", "beta": "spike strength β",
+                "rho": "decodability ρ of the values", "query_eps": "query noise ε", "recall": "recall inside the "
+                "Transformer", "recall_noisy": "recall under query noise", "accuracy": "accuracy", "d": "d"},
+    ),
 )

@@ -12,7 +12,7 @@ import time
 import numpy as np
 
 from factmlp.options import Param
-from orchestrator.experiment import Experiment
+from orchestrator.experiment import Experiment, Reporting
 
 FAILURES = ("exception", "nan", "singular", "oom")
 
@@ -63,6 +63,5 @@ def summarize(cell: dict, results: list[dict]) -> dict:
 
 EXPERIMENT = Experiment(
     name="synthetic", params=PARAMS, next_probes=next_probes, run_probes=run_probes, summarize=summarize,
-    summary_columns=("num_probes", "seed", "num_ok", "value_sum"),
-    trajectory=("index", "value"),
+    reporting=Reporting(summary_columns=("num_probes", "seed", "num_ok", "value_sum"), trajectory=("index", "value")),
 )

@@ -16,8 +16,7 @@ from factmlp.experiments.sweep_params import Param
 from factmlp.experiments.transformer_schedules import (COMMON, LABELS, SCHEDULES, build_mlp, check, factset_of,
                                                       method_of, run_schedule)
 from factmlp.experiments.verdicts import against, by, fmt, paired, seeds_of, summary
-from factmlp.options import OptionError
-from orchestrator.experiment import Experiment, FigureSpec, is_set
+from orchestrator.experiment import Experiment, FigureSpec, ParamError, Reporting, is_set
 from orchestrator.search import Independent, LargestSuccess, Step
 
 SETTINGS = ("transformer", "standalone")
@@ -80,7 +79,7 @@ def capacity_run(cell: dict, probes: list[dict]) -> list[dict]:
                    "margin_min": scores["margin_min"], "seconds": time.perf_counter() - start,
                    "success": scores["accuracy"] >= cell["standalone_threshold"]}
         else:
-            raise OptionError('setting', f"got {p['setting']!r}; allowed: {', '.join(SETTINGS)}")
+            raise ParamError('setting', f"got {p['setting']!r}; allowed: {', '.join(SETTINGS)}")
         rows.append(row)
     return rows
 
@@ -162,19 +161,21 @@ EXPERIMENT = Experiment(
     check=check,
     search=SEARCH,
     method_of=method_of,
-    summary_columns=("method", "whiten", "d", "width", "schedule", "params", "max_facts_standalone", "max_facts",
-                     "usable_fraction"),
-    view_metrics=("monotone_transformer", "monotone_standalone", "stable_facts", "stable_facts_standalone"),
-    trajectory=("num_facts", "success"),
-    aggregates=("max_facts_standalone", "max_facts", "usable_fraction"),
-    findings=findings,
-    cell_note=cell_note,
-    figures=(
-        FigureSpec("facts_in_transformer_vs_params", "params", "max_facts", "method", "whiten",
-                   title="Facts recalled inside the Transformer against MLP parameters"),
-        FigureSpec("facts_standalone_vs_params", "params", "max_facts_standalone", "method", "whiten",
-                   title="Facts stored standalone against MLP parameters"),
+    reporting=Reporting(
+        summary_columns=("method", "whiten", "d", "width", "schedule", "params", "max_facts_standalone", "max_facts",
+                         "usable_fraction"),
+        view_metrics=("monotone_transformer", "monotone_standalone", "stable_facts", "stable_facts_standalone"),
+        trajectory=("num_facts", "success"),
+        aggregates=("max_facts_standalone", "max_facts", "usable_fraction"),
+        findings=findings,
+        cell_note=cell_note,
+        figures=(
+            FigureSpec("facts_in_transformer_vs_params", "params", "max_facts", "method", "whiten",
+                       title="Facts recalled inside the Transformer against MLP parameters"),
+            FigureSpec("facts_standalone_vs_params", "params", "max_facts_standalone", "method", "whiten",
+                       title="Facts stored standalone against MLP parameters"),
+        ),
+        labels=LABELS,
+        caption=captions.transformer,
     ),
-    labels=LABELS,
-    caption=captions.transformer,
 )

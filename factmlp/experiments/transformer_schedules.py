@@ -13,7 +13,7 @@ import torch
 
 from factmlp import factsets, methods
 from factmlp.evaluate import evaluate
-from factmlp.options import OptionError
+from factmlp.options import ParamError
 from factmlp.experiments.sweep_params import Param, method_defaults, method_options, method_params
 from factmlp.geometries import make_factset
 from factmlp.train import LAPTOP_RECIPE
@@ -86,7 +86,7 @@ def method_of(cell: dict) -> str:
 
 def check(cell: dict) -> None:
     if cell["beta"] and cell["geometry"] != "spike":
-        raise OptionError('beta', f"got {cell['beta']} with geometry {cell['geometry']!r}; "
+        raise ParamError('beta', f"got {cell['beta']} with geometry {cell['geometry']!r}; "
                          "allowed: 0 unless geometry spike")
 
 
@@ -141,7 +141,7 @@ def run_schedule(cell: dict, schedule: str, num_facts: int, *, metrics: bool = T
         build_seconds = time.perf_counter() - built
         model = pre.with_mlp(mlp, make_vocab(factset, cell["num_junk"], cell["seed"]))
     else:
-        raise OptionError('schedule', f"got {schedule!r}; allowed: {', '.join(SCHEDULES)}")
+        raise ParamError('schedule', f"got {schedule!r}; allowed: {', '.join(SCHEDULES)}")
     params = sum(p.numel() for p in mlp.parameters())
     standalone = evaluate(mlp, factset)["accuracy"]
     row = usability(model, factset, standalone, eps=EPS, repeats=cell["eval_repeats"], junk_len=cell["junk_len"],

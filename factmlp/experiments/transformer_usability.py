@@ -11,7 +11,7 @@ from __future__ import annotations
 from factmlp.experiments import captions
 from factmlp.experiments.sweep_params import Param
 from factmlp.experiments.verdicts import DIFFERENCE, FRACTION, against, by, fmt, paired, seeds_of, summary
-from orchestrator.experiment import Experiment, FigureSpec, is_set
+from orchestrator.experiment import Experiment, FigureSpec, Reporting, is_set
 from factmlp.experiments.transformer_schedules import COMMON, EPS, LABELS, SCHEDULES, check, method_of, run_schedule
 
 SHORT = {"insert_then_train": "insert", "pretrain_then_swap": "swap"}
@@ -116,18 +116,20 @@ EXPERIMENT = Experiment(
     summarize=usability_summary,
     check=check,
     method_of=method_of,
-    summary_columns=("method", "whiten", "d", "num_facts", "width", "params", "mlp_accuracy", "margin_min",
-                     "jacobian_rel_max", "recall_eps_0p1", "insert_recall", "swap_recall", "insert_attn_error_mean"),
-    trajectory=("attn_steps_run", "recall"),
-    figures=(
-        FigureSpec("recall_vs_params", "params", "swap_recall", "method", "whiten", log_y=False, reference=0.99,
-                   top=1.0, title="Recall after swap-in against MLP parameters"),
-        FigureSpec("recall_vs_lipschitz", "jacobian_rel_max", "recall_eps_0p1", "method", "whiten", log_y=False,
-                   top=1.0, ceiling=True, title="Recall under query noise against the relative Jacobian norm"),
+    reporting=Reporting(
+        summary_columns=("method", "whiten", "d", "num_facts", "width", "params", "mlp_accuracy", "margin_min",
+                         "jacobian_rel_max", "recall_eps_0p1", "insert_recall", "swap_recall", "insert_attn_error_mean"),
+        trajectory=("attn_steps_run", "recall"),
+        figures=(
+            FigureSpec("recall_vs_params", "params", "swap_recall", "method", "whiten", log_y=False, reference=0.99,
+                       top=1.0, title="Recall after swap-in against MLP parameters"),
+            FigureSpec("recall_vs_lipschitz", "jacobian_rel_max", "recall_eps_0p1", "method", "whiten", log_y=False,
+                       top=1.0, ceiling=True, title="Recall under query noise against the relative Jacobian norm"),
+        ),
+        findings=usability_findings,
+        aggregates=("insert_recall", "swap_recall", "recall_eps_0p1", "mlp_accuracy", "jacobian_rel_max"),
+        fractions=("insert_recall", "swap_recall", "recall_eps_0p1", "mlp_accuracy"),
+        labels=LABELS,
+        caption=captions.transformer,
     ),
-    findings=usability_findings,
-    aggregates=("insert_recall", "swap_recall", "recall_eps_0p1", "mlp_accuracy", "jacobian_rel_max"),
-    fractions=("insert_recall", "swap_recall", "recall_eps_0p1", "mlp_accuracy"),
-    labels=LABELS,
-    caption=captions.transformer,
 )
