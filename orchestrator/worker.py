@@ -10,6 +10,7 @@ import contextlib
 import os
 import signal
 import socket
+import sys
 import threading
 import time
 import traceback
@@ -75,8 +76,8 @@ def _placement() -> dict:
     CUDA_VISIBLE_DEVICES the task saw, so GPU packing can be checked from the recorded rows."""
     where = {"node_id": None, "gpu_ids": None, "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES")}
     try:
-        import ray
-        if ray.is_initialized():
+        ray = sys.modules.get("ray")  # never imported here: an inline task runs without Ray
+        if ray is not None and ray.is_initialized():
             where["node_id"] = ray.get_runtime_context().get_node_id()
             where["gpu_ids"] = ",".join(str(i) for i in ray.get_gpu_ids())
     except Exception:  # noqa: BLE001 - provenance only

@@ -18,14 +18,16 @@ from sweep_files import synthetic_sweep
 FAILING = ["fixed.fail_index=1", "grid.seed=[0]"]  # one cell of 2 probes, the second raises RuntimeError
 
 
-def test_inline_and_debug_are_made_without_importing_ray(tmp_path):
+def test_inline_and_debug_are_made_and_run_a_task_without_importing_ray(tmp_path):
     path = synthetic_sweep(tmp_path / "s.yaml", "s", tmp_path / "results")
     code = ("import sys; from orchestrator import executors; from orchestrator.spec import load_spec; "
             f"spec = load_spec({str(path)!r}); "
-            "made = [type(executors.start(n, spec)).__name__ for n in ('inline', 'debug')]; "
-            "print(executors.names(), made, 'ray' in sys.modules)")
+            "made = [executors.start(n, spec) for n in ('inline', 'debug')]; "
+            "rows = [m.collect(m.submit('synthetic', spec.cells[0], [{'index': 0, 'probe_id': 'p'}]), []) for m in made]; "
+            "print(executors.names(), [type(m).__name__ for m in made], [r[0]['status'] for r in rows], "
+            "'ray' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
-    assert out.split("\n")[0] == "['debug', 'inline', 'ray'] ['InlineExecutor', 'DebugExecutor'] False", out
+    assert out.split("\n")[0] == "['debug', 'inline', 'ray'] ['InlineExecutor', 'DebugExecutor'] ['ok', 'ok'] False", out
 
 
 def test_debug_raises_the_probes_exception_where_inline_records_a_failed_row(tmp_path, shared_tracking, capsys):
