@@ -56,7 +56,7 @@ class Spec:
     tracking_experiment: str | None = None
     results_root: str = "results"
     cluster_address: str | None = None
-    executor: str = "ray"  # where probes run, by name (orchestrator.executors); --executor wins
+    executor: str = executors.DEFAULT  # where probes run, by name (orchestrator.executors); --executor wins
     raw: dict = field(default_factory=dict, repr=False)
     overrides: tuple[str, ...] = ()
     profile: str | None = None
