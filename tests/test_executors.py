@@ -66,3 +66,9 @@ def test_the_resume_command_names_the_executor(tmp_path):
     line = rerun_command(spec, argparse.Namespace(inline=False, executor="debug", address=None))
     assert line == f"factsweep run {spec.source} 'grid.seed=[3]' --executor debug"
     assert rerun_command(spec, argparse.Namespace(inline=True, executor=None, address="auto")).endswith(" --inline")
+
+
+def test_executor_flag_goes_anywhere_between_overrides():
+    from orchestrator.cli import parser
+    args = parser().parse_args(["run", "s.yaml", "grid.d=[16]", "--executor", "debug", "seeds=[0]"])
+    assert (args.overrides, args.executor, args.inline) == (["grid.d=[16]", "seeds=[0]"], "debug", False)
