@@ -30,7 +30,7 @@ quickstart: install
 test: dev
 	$(BIN)/python -m pytest
 
-# Everything but the tests marked slow (real servers, CLI processes, kills, a second Ray): about 80 s.
+# Everything but the tests marked slow (real servers, CLI processes, kills, Ray: its sweeps run inline): about 80 s.
 test-fast: dev
 	$(BIN)/python -m pytest -m "not slow"
 

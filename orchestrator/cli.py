@@ -78,14 +78,26 @@ def _print_report(scope, *, log: bool = True) -> None:
     print("figures and tables: " + ", ".join(map(str, pictures)) + f"\nreport: {md}")
 
 
+def _executor(args) -> str | None:
+    """The executor named on the command line (``--inline`` is ``--executor inline``), checked against
+    the installed ones; None leaves the file's ``cluster.executor``."""
+    from orchestrator.executors import check_name
+    if args.inline and args.executor not in (None, "inline"):
+        raise SpecError("run", "--executor", f"got {args.executor!r} with --inline; allowed: one of the two "
+                                             "(--inline is --executor inline)")
+    name = "inline" if args.inline else args.executor
+    return None if name is None else check_name("run", "--executor", name)
+
+
 def cmd_run(args) -> int:
+    executor = _executor(args)
     spec = _spec(args)
     from orchestrator.runner import run_sweep
     from orchestrator.scope import Scope
     from orchestrator.store import StorageError, storage_error
 
     try:  # results folder not writable, not a folder or full: one line, exit 1; what was recorded stays
-        report = run_sweep(spec, retry_failed=args.retry_failed, address=args.address, inline=args.inline)
+        report = run_sweep(spec, retry_failed=args.retry_failed, address=args.address, executor=executor)
         print(f"{spec.name}: {report.cells_done}/{report.cells} cells done, {report.probes_run} probes run "
               f"({report.probes_failed} failed) in {report.seconds:.1f}s")
         if report.cells_failed:
@@ -109,9 +121,11 @@ def cmd_run(args) -> int:
 
 def rerun_command(spec, args, *flags: str) -> str:
     """The `factsweep run` line that resumes this invocation: its file, every override and where it ran
-    (--inline, --address), quoted for a POSIX shell, so pasting it runs the same cells."""
+    (--inline or --executor, --address), quoted for a POSIX shell, so pasting it runs the same cells."""
     inline, address = getattr(args, "inline", False), getattr(args, "address", None)  # `plan` has neither
-    where = ["--inline"] if inline else ["--address", address] if address else []
+    executor = getattr(args, "executor", None)
+    where = ["--inline"] if inline else (["--executor", executor] if executor else []) + \
+        (["--address", address] if address else [])
     return shlex.join(["factsweep", "run", spec.source, *spec.overrides, *where, *flags])
 
 
@@ -398,7 +412,12 @@ def parser() -> argparse.ArgumentParser:
     run = with_spec("run", cmd_run, "run (or resume) a sweep")
     run.add_argument("--retry-failed", action="store_true", help="run failed probes again")
     run.add_argument("--address", default=None, help="Ray cluster address ('auto' on a cluster head)")
-    run.add_argument("--inline", action="store_true", help="run the probes in this process, without Ray")
+    run.add_argument("--executor", default=None, metavar="NAME",
+                     help="where the probes run: ray, inline (this process, no Ray), debug (inline, a probe's "
+                          "exception stops the run with its traceback), or another installed executor "
+                          "(default: the file's cluster.executor, else ray)")
+    run.add_argument("--inline", action="store_true", help="run the probes in this process, without Ray "
+                                                           "(--executor inline)")
     with_spec("plan", cmd_plan, "what would run and what is already done")
     with_spec("mlflow-sync", cmd_sync, "rebuild the MLflow view of a sweep from Parquet")
     extra = with_spec("extra-cells", cmd_extra_cells,

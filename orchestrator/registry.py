@@ -8,27 +8,22 @@ something uses that kind: a Ray worker running capacity probes never imports the
 from __future__ import annotations
 
 import functools
-from importlib.metadata import EntryPoint, entry_points
 
+from orchestrator import plugins
 from orchestrator.experiment import Experiment
 
 GROUP = "factsweep.experiments"
 
 
-@functools.cache
-def _declared() -> dict[str, EntryPoint]:
-    return {ep.name: ep for ep in entry_points(group=GROUP)}
-
-
 def names() -> list[str]:
     """Every registered kind, without importing any of them."""
-    return sorted(_declared())
+    return plugins.names(GROUP)
 
 
 @functools.cache
 def get(name: str) -> Experiment:
     """The experiment of kind ``name``; KeyError when no installed package declares it."""
-    experiment = _declared()[name].load()
+    experiment = plugins.load(GROUP, name)
     if not isinstance(experiment, Experiment) or experiment.name != name:
         raise TypeError(f"entry point {name!r} of {GROUP} is not an Experiment named {name!r}")
     return experiment

@@ -5,7 +5,7 @@ Only the driver writes, and only while it holds the sweep's lease (``orchestrato
 Parquet at once (a kill loses no finished result), then the cell's next probes are derived from its
 records; a cell that is done gets its summary row and its MLflow cell run. In-flight work is bounded
 and results are handled in completion order. Where probes run is the executor's business
-(``orchestrator.executor``: Ray, or this process with ``inline=True``).
+(``orchestrator.executors``, chosen by name: Ray, this process, or this process raising for a debugger).
 """
 from __future__ import annotations
 
@@ -15,9 +15,9 @@ import threading
 import time
 from dataclasses import dataclass
 
-from orchestrator import cell_columns, plan as planning
-from orchestrator.cluster import connect_for
-from orchestrator.executor import Executor, InlineExecutor, RayExecutor
+from orchestrator import cell_columns, executors
+from orchestrator import plan as planning
+from orchestrator.executors import Executor
 from orchestrator.experiment import EARLY_STOP, is_set
 from orchestrator.cells_lock import cell_labels
 from orchestrator.lease import cells_lease
@@ -95,11 +95,13 @@ def _tracked(spec: Spec, row: dict) -> dict:
 
 
 def run_sweep(spec: Spec, *, retry_failed: bool = False, progress: bool | str | None = None,
-              address: str | None = None, inline: bool = False) -> RunReport:
+              address: str | None = None, inline: bool = False, executor: str | Executor | None = None) -> RunReport:
     """Run or resume ``spec`` as its only driver (its lock is held from before the first write to the
-    last). ``inline``: run the probes in this process instead of on Ray (a notebook, a debugger).
-    ``progress``: None picks a bar on a terminal and lines elsewhere; False prints nothing; True forces
-    the bar; or a mode of ``orchestrator.progress.Progress``."""
+    last). ``executor``: where the probes run, by name (``orchestrator.executors``; default the file's
+    ``cluster.executor``, itself ``ray`` by default), or an executor already made (a test's);
+    ``inline``: the name ``inline`` (this process, no Ray: a notebook). ``progress``: None picks a bar
+    on a terminal and lines elsewhere; False prints nothing; True forces the bar; or a mode of
+    ``orchestrator.progress.Progress``."""
     from orchestrator.migrate import adopt, adoptable, check_schema_versions
     store = Store(spec.results_root)
     check_recorded_kind(spec, store)
@@ -113,7 +115,8 @@ def run_sweep(spec: Spec, *, retry_failed: bool = False, progress: bool | str | 
         if cells and progress is not False:
             print(f"{spec.name}: adopted {cells} cell(s) and {probes} probe(s) recorded by an older factsweep under "
                   "other cell ids (the options added since are at their defaults); nothing of them runs again")
-        return SweepRun(spec, store, progress, lease).run(retry_failed=retry_failed, address=address, inline=inline)
+        chosen = "inline" if inline else executor or spec.executor
+        return SweepRun(spec, store, progress, lease).run(retry_failed=retry_failed, address=address, executor=chosen)
 
 
 class SweepRun:
@@ -124,9 +127,10 @@ class SweepRun:
         self.start = time.perf_counter()
         self.probes_run = self.probes_failed = 0
 
-    def run(self, *, retry_failed: bool, address: str | None, inline: bool) -> RunReport:
+    def run(self, *, retry_failed: bool, address: str | None, executor: str | Executor) -> RunReport:
         todo = self.plan(retry_failed)
-        executor = self.executor(address, inline) if todo else None  # a cluster that cannot run it costs nothing
+        if todo and isinstance(executor, str):  # nothing to run: a cluster that cannot run it costs nothing
+            executor = executors.start(executor, self.spec, address, status=self.bar.status)
         with stop_signals_as_ctrl_c():  # again after Ray's init, which installs its own SIGTERM handler
             return self._run(todo, executor, address)
 
@@ -190,15 +194,6 @@ class SweepRun:
         self.invocation = new_invocation(spec, command="run", address=address or spec.cluster_address)
         store.append("invocations", spec.name, [self.invocation])
         record_finished_cells(spec, store, self.plans, self.invocation)
-
-    def executor(self, address: str | None, inline: bool) -> Executor:
-        if inline:
-            return InlineExecutor(probe_timeout_s=self.spec.probe_timeout_s)
-        self.bar.status("starting Ray" if not (address or self.spec.cluster_address) else "connecting to Ray")
-        ray = connect_for(self.spec, address)
-        self.bar.status("running")
-        return RayExecutor(ray, num_cpus=self.spec.num_cpus, num_gpus=self.spec.num_gpus,
-                           max_retries=self.spec.max_retries, probe_timeout_s=self.spec.probe_timeout_s)
 
     def drive(self, executor: Executor, todo: list[planning.CellPlan]) -> None:
         """Keep the executor's slots filled and handle tasks in the order they finish."""

@@ -21,7 +21,7 @@ import yaml
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from orchestrator import registry
+from orchestrator import executors, registry
 from orchestrator.experiment import Experiment, ParamError, is_set
 from orchestrator.errors import SpecError
 from orchestrator.redact import redact, redact_data
@@ -56,6 +56,7 @@ class Spec:
     tracking_experiment: str | None = None
     results_root: str = "results"
     cluster_address: str | None = None
+    executor: str = executors.DEFAULT  # where probes run, by name (orchestrator.executors); --executor wins
     raw: dict = field(default_factory=dict, repr=False)
     overrides: tuple[str, ...] = ()
     profile: str | None = None
@@ -87,7 +88,7 @@ SECTIONS = {
     "packing": {"probes_per_task": int},
     "tracking": {"uri": (str, type(None)), "experiment": (str, type(None))},
     "storage": {"root": str},
-    "cluster": {"address": (str, type(None))},
+    "cluster": {"address": (str, type(None)), "executor": str},
 }
 
 
@@ -372,6 +373,7 @@ def load_spec(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> 
     if timeout is not None and not (math.isfinite(timeout) and low < timeout <= high):
         raise SpecError(source, "resources.probe_timeout_s", f"got {timeout}; allowed: null (no limit) or seconds "
                                                              f"in ({low:g}, {high:g}] per probe")
+    executor = executors.check_name(source, "cluster.executor", sections["cluster"].get("executor", executors.DEFAULT))
     uri = sections["tracking"].get("uri")
     if uri is not None and (problem := tracking_uri_problem(uri)):
         raise SpecError(source, "tracking.uri", problem)
@@ -384,6 +386,7 @@ def load_spec(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> 
         probes_per_task=pack.get("probes_per_task", 8),
         tracking_uri=sections["tracking"].get("uri"), tracking_experiment=sections["tracking"].get("experiment"),
         results_root=sections["storage"].get("root", "results"), cluster_address=sections["cluster"].get("address"),
+        executor=executor,
         raw=redact_data(raw), overrides=tuple(redact(o) for o in overrides), profile=profile,  # shown and stored
         file_sha256=file_sha256,
         predict=search_block.get("predict", True),

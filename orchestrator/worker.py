@@ -1,7 +1,8 @@
-"""The code a Ray task runs: one experiment call on a batch of probes, turned into plain rows.
+"""The code every executor's task runs: one experiment call on a batch of probes, turned into plain rows.
 
 An exception inside the experiment becomes a failed row carrying its message, so one bad probe
-never stops a sweep; workers never write anywhere, the driver records what they return.
+never stops a sweep (the ``debug`` executor asks for it raised instead); workers never write
+anywhere, the driver records what they return.
 """
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import contextlib
 import os
 import signal
 import socket
+import sys
 import threading
 import time
 import traceback
@@ -40,10 +42,11 @@ def time_limit(seconds: float | None, what: str):
 
 
 def execute(kind: str, config: dict, probes: list[dict], threads: int | None = None,
-            timeout_s: float | None = None) -> list[dict]:
+            timeout_s: float | None = None, raise_errors: bool = False) -> list[dict]:
     """Run ``probes`` of one cell; ``threads``: torch's thread count in this task (the CPUs it asked
     for; science code never sets it); ``timeout_s``: seconds per probe, after which the task's probes
-    become failed rows (``resources.probe_timeout_s``)."""
+    become failed rows (``resources.probe_timeout_s``); ``raise_errors``: an exception propagates
+    with its traceback instead of becoming failed rows (``orchestrator.executors.debug``)."""
     if threads:
         import torch
         torch.set_num_threads(threads)
@@ -58,7 +61,9 @@ def execute(kind: str, config: dict, probes: list[dict], threads: int | None = N
         if len(results) != len(probes):
             raise RuntimeError(f"experiment {kind} returned {len(results)} results for {len(probes)} probes")
         rows = [{**p, **r, "status": "ok", "error": None} for p, r in zip(probes, results)]
-    except Exception as e:  # noqa: BLE001 - recorded as a failed probe, never raised
+    except Exception as e:  # noqa: BLE001 - recorded as a failed probe, raised only when debugging
+        if raise_errors:
+            raise
         message = f"{type(e).__name__}: {e}".splitlines()[0][:500]
         detail = traceback.format_exc(limit=3)[-2000:]
         rows = [{**p, "status": "failed", "error": message, "traceback": detail} for p in probes]
@@ -71,8 +76,8 @@ def _placement() -> dict:
     CUDA_VISIBLE_DEVICES the task saw, so GPU packing can be checked from the recorded rows."""
     where = {"node_id": None, "gpu_ids": None, "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES")}
     try:
-        import ray
-        if ray.is_initialized():
+        ray = sys.modules.get("ray")  # never imported here: an inline task runs without Ray
+        if ray is not None and ray.is_initialized():
             where["node_id"] = ray.get_runtime_context().get_node_id()
             where["gpu_ids"] = ",".join(str(i) for i in ray.get_gpu_ids())
     except Exception:  # noqa: BLE001 - provenance only

@@ -1,4 +1,4 @@
-"""Shared fixtures: one Ray instance for the whole test session, and sweep files in tmp folders."""
+"""Shared fixtures: one Ray instance for the slow tests of a session, and sweep files in tmp folders."""
 from __future__ import annotations
 
 import os
@@ -12,9 +12,20 @@ from servers import MlflowServer, MotoServer, free_port
 os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 
 
+def pytest_collection_modifyitems(config, items):
+    """The fast lane (``-m "not slow"``) starts no Ray, its sweeps run inline: a test that asks for the
+    session's Ray must be marked slow (a collection error names it)."""
+    unmarked = [item.nodeid for item in items
+                if "ray_session" in getattr(item, "fixturenames", ()) and item.get_closest_marker("slow") is None]
+    if unmarked:
+        raise pytest.UsageError("tests using ray_session must be marked slow (the fast lane starts no Ray; "
+                                "run the sweep inline instead): " + ", ".join(unmarked))
+
+
 @pytest.fixture(scope="session")
 def ray_session():
-    """Start Ray once (about 5 s) on loopback; every runner in the session reuses it.
+    """Start Ray once (about 5 s) on loopback; every runner in the session reuses it. Tests marked slow
+    only: the fast lane's sweeps run inline.
 
     With two logical GPUs, which only tasks that ask for a GPU are given (tests/test_gpu_packing.py).
     """

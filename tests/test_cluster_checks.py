@@ -39,6 +39,7 @@ def sweep(tmp_path: Path, name: str, cpus=1, gpus=0, address="null") -> Path:
     (1, 3, "resources.num_gpus", "got 3, but no node of the cluster can run such a task (the largest of its "
                                  "1 nodes has 2); allowed: at most 2 GPUs per task on this cluster"),
 ], ids=["num_cpus_1000", "num_gpus_beyond_the_node"])
+@pytest.mark.slow  # the session's Ray: the fast lane starts none
 def test_a_task_no_node_can_run_is_refused(ray_session, tmp_path, capsys, cpus, gpus, key, has):
     """The test session's Ray has one node with 2 CPUs and 2 logical GPUs."""
     path = sweep(tmp_path, "greedy", cpus=cpus, gpus=gpus)

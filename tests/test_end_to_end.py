@@ -1,7 +1,9 @@
-"""A tiny sweep through a real local Ray, a real sqlite MLflow store and real Parquet files."""
+"""A tiny sweep through a real local Ray (or inline, in this process), a real sqlite MLflow store and
+real Parquet files. The Ray runs start Ray, and are in the full suite only (marked slow)."""
 from __future__ import annotations
 
 import pandas as pd
+import pytest
 from mlflow.tracking import MlflowClient
 
 from orchestrator.runner import run_sweep
@@ -10,18 +12,29 @@ from orchestrator.store import Store
 from orchestrator.tracking import CELL_TAG, KIND_TAG, default_uri
 
 
+EXECUTORS = ["inline", pytest.param("ray", marks=pytest.mark.slow)]
+
+
+@pytest.fixture(params=EXECUTORS)
+def executor(request) -> str:
+    """Where the sweep's probes run: ``inline`` in the fast lane, and Ray (the session's) in the full suite;
+    inline with one torch thread, as each Ray task of one CPU has."""
+    request.getfixturevalue("ray_session" if request.param == "ray" else "one_torch_thread")
+    return request.param
+
+
 def mlflow_cells(spec) -> dict[str, dict]:
-    client = MlflowClient(default_uri(spec.results_root))
-    experiment = client.get_experiment_by_name(spec.name)
+    client = MlflowClient(spec.tracking_uri or default_uri(spec.results_root))
+    experiment = client.get_experiment_by_name(spec.tracking_experiment or spec.name)
     runs = client.search_runs([experiment.experiment_id], filter_string=f"tags.`{KIND_TAG}` = 'cell'")
     ids = [r.data.tags[CELL_TAG] for r in runs]
     assert len(ids) == len(set(ids)), "duplicate MLflow child runs"
     return {r.data.tags[CELL_TAG]: r for r in runs}
 
 
-def test_sweep_parquet_and_mlflow_agree(ray_session, tiny_sweep):
+def test_sweep_parquet_and_mlflow_agree(executor, tiny_sweep):
     spec = load_spec(tiny_sweep())
-    report = run_sweep(spec, progress=False)
+    report = run_sweep(spec, progress=False, executor=executor)
     assert (report.cells, report.cells_done, report.probes_failed) == (4, 4, 0)
 
     cells = Store(spec.results_root).load("cells", spec.name)
@@ -59,21 +72,23 @@ def test_sweep_parquet_and_mlflow_agree(ray_session, tiny_sweep):
                       .astype(sql.dtypes.to_dict()))
 
 
-def test_second_run_runs_nothing(ray_session, tiny_sweep):
+def test_second_run_runs_nothing(executor, tiny_sweep, shared_tracking):
     path = tiny_sweep("again")
-    first = run_sweep(load_spec(path), progress=False)
+    tracking = [shared_tracking, f"tracking.experiment=again-{executor}"]  # the session's store: no new one
+    first = run_sweep(load_spec(path, tracking), progress=False, executor=executor)
     assert first.probes_run > 0
-    second = run_sweep(load_spec(path), progress=False)
+    second = run_sweep(load_spec(path, tracking), progress=False, executor=executor)
     assert second.probes_run == 0 and second.cells_done == 4
-    spec = load_spec(path)
+    spec = load_spec(path, tracking)
     assert len(Store(spec.results_root).load("probes", spec.name)) == first.probes_run
     assert len(mlflow_cells(spec)) == 4
 
 
-def test_growing_grid_runs_only_new_cells(ray_session, tiny_sweep):
+def test_growing_grid_runs_only_new_cells(executor, tiny_sweep, shared_tracking):
     path = tiny_sweep("grow")
-    first = run_sweep(load_spec(path), progress=False)
-    grown = run_sweep(load_spec(path, ["grid.num_facts=[8,16,24]"]), progress=False)
+    tracking = [shared_tracking, f"tracking.experiment=grow-{executor}"]
+    first = run_sweep(load_spec(path, tracking), progress=False, executor=executor)
+    grown = run_sweep(load_spec(path, ["grid.num_facts=[8,16,24]", *tracking]), progress=False, executor=executor)
     assert grown.cells == 6 and grown.cells_done == 6
     probes = Store(load_spec(path).results_root).load("probes", "grow")
     assert set(probes[probes["recorded_at"].notna()]["num_facts"]) == {8, 16, 24}

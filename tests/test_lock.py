@@ -58,19 +58,19 @@ def test_a_held_sweep_refuses_a_second_driver(tmp_path, capsys, command):
     assert not (tmp_path / "results" / "mlflow.db").exists(), "the second driver touched MLflow"
 
 
-def test_a_lock_left_by_a_killed_driver_is_taken_over(ray_session, tmp_path, capsys):
+def test_a_lock_left_by_a_killed_driver_is_taken_over(tmp_path, capsys):
     path = sweep(tmp_path, "stale")
     holder = subprocess.Popen([sys.executable, "-c", HOLD, str(tmp_path / "results"), "stale"], env=ENV,
                               stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline().strip() == "held"
-        assert main(["run", str(path)]) == 1
+        assert main(["run", str(path), "--inline"]) == 1
         assert f"pid {holder.pid} on host" in capsys.readouterr().err
     finally:
         holder.send_signal(signal.SIGKILL)
         holder.wait()
     assert (tmp_path / "results" / "locks" / "stale.lock").exists(), "kill -9 leaves the lock file behind"
-    assert main(["run", str(path)]) == 0
+    assert main(["run", str(path), "--inline"]) == 0
     assert "2/2 cells done, 4 probes run" in capsys.readouterr().out
     assert not (tmp_path / "results" / "locks" / "stale.lock").exists(), "a finished run removes its lock file"
 

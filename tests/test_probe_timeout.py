@@ -20,7 +20,7 @@ storage: {{root: '{root}'}}
 """
 
 
-@pytest.mark.parametrize("where", ["inline", "ray"])
+@pytest.mark.parametrize("where", ["inline", pytest.param("ray", marks=pytest.mark.slow)])  # ray: starts Ray
 def test_a_probe_past_its_time_limit_is_a_failed_row(tmp_path, shared_tracking, request, where):
     if where == "ray":
         request.getfixturevalue("ray_session")

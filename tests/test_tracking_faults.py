@@ -36,7 +36,7 @@ def runs_of(root: Path, name: str, kind: str) -> list:
 def run_and_warn_once(path: Path, caplog, capsys) -> str:
     """`factsweep run` completes the sweep; the only thing MLflow costs is one warning line."""
     with caplog.at_level(logging.WARNING):
-        assert main(["run", str(path)]) == 0
+        assert main(["run", str(path), "--inline"]) == 0
     out, err = capsys.readouterr()
     assert "2/2 cells done, 4 probes run (0 failed)" in out and "Traceback" not in err
     warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
@@ -45,7 +45,7 @@ def run_and_warn_once(path: Path, caplog, capsys) -> str:
     return warnings[0]
 
 
-def test_corrupt_database_warns_once_and_the_sweep_completes(ray_session, tmp_path, caplog, capsys):
+def test_corrupt_database_warns_once_and_the_sweep_completes(tmp_path, caplog, capsys):
     path = sweep(tmp_path, "corrupt")
     database = tmp_path / "results" / "mlflow.db"
     database.parent.mkdir()
@@ -70,20 +70,20 @@ def test_a_cell_is_never_logged_twice(tmp_path):
     assert not first.failed and not second.failed
 
 
-def test_next_run_closes_a_sweep_run_a_killed_driver_left_running(ray_session, tmp_path, capsys):
+def test_next_run_closes_a_sweep_run_a_killed_driver_left_running(tmp_path, capsys):
     """The sweep run is reused by every invocation of its scope; one a killed driver left RUNNING is closed KILLED
     by the next run (the sweep's lock proves it stale), whether that run has work or not."""
     path = sweep(tmp_path, "orphans")
     root = tmp_path / "results"
-    assert main(["run", str(path)]) == 0
+    assert main(["run", str(path), "--inline"]) == 0
     mine = Tracker(default_uri(root), "orphans", root)
     mine.client.update_run(mine.sweep_run(), status="RUNNING")  # what a driver killed mid-sweep leaves
     unrelated = Tracker(default_uri(root), "orphans", root, "another-sweep")  # another sweep, same experiment
     unrelated.client.update_run(unrelated.sweep_run(), status="RUNNING")
-    assert main(["run", str(path)]) == 0  # nothing to run, but the stale run is closed
+    assert main(["run", str(path), "--inline"]) == 0  # nothing to run, but the stale run is closed
     states = {r.data.tags[SWEEP_TAG]: r.info.status for r in runs_of(root, "orphans", "sweep")}
     assert states == {"orphans": "KILLED", "another-sweep": "RUNNING"}, states
-    assert main(["run", str(path), "fixed.num_probes=3"]) == 0  # other cells: a sweep run of their own scope
+    assert main(["run", str(path), "fixed.num_probes=3", "--inline"]) == 0  # other cells: a sweep run of their own scope
     scoped = Scope.of_spec(load_spec(path, ["fixed.num_probes=3"])).report_name
     states = {r.data.tags.get(SCOPE_TAG, r.data.tags[SWEEP_TAG]): r.info.status for r in runs_of(root, "orphans", "sweep")}
     assert scoped.startswith("orphans@") and states == {"orphans": "KILLED", scoped: "FINISHED",

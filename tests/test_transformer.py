@@ -285,7 +285,7 @@ storage: {{root: {root}}}
 """
 
 
-def test_tiny_usability_sweep(ray_session, tmp_path, shared_tracking):
+def test_tiny_usability_sweep(tmp_path, shared_tracking):
     from orchestrator.runner import run_sweep
     from orchestrator.spec import load_spec
     from orchestrator.store import Store
@@ -293,7 +293,7 @@ def test_tiny_usability_sweep(ray_session, tmp_path, shared_tracking):
     path = tmp_path / "tu.yaml"
     path.write_text(textwrap.dedent(SWEEP.format(name="tu", root=tmp_path / "results")))
     spec = load_spec(path, [shared_tracking])
-    report = run_sweep(spec, progress=False)
+    report = run_sweep(spec, progress=False, inline=True)  # the executor is not what this tests: no Ray
     assert (report.cells, report.cells_done, report.probes_failed) == (1, 1, 0)
     cells = Store(spec.results_root).load("cells", "tu")
     probes = Store(spec.results_root).load("probes", "tu")
