@@ -3,7 +3,7 @@ PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: quickstart test test-fast install dev reference reference-reports gpu-check
+.PHONY: quickstart test test-fast install dev reference reference-reports gpu-check docs
 
 $(BIN)/factsweep: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -33,6 +33,11 @@ test: dev
 # Everything but the tests marked slow (real servers, CLI processes, kills, Ray: its sweeps run inline): about 80 s.
 test-fast: dev
 	$(BIN)/python -m pytest -m "not slow"
+
+# The documents generated from the code (docs/sweep-spec.md's parameter tables, docs/schema.md), after a new
+# construction, option or experiment kind.
+docs: install
+	$(BIN)/python -m orchestrator.generated_docs
 
 # The property-based tests of every file reader with 1000 examples per target (the suite runs 40).
 .PHONY: fuzz

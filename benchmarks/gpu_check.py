@@ -50,7 +50,6 @@ from factmlp.device import resolve_device  # noqa: E402
 from factmlp.geometries import make_factset  # noqa: E402
 from factmlp.methods import build_fact_mlp  # noqa: E402
 from factmlp.train import TrainConfig, train_batched  # noqa: E402
-from orchestrator.plan import next_probes  # noqa: E402
 
 METHODS = ("gd", "encoder_decoder", "hebbian_whitened")
 
@@ -303,7 +302,7 @@ def search(cell: dict, budget: Budget, first_round: float) -> dict:
     A round runs only if it fits the budget (guess: 1.5× the longest round so far, else ``first_round``)."""
     results, rounds, status = [], [], "done"
     start = time.perf_counter()
-    while probes := next_probes(CAPACITY, cell, results):
+    while probes := CAPACITY.next_round(cell, results):
         need = 1.5 * max(rounds) if rounds else first_round
         if not budget.allows(need, f"{cell['method']} d={cell['d']} F={cell['num_facts']} round {len(rounds) + 1}"):
             status = "stopped: budget"

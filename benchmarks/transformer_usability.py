@@ -18,7 +18,6 @@ import torch
 
 from factmlp.experiments.transformer_capacity import EXPERIMENT as CAPACITY
 from factmlp.experiments.transformer_usability import EXPERIMENT as USABILITY
-from orchestrator.plan import next_probes
 
 # (method, whiten, width): GD near its capacity; the constructions at widths where they store F = 512.
 CELLS = [("gd", False, 16), ("gd", False, 64),
@@ -34,7 +33,7 @@ COLUMNS = ("params", "mlp_accuracy", "margin_min", "lipschitz_bound", "jacobian_
 def run_cell(experiment, cell: dict) -> dict:
     """The orchestrator's loop without Ray: ask for probes, run them, until the cell is done."""
     results = []
-    while probes := next_probes(experiment, cell, results):
+    while probes := experiment.next_round(cell, results):
         results += [{**p, **r} for p, r in zip(probes, experiment.run_probes(cell, probes))]
     return experiment.summarize(cell, results)
 

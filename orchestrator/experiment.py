@@ -225,6 +225,15 @@ class Experiment:
         if (self.search is None) == (self.next_probes is None):
             raise TypeError(f"experiment {self.name}: declare exactly one of search and next_probes")
 
+    def next_round(self, cell: dict, results: list[dict], prediction: Prediction | None = None) -> list[dict]:
+        """The probes a cell needs next, a pure function of its recorded rows: the declared search driven
+        through the ``Search`` protocol (observe the rows, propose unless done), or, for a kind without a
+        search, its own ``next_probes``. Plain Python: a notebook or a GPU script drives a cell with it."""
+        if self.search is None:
+            return self.next_probes(cell, results)
+        state = self.search.observe(cell, results, prediction)
+        return [] if self.search.done(state) else self.search.propose(state)
+
     def resolve(self, cell: Mapping[str, Any]) -> dict:
         """Fill defaults, coerce types and check values; raise ParamError on bad input (KeyError for
         an unknown key).

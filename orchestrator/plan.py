@@ -14,7 +14,6 @@ import pandas as pd
 
 from orchestrator.errors import SpecError
 from orchestrator.identity import cell_id, probe_id
-from orchestrator.experiment import Experiment
 from orchestrator.search import Prediction, prediction_columns, recorded_prediction
 from orchestrator.spec import Spec
 from orchestrator.store import Store
@@ -31,7 +30,7 @@ class CellPlan:
     results: list[dict] = field(default_factory=list)
     failures: dict[str, str] = field(default_factory=dict)  # probe id -> error message
     next_probes: list[dict] = field(default_factory=list)
-    prediction: Prediction | None = None  # where the search opened its first round (see Experiment.predict)
+    prediction: Prediction | None = None  # where the search opened its first round (see orchestrator.experiment.Experiment.predict)
     inputs: dict[str, str] = field(default_factory=dict)  # <param>_sha256 of each file the cell reads
 
     @property
@@ -56,20 +55,8 @@ def advance(spec: Spec, cell: CellPlan, finished: list[dict] | None = None) -> N
     experiment predicts and the sweep file does not turn it off (``search.predict: false``)."""
     if not cell.results and finished is not None and spec.predict and spec.experiment.predict:
         cell.prediction = spec.experiment.predict(cell.config, finished)
-    probes = next_probes(spec.experiment, cell.config, cell.results, cell.prediction)
+    probes = spec.experiment.next_round(cell.config, cell.results, cell.prediction)
     cell.next_probes = [{**p, "probe_id": probe_id(cell.cell_id, p)} for p in probes]
-
-
-def next_probes(experiment: Experiment, config: dict, results: list[dict],
-                prediction: Prediction | None = None) -> list[dict]:
-    """The probes a cell needs next, a pure function of its recorded rows: the experiment's search
-    driven through the ``Search`` protocol (observe the rows, propose unless done), or, for a kind
-    without a search, its own ``next_probes``."""
-    search = experiment.search
-    if search is None:
-        return experiment.next_probes(config, results)
-    state = search.observe(config, results, prediction)
-    return [] if search.done(state) else search.propose(state)
 
 
 def prediction_fields(spec: Spec, prediction: Prediction | None) -> dict:

@@ -172,7 +172,7 @@ def describe(table: str, con=None):
 
 
 def markdown() -> str:
-    """docs/schema.md: regenerate with ``python -m orchestrator.schema > docs/schema.md``."""
+    """docs/schema.md: regenerate with ``make docs`` (``orchestrator.generated_docs``)."""
     lines = ["# Tables and their columns", "",
              "Generated from `orchestrator/schema.py` by `python -m orchestrator.schema > docs/schema.md`",
              "(`tests/test_schema_docs.py` fails when it is stale). `factsweep query --describe TABLE` prints",

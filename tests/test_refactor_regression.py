@@ -22,7 +22,6 @@ import torch
 
 from factmlp.experiments.capacity import EXPERIMENT
 from factmlp.geometries import make_factset
-from orchestrator.plan import next_probes
 
 FIXTURE = Path(__file__).with_name("regression_widths.json")
 METHODS = ("gd", "hebbian_whitened", "data_dependent", "encoder_decoder", "ntk")
@@ -45,7 +44,7 @@ def cell_of(method: str, num_facts: int, seed: int) -> dict:
 def search(cell: dict) -> dict:
     """The capacity search of one cell, run to the end in this process."""
     results = []
-    while probes := next_probes(EXPERIMENT, cell, results):
+    while probes := EXPERIMENT.next_round(cell, results):
         for probe, row in zip(probes, EXPERIMENT.run_probes(cell, probes)):
             results.append({**probe, **row})
     out = EXPERIMENT.summarize(cell, results)

@@ -271,7 +271,7 @@ def test_a_degenerate_belief_still_finds_the_answer_without_crawling(spread, pre
         assert probes <= 3 * abs(math.log2(threshold / start)) + 25
 
 
-# The Search protocol as the orchestrator drives it (orchestrator.plan.next_probes): observe the
+# The Search protocol as the orchestrator drives it (Experiment.next_round): observe the
 # recorded rows, propose unless done; a resumed cell rebuilds its state from those rows alone.
 
 CELL = {"search_low": 1, "search_high": 4096, "search_arity": 3, "search_verify": True}
@@ -334,15 +334,14 @@ def test_the_protocol_finds_the_oracle_answer_and_a_crash_resumes_it_with_the_sa
 
 def test_the_orchestrator_drives_the_declared_search_and_not_the_experiments_own_next_probes():
     from orchestrator.experiment import Experiment
-    from orchestrator.plan import next_probes
 
     def refuse(*args):
         raise AssertionError("summarize and run_probes are not the search's business")
     toy = Experiment(name="toy", params={}, run_probes=refuse, summarize=refuse, search=declared_search())
     rows = [row_of({"width": w}, 300) for w in (16, 64, 256, 1024)]
-    assert next_probes(toy, CELL, rows) == toy.search.propose(toy.search.observe(CELL, rows))
+    assert toy.next_round(CELL, rows) == toy.search.propose(toy.search.observe(CELL, rows))
     # 256 fails, 1024 stores: three widths spread geometrically over 257…1023
-    assert [p["width"] for p in next_probes(toy, CELL, rows)] == [round(257 * (1024 / 257) ** (i / 4)) for i in (1, 2, 3)]
+    assert [p["width"] for p in toy.next_round(CELL, rows)] == [round(257 * (1024 / 257) ** (i / 4)) for i in (1, 2, 3)]
     with pytest.raises(TypeError, match="exactly one of search and next_probes"):
         Experiment(name="both", params={}, run_probes=refuse, summarize=refuse, search=toy.search,
                    next_probes=lambda cell, results: [])

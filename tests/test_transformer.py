@@ -11,7 +11,6 @@ import torch
 from factmlp import factsets
 from factmlp.evaluate import evaluate
 from orchestrator.registry import every
-from orchestrator.plan import next_probes
 from factmlp.experiments.transformer_capacity import EXPERIMENT as CAPACITY
 from factmlp.experiments.transformer_capacity import largest_facts
 from factmlp.experiments.transformer_usability import EXPERIMENT as USABILITY
@@ -167,8 +166,8 @@ def test_the_verification_round_is_proposed_for_both_settings():
     closed = [{"setting": "transformer", "num_facts": f, "recall": float(f <= 640)}
               for f in (64, 576, 640, 704, 832, 1088, 2112)] + [{"setting": "standalone", "num_facts": 64,
                                                                   "mlp_accuracy": 0.5}]
-    assert next_probes(CAPACITY, {**cell, "search_verify": False}, closed) == []
-    proposed = {(p["setting"], p["num_facts"]) for p in next_probes(CAPACITY, cell, closed)}
+    assert CAPACITY.next_round({**cell, "search_verify": False}, closed) == []
+    proposed = {(p["setting"], p["num_facts"]) for p in CAPACITY.next_round(cell, closed)}
     # 640 = 10 steps: 9 and 8 steps below (576 already probed), 12 and 13 above (832 already probed);
     # nothing stored alone: the two grid values above the failure at 64.
     assert proposed == {("transformer", 512), ("transformer", 768), ("standalone", 128), ("standalone", 192)}
@@ -183,7 +182,7 @@ def test_a_flicker_in_f_is_found_and_the_cell_flagged():
 
     def summarize(cell):
         results = []
-        while probes := next_probes(CAPACITY, cell, results):
+        while probes := CAPACITY.next_round(cell, results):
             results += [{**p, "recall": float(p["num_facts"] <= 640 and p["num_facts"] != 576),
                          "mlp_accuracy": float(p["num_facts"] <= 1152)} for p in probes]
         return {**cell, **CAPACITY.summarize(cell, results)}
@@ -213,7 +212,7 @@ def test_capacity_cell_brackets_its_answers():
                              "search_high": 256, "facts_step": 16, "attn_steps": 150, "eval_repeats": 1,
                              "check_every": 25})
     results = []
-    while probes := next_probes(CAPACITY, cell, results):
+    while probes := CAPACITY.next_round(cell, results):
         results += [{**p, **r} for p, r in zip(probes, CAPACITY.run_probes(cell, probes))]
     summary = CAPACITY.summarize(cell, results)
     for setting, column, metric, threshold in (("transformer", "max_facts", "recall", cell["threshold"]),
