@@ -3,8 +3,8 @@
 ``factsweep run X.yaml --executor debug`` under ``python -m pdb`` stops at the line that raised
 (every other executor records the exception as a failed row and goes on). What was recorded
 before stays; the failing task, and the tasks of its cell submitted with it, record nothing, so the
-next run starts them again. No
-``resources.probe_timeout_s``: a pause at a breakpoint must not count as a stuck probe.
+next run starts them again. No ``resources.probe_timeout_s``: a pause at a breakpoint must not count
+as a stuck probe.
 """
 from __future__ import annotations
 
