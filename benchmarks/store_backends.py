@@ -82,10 +82,10 @@ def bench(label: str, root, rows: list[dict], per_append: int, cells: int, scrat
 
     path = scratch / f"resume-{label}.yaml"
     path.write_text(SWEEP.format(seeds=list(range(cells)), tracking=scratch / f"mlflow-{label}.db", root=root))
-    first = run_sweep(load_spec(path), progress=False, inline=True)
+    first = run_sweep(load_spec(path), progress=False, executor="inline")
     assert first.cells_done == cells, first
     start = time.perf_counter()
-    again = run_sweep(load_spec(path), progress=False, inline=True)
+    again = run_sweep(load_spec(path), progress=False, executor="inline")
     resume_s = time.perf_counter() - start
     assert again.probes_run == 0 and again.cells_done == cells, again
     result = {"append_ms_per_probe": 1000 * append_s / len(rows), "read_s": read_s,

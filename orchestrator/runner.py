@@ -95,11 +95,11 @@ def _tracked(spec: Spec, row: dict) -> dict:
 
 
 def run_sweep(spec: Spec, *, retry_failed: bool = False, progress: bool | str | None = None,
-              address: str | None = None, inline: bool = False, executor: str | Executor | None = None) -> RunReport:
+              address: str | None = None, executor: str | Executor | None = None) -> RunReport:
     """Run or resume ``spec`` as its only driver (its lock is held from before the first write to the
     last). ``executor``: where the probes run, by name (``orchestrator.executors``; default the file's
-    ``cluster.executor``, itself ``ray`` by default), or an executor already made (a test's);
-    ``inline``: the name ``inline`` (this process, no Ray: a notebook). ``progress``: None picks a bar
+    ``cluster.executor``, itself ``ray`` by default; ``"inline"``: this process, no Ray, as in a
+    notebook), or an executor already made (a test's). ``progress``: None picks a bar
     on a terminal and lines elsewhere; False prints nothing; True forces the bar; or a mode of
     ``orchestrator.progress.Progress``."""
     from orchestrator.migrate import adopt, adoptable, check_schema_versions
@@ -115,7 +115,7 @@ def run_sweep(spec: Spec, *, retry_failed: bool = False, progress: bool | str | 
         if cells and progress is not False:
             print(f"{spec.name}: adopted {cells} cell(s) and {probes} probe(s) recorded by an older factsweep under "
                   "other cell ids (the options added since are at their defaults); nothing of them runs again")
-        chosen = "inline" if inline else executor or spec.executor
+        chosen = executor or spec.executor
         return SweepRun(spec, store, progress, lease).run(retry_failed=retry_failed, address=address, executor=chosen)
 
 

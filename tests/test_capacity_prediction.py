@@ -65,7 +65,7 @@ GRID = ["grid.method=[hebbian_whitened, gd]", "grid.num_facts=[8, 16, 24, 32]", 
 
 def widths(path, overrides) -> pd.DataFrame:
     spec = load_spec(path, overrides)
-    report = run_sweep(spec, progress=False, inline=True)
+    report = run_sweep(spec, progress=False, executor="inline")
     assert report.cells_done == report.cells == 8
     cells = Store(spec.results_root).load("cells", spec.name)
     return cells.set_index(["method", "num_facts"]).sort_index()

@@ -136,7 +136,7 @@ def test_a_sweep_with_early_stop_off_has_the_same_ids_and_widths(tiny_sweep, tmp
     for on in (True, False):
         spec = load_spec(path, grid + [f"search.early_stop={str(on).lower()}", f"storage.root={tmp_path / str(on)}"])
         assert spec.early_stop is on
-        run_sweep(spec, progress=False, inline=True)
+        run_sweep(spec, progress=False, executor="inline")
         store = Store(spec.results_root)
         found[on] = (store.load("cells", spec.name).set_index("cell_id")["min_width"].sort_index(),
                      store.load("probes", spec.name))

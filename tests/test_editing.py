@@ -318,7 +318,7 @@ def test_tiny_sweep_through_the_orchestrator(tmp_path, shared_tracking, one_torc
     path = tmp_path / "edit.yaml"
     path.write_text(SWEEP.format(name="edit", root=tmp_path / "results"))
     spec = load_spec(path, [shared_tracking])
-    report = run_sweep(spec, progress=False, inline=True)  # the executor is not what this tests: no Ray
+    report = run_sweep(spec, progress=False, executor="inline")  # the executor is not what this tests: no Ray
     assert (report.cells, report.cells_done, report.probes_failed) == (3, 3, 0)
     cells = Store(spec.results_root).load("cells", "edit")
     probes = Store(spec.results_root).load("probes", "edit")

@@ -119,7 +119,7 @@ def test_a_real_sweep_past_the_ceiling_stops_at_a_plateau_and_its_report_says_so
                     "gd_epochs: 300, gd_lr: 0.03}\nsearch: {param: width, low: 1, high: 4096, arity: 3}\n"
                     f"storage: {{root: '{tmp_path}'}}\n")
     spec = load_spec(path)
-    run_sweep(spec, progress=False, inline=True)
+    run_sweep(spec, progress=False, executor="inline")
     cell = Store(tmp_path).load("cells", "ceiling").iloc[0]
     assert bool(cell["accuracy_plateau"]) and not bool(cell["stored"])
     assert cell["max_width_tried"] < 4096  # stopped before walking to the top of the range

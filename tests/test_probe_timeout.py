@@ -27,7 +27,7 @@ def test_a_probe_past_its_time_limit_is_a_failed_row(tmp_path, shared_tracking, 
     path = tmp_path / "slow.yaml"
     path.write_text(SLOW.format(root=tmp_path / "results"))
     started = time.monotonic()
-    report = run_sweep(load_spec(path, [shared_tracking]), progress=False, inline=where == "inline")
+    report = run_sweep(load_spec(path, [shared_tracking]), progress=False, executor=where)
     seconds = time.monotonic() - started
     probes = Store(tmp_path / "results").load("probes", "slow")
     assert report.probes_failed == 2 and len(probes) == 2 and set(probes["status"]) == {"failed"}

@@ -60,7 +60,7 @@ def test_a_file_covers_only_its_cells_and_the_others_can_be_listed_and_set_aside
 def test_every_row_names_the_invocation_and_code_that_made_it(tiny_sweep, shared_tracking):
     path = tiny_sweep("made", "")
     spec = load_spec(path, ["grid.num_facts=[8]", shared_tracking])
-    run_sweep(spec, progress=False, inline=True)
+    run_sweep(spec, progress=False, executor="inline")
     con = Store(spec.results_root).connect()
     rows = con.execute("select c.cell_id, i.overrides, i.code_version, i.state, i.host, i.file_sha256 "
                        "from cells c join invocations i using (invocation_id)").df()

@@ -79,7 +79,7 @@ def test_out_of_order_completion_records_every_probe_once_within_the_slots(tmp_p
     assert (again.cells_done, again.probes_run, again.probes_failed) == (5, 3, 0)  # the dead probe, then its round 2
 
     inline = synthetic_sweep(tmp_path / "inline.yaml", "drive", tmp_path / "inline", probes=4, probes_per_task=1)
-    run_sweep(load_spec(inline, [*ROUNDS, shared_tracking]), progress=False, inline=True)
+    run_sweep(load_spec(inline, [*ROUNDS, shared_tracking]), progress=False, executor="inline")
     summaries = [Store(root).load("cells", "drive").set_index("cell_id").sort_index()[["seed", "num_ok", "value_sum"]]
                  for root in (tmp_path / "results", tmp_path / "inline")]
     assert len(summaries[0]) == 5 and summaries[0][["seed", "num_ok"]].equals(summaries[1][["seed", "num_ok"]])

@@ -69,7 +69,7 @@ def test_a_long_run_compacts_as_it_goes(tmp_path, monkeypatch, shared_tracking):
     path = tmp_path / "long.yaml"
     path.write_text(LONG.format(root=tmp_path / "results"))
     try:
-        runner.run_sweep(load_spec(path, [shared_tracking]), inline=True, progress=False)
+        runner.run_sweep(load_spec(path, [shared_tracking]), executor="inline", progress=False)
     except KeyboardInterrupt:
         pass
     store = Store(tmp_path / "results")

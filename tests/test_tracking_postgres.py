@@ -42,7 +42,7 @@ def test_lab_mode_object_store_and_mlflow_server_on_postgres(object_store, postg
         path = tmp_path / "lab.yaml"
         path.write_text(SWEEP.format(uri=server.url, root=object_store.root("lab")))
         spec = load_spec(path)
-        report = run_sweep(spec, progress=False, inline=True)
+        report = run_sweep(spec, progress=False, executor="inline")
         assert report.cells_done == 3 and report.tracking_ok
         cells = Store(spec.results_root).load("cells", "lab")
         client = MlflowClient(server.url)

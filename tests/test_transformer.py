@@ -292,7 +292,7 @@ def test_tiny_usability_sweep(tmp_path, shared_tracking):
     path = tmp_path / "tu.yaml"
     path.write_text(textwrap.dedent(SWEEP.format(name="tu", root=tmp_path / "results")))
     spec = load_spec(path, [shared_tracking])
-    report = run_sweep(spec, progress=False, inline=True)  # the executor is not what this tests: no Ray
+    report = run_sweep(spec, progress=False, executor="inline")  # the executor is not what this tests: no Ray
     assert (report.cells, report.cells_done, report.probes_failed) == (1, 1, 0)
     cells = Store(spec.results_root).load("cells", "tu")
     probes = Store(spec.results_root).load("probes", "tu")

@@ -55,7 +55,7 @@ def test_sigterm_and_sigusr1_stop_like_ctrl_c_and_the_rerun_resumes(tmp_path, sh
     sender.start()
     spec = load_spec(path, [shared_tracking])
     with pytest.raises(KeyboardInterrupt, match="SIGUSR1"):
-        run_sweep(spec, progress=False, inline=True)
+        run_sweep(spec, progress=False, executor="inline")
     sender.join(timeout=10)
     assert signal.getsignal(signal.SIGUSR1) is signal.SIG_DFL, "the driver's handler outlived the run"
     recorded = len(store.load("probes", "stopped"))
