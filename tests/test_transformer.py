@@ -12,7 +12,7 @@ from factmlp import factsets
 from factmlp.evaluate import evaluate
 from orchestrator.registry import every
 from factmlp.experiments.transformer_capacity import EXPERIMENT as CAPACITY
-from factmlp.experiments.transformer_capacity import largest_facts
+from factmlp.experiments.transformer_capacity import FACTS
 from factmlp.experiments.transformer_usability import EXPERIMENT as USABILITY
 from factmlp.geometries import make_factset
 from factmlp.methods import build_fact_mlp
@@ -126,7 +126,7 @@ def test_attention_noise_floor_and_query_noise(factset, pretrained, mlp):
 def search_facts(stores, cell) -> tuple:
     """Drive one setting's F search on a synthetic 'F stores iff stores(F)'; (last step, observations, rounds)."""
     obs, rounds = {}, 0
-    while (step := largest_facts(obs, cell)).next:
+    while (step := FACTS["transformer"].on(cell, obs)).next:
         rounds += 1
         assert all(f % cell["facts_step"] == 0 and cell["search_low"] <= f <= cell["search_high"] and f not in obs
                    for f in step.next)
@@ -201,8 +201,8 @@ def test_a_flicker_in_f_is_found_and_the_cell_flagged():
     assert "not monotone in F alone" not in text
     # A failure far below the answer (as hebbian whitened seed 2 gave: 832 failed, 1088 stored): no F
     # within half of the answer up to which every probe stored, so no stable F.
-    far = largest_facts({128: True, 832: False, 896: True, 960: True, 1024: False, 1088: True, 1152: False,
-                         1216: False, 1280: False}, cell)
+    far = FACTS["transformer"].on(cell, {128: True, 832: False, 896: True, 960: True, 1024: False, 1088: True,
+                                         1152: False, 1216: False, 1280: False})
     assert far.done and far.answer == 1088 and not far.monotone and far.stable is None
 
 

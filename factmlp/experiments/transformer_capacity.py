@@ -17,7 +17,7 @@ from factmlp.experiments.transformer_schedules import (COMMON, LABELS, SCHEDULES
                                                       method_of, run_schedule)
 from factmlp.experiments.verdicts import against, by, fmt, paired, seeds_of, summary
 from orchestrator.experiment import Experiment, FigureSpec, ParamError, Reporting, is_set
-from orchestrator.search import Independent, LargestSuccess, Step
+from orchestrator.search import Independent, LargestSuccess
 
 SETTINGS = ("transformer", "standalone")
 # The summary's columns of each setting: the largest F stored, the F up to which every probed F
@@ -54,13 +54,6 @@ PARAMS = {
                                       "usable_fraction compares like with like; 1.0 is the standalone definition)"),
     **SEARCH.params,
 }
-
-
-def largest_facts(observations: dict[int, bool], cell: dict) -> Step:
-    """A setting's search on given observations (next F to probe, largest F stored so far,
-    monotone, the F up to which every probe stored), on multiples of facts_step (both settings
-    search the same range; they differ only in how a row counts as stored)."""
-    return FACTS["transformer"].on(cell, observations)
 
 
 def capacity_run(cell: dict, probes: list[dict]) -> list[dict]:
