@@ -111,12 +111,13 @@ class Param(Option):
     """An option as a cell parameter (``orchestrator.experiment.Param``).
 
     ``methods``: the methods whose cells carry it (an option of those methods); None: every cell.
-    ``geometries``: for a geometry's option, the geometries that use it: every cell carries it (it is
-    part of the id) but only cells of those geometries read it, so a view may leave it out of others.
+    ``read_when``: (another parameter, its values) of the cells that read it, for a parameter every
+    cell carries (it is part of the id) but only some use: a geometry's option is read when
+    ``geometry`` is one that declares it, so a view may leave it out of the others.
     """
 
     methods: tuple[str, ...] | None = None
-    geometries: tuple[str, ...] | None = None
+    read_when: tuple[str, tuple[str, ...]] | None = None
 
 
 @dataclass(frozen=True)

@@ -87,16 +87,18 @@ def run_name(config: dict, keys: list[str], taken: set[str], cell_id: str) -> st
 
 
 def shown_params(config: dict, varying: tuple[str, ...] | list[str], params: Mapping[str, Any]) -> dict:
-    """The cell's parameters that apply to it. A parameter that declares ``geometries`` (a geometry's
-    option: every cell carries it, as part of its id) is shown only when the file varies it, or when
-    the cell's geometry uses it and it is not at its default: ``llm_*`` is left out of a synthetic
-    cell, ``beta``, ``spike_on`` and ``kappa`` of a spherical one (the plain geometry). ``params``: the
-    experiment's parameters (an unknown key is shown)."""
+    """The cell's parameters that apply to it. A parameter that declares ``read_when`` (key, values):
+    every cell carries it, as part of its id, but only cells whose ``key`` is one of ``values`` read
+    it; it is shown only when the file varies it, or when the cell reads it and it is not at its
+    default (a geometry's options: ``llm_*`` left out of a synthetic cell, ``beta``, ``spike_on`` and
+    ``kappa`` of a spherical one, the plain geometry). ``params``: the experiment's parameters (an
+    unknown key is shown)."""
     def applies(key, value) -> bool:
-        geometries = getattr(params.get(key), "geometries", None)
-        if geometries is None or key in varying:
+        read_when = getattr(params.get(key), "read_when", None)
+        if read_when is None or key in varying:
             return True
-        return ("geometry" not in config or config["geometry"] in geometries) and value != params[key].default
+        by, values = read_when
+        return (by not in config or config[by] in values) and value != params[key].default
     return {k: v for k, v in config.items() if applies(k, v)}
 
 

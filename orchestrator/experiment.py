@@ -48,9 +48,11 @@ def as_param_error(err: ValueError, key: str | None = None) -> ParamError:
 
 
 class Param(Protocol):
-    """What the orchestrator needs of a cell parameter (``factmlp.options.Option`` is one).
+    """What the orchestrator needs of a cell parameter (``factmlp.options.Param`` is one).
 
     ``methods``: the methods whose cells carry it (an option of those methods); None: every cell.
+    Optional ``read_when`` (another parameter, its values): the cells that read a parameter every cell
+    carries; the MLflow view leaves it out of the others (``orchestrator.dashboard.shown_params``).
     """
 
     kind: type

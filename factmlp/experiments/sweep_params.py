@@ -75,7 +75,7 @@ def _geometry_params() -> dict[str, Param]:
     an option out of the other geometries' cells)."""
     out = shared_params(g.options for g in GEOMETRIES.values())
     users = {key: tuple(n for n, g in GEOMETRIES.items() if key in parameter_names(g.options).values()) for key in out}
-    return {key: dataclasses.replace(param, geometries=users[key]) for key, param in out.items()}
+    return {key: dataclasses.replace(param, read_when=("geometry", users[key])) for key, param in out.items()}
 
 
 # Every geometry's options, each once (an option two geometries share is declared alike in both).
