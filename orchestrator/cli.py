@@ -141,12 +141,16 @@ def ui_hint(spec) -> str:
     return f"`factsweep ui{root}` serves the runs at {home_url('http://127.0.0.1:5000')}"
 
 
+def _predicted(prediction) -> str:
+    return "" if prediction is None else f"{prediction.value:.1f} ±{prediction.spread:.0%}"
+
+
 def _plan_rows(scope, plans) -> list[dict]:
     from orchestrator import cell_columns
     keys = cell_columns.keys(scope.experiment, scope.spec.varying)
     predicts = scope.spec.predict and scope.experiment.predict is not None
     return [{**{c: p.config.get(c) for c in keys}, "state": p.state, "probes_recorded": len(p.results),
-             **({"predicted": "" if p.prediction is None else f"{p.prediction.value:.1f} ±{p.prediction.spread:.0%}"} if predicts else {}),
+             **({"predicted": _predicted(p.prediction)} if predicts else {}),
              "next": ",".join(str({k: v for k, v in q.items() if k != "probe_id"}) for q in p.next_probes)[:60]}
             for p in plans]
 

@@ -30,7 +30,7 @@ class CellPlan:
     results: list[dict] = field(default_factory=list)
     failures: dict[str, str] = field(default_factory=dict)  # probe id -> error message
     next_probes: list[dict] = field(default_factory=list)
-    prediction: Prediction | None = None  # where the search opened its first round (see orchestrator.experiment.Experiment.predict)
+    prediction: Prediction | None = None  # where the search opened its first round (see Experiment.predict)
     inputs: dict[str, str] = field(default_factory=dict)  # <param>_sha256 of each file the cell reads
 
     @property
@@ -50,8 +50,8 @@ def _clean(row: dict) -> dict:
 
 
 def advance(spec: Spec, cell: CellPlan, finished: list[dict] | None = None) -> None:
-    """Recompute the cell's next probes from its results (``next_probes``). A cell with nothing
-    recorded yet first gets its prediction from ``finished`` (rows of finished cells), when the
+    """Recompute the cell's next probes from its results (``Experiment.next_round``). A cell with
+    nothing recorded yet first gets its prediction from ``finished`` (rows of finished cells), when the
     experiment predicts and the sweep file does not turn it off (``search.predict: false``)."""
     if not cell.results and finished is not None and spec.predict and spec.experiment.predict:
         cell.prediction = spec.experiment.predict(cell.config, finished)

@@ -1,8 +1,9 @@
 """Searches inside a cell: what to probe next, decided only by what the cell has recorded.
 
 An experiment declares its search (``Experiment.search``) and the orchestrator drives it through
-the ``Search`` protocol (``orchestrator.plan.advance``): ``observe`` the cell's recorded probe rows
-(and its prediction, if any), ``propose`` the next probes, ``done`` when none is left. The state is
+the ``Search`` protocol (``Experiment.next_round``, from ``orchestrator.plan.advance``): ``observe``
+the cell's recorded probe rows (and its prediction, if any), ``propose`` the next probes, ``done``
+when none is left. The state is
 a pure function of the recorded rows, so a killed sweep resumes from its last recorded probe with
 nothing redone, and a round may propose several values at once (a batched GD trainer then
 evaluates them together). A search declares its own cell parameters (``search_low``,
